@@ -1,0 +1,1 @@
+"""Beacon: crisis-chat triage service."""

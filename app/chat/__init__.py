@@ -1,0 +1,1 @@
+"""Visitor chat sessions and their messages: durable, triaged, resumable."""

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, BigIntPK, JSONType, UTCDateTime, new_uuid, utcnow
+
+
+class ChatSession(Base):
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    # SHA-256 of the resume token: the token itself is never stored.
+    resume_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    # Max over message levels; only a recorded human assessment may lower it.
+    urgency: Mapped[int] = mapped_column(SmallInteger, default=0)
+    signals: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Start of the current wait; kept across requeues so a returned visitor keeps their place.
+    waiting_since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    visitor_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    visitor_connected: Mapped[bool] = mapped_column(default=False)
+    token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_chat_sessions_queue", "status", "urgency", "waiting_since"),)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    sender: Mapped[str] = mapped_column(String(16))  # visitor|volunteer|system
+    sender_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(16))  # e.g. "safety" for system messages
+    client_msg_id: Mapped[str | None] = mapped_column(String(64))
+    # NULL after the visitor erases the transcript or retention purges it.
+    text: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    level: Mapped[int | None] = mapped_column(SmallInteger)
+    score: Mapped[float | None] = mapped_column(Float)
+    signals: Mapped[list[str] | None] = mapped_column(JSONType)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    triage_ms: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq"),
+        UniqueConstraint("session_id", "sender", "client_msg_id"),
+        Index("ix_messages_sent_at", "sent_at"),
+    )

@@ -1,0 +1,80 @@
+"""Settings from ``BEACON_*`` environment variables (and an optional ``.env``).
+
+Development mode (the default) runs on an embedded SQLite file with generated secrets so that a
+newcomer can start the service with one command; production mode refuses to start without the
+secrets it needs instead of silently defaulting them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./beacon.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BEACON_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = Environment.development
+    database_url: str = DEFAULT_SQLITE_URL
+    db_pool_size: int = Field(default=10, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Signs volunteer tokens and other server-issued secrets; must be set in production.
+    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+
+    # Chat (SPEC §3, §9)
+    max_text_bytes: int = Field(default=4096, ge=1)
+    max_frame_bytes: int = Field(default=16384, ge=256)
+    hello_timeout_s: float = Field(default=10.0, gt=0)
+    visitor_grace_s: float = Field(default=600.0, ge=0)
+    ws_rate_limit_per_s: float = Field(default=5.0, gt=0)
+    ws_rate_limit_burst: int = Field(default=20, ge=1)
+    resume_token_ttl_s: float = Field(default=86400.0, gt=0)
+
+    # Partner triage API (SPEC §6)
+    partner_rate_limit_per_min: int = Field(default=600, ge=1)
+    triage_batch_max: int = Field(default=100, ge=1)
+
+    # Routing and escalation (SPEC §4, §5)
+    offer_timeout_s: float = Field(default=20.0, gt=0)
+    handoff_deadline_s: float = Field(default=60.0, gt=0)
+    partners_file: Path | None = None
+
+    # Retention (SPEC §9)
+    retention_days: int = Field(default=90, ge=1)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _production_needs_explicit_secrets(self) -> Self:
+        if self.env is Environment.production:
+            if "secret_key" not in self.model_fields_set:
+                raise ValueError("BEACON_SECRET_KEY must be set when BEACON_ENV=production")
+            if len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("BEACON_SECRET_KEY must be at least 32 characters")
+        return self
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,54 @@
+"""Prometheus metrics, one registry per app so that several apps (tests) never collide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS_MS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)
+_WAIT_BUCKETS_S = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.triage_latency_ms = Histogram(
+            "beacon_triage_latency_ms",
+            "Triage time per message",
+            ["source"],
+            buckets=_LATENCY_BUCKETS_MS,
+            registry=r,
+        )
+        self.triage_levels = Counter(
+            "beacon_triage_levels_total", "Triage results by level", ["source", "level"], registry=r
+        )
+        self.partner_requests = Counter(
+            "beacon_partner_requests_total", "Partner triage API calls", ["status"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "beacon_queue_depth", "Waiting sessions by urgency", ["urgency"], registry=r
+        )
+        self.wait_seconds = Histogram(
+            "beacon_wait_seconds",
+            "Time from waiting to answered",
+            ["urgency"],
+            buckets=_WAIT_BUCKETS_S,
+            registry=r,
+        )
+        self.connected_visitors = Gauge(
+            "beacon_connected_visitors", "Open visitor sockets", registry=r
+        )
+        self.connected_volunteers = Gauge(
+            "beacon_connected_volunteers", "Open volunteer sockets", registry=r
+        )
+        self.messages = Counter("beacon_messages_total", "Messages stored", ["sender"], registry=r)
+        self.handoff_attempts = Counter(
+            "beacon_handoff_attempts_total",
+            "Handoff webhook attempts",
+            ["partner", "outcome"],
+            registry=r,
+        )

@@ -1,0 +1,73 @@
+"""Application factory. The lifespan builds every engine, client and background task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import structlog
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.core.metrics import Metrics
+from app.core.migrate import upgrade_to_head
+from app.routers import health
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class AppState:
+    """Everything the lifespan builds; routers reach it through ``request.app.state.beacon``."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    metrics: Metrics
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.is_sqlite:
+            # The embedded default must just work: bring the file to head on start.
+            await asyncio.to_thread(upgrade_to_head, settings.database_url)
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.beacon = AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            metrics=metrics,
+        )
+        log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            log.info("shutdown")
+
+    app = FastAPI(
+        title="Beacon",
+        version="1",
+        summary="Crisis-chat triage: the most urgent person reaches a human first.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Entry point for ``uvicorn --factory app.main:create_app_from_env``."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return create_app(settings)

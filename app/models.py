@@ -1,0 +1,8 @@
+"""Every ORM model, imported in one place so Alembic and create_all see the whole schema."""
+
+from app.audit.models import Event
+from app.chat.models import ChatSession, Message
+from app.core.db import Base
+from app.partners.models import ApiKey, TriageRequest
+
+__all__ = ["ApiKey", "Base", "ChatSession", "Event", "Message", "TriageRequest"]

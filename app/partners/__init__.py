@@ -1,0 +1,1 @@
+"""Partner apps: API keys (hashed, scoped, revocable), rate limits, the triage request log."""
