@@ -10,7 +10,18 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+def _find_migrations_dir() -> Path:
+    # A source checkout (editable install) keeps migrations/ beside app/; an installed wheel
+    # (the Docker image) keeps them in the working directory.
+    beside_app = Path(__file__).resolve().parents[2] / "migrations"
+    for candidate in (beside_app, Path.cwd() / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise RuntimeError("migrations/ not found beside the app package or in the working directory")
+
+
+MIGRATIONS_DIR = _find_migrations_dir()
 
 
 def alembic_config(database_url: str) -> Config:

@@ -1,0 +1,27 @@
+# Beacon service image. Production expects Postgres: set BEACON_DATABASE_URL and BEACON_SECRET_KEY,
+# run `beacon db upgrade` once per release (e.g. as an init container), then start N replicas.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+RUN python -m pip install --no-cache-dir --upgrade pip \
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    BEACON_ENV=production \
+    BEACON_HOST=0.0.0.0 \
+    BEACON_PORT=8000
+RUN useradd --create-home --uid 10001 beacon
+WORKDIR /srv/beacon
+COPY --from=build /wheels /wheels
+RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# Migrations live beside the package so `beacon db upgrade` finds them (app/core/migrate.py).
+COPY migrations ./migrations
+COPY alembic.ini ./
+USER beacon
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
+CMD ["beacon", "serve"]
