@@ -33,11 +33,13 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Blocking; call from a thread when an event loop is running (env.py runs its own loop)."""
-    command.upgrade(alembic_config(database_url), "head")
+    command.upgrade(alembic_config(database_url), "heads")
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    """The single head; several heads (unmerged branches) is a packaging error readyz reports."""
+    heads = ScriptDirectory.from_config(alembic_config("")).get_heads()
+    return heads[0] if len(heads) == 1 else ",".join(sorted(heads))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
