@@ -4,5 +4,16 @@ from app.audit.models import Event
 from app.chat.models import ChatSession, Message
 from app.core.db import Base
 from app.partners.models import ApiKey, TriageRequest
+from app.routing.models import Assignment, Disposition, Volunteer
 
-__all__ = ["ApiKey", "Base", "ChatSession", "Event", "Message", "TriageRequest"]
+__all__ = [
+    "ApiKey",
+    "Assignment",
+    "Base",
+    "ChatSession",
+    "Disposition",
+    "Event",
+    "Message",
+    "TriageRequest",
+    "Volunteer",
+]

@@ -56,6 +56,18 @@ class Settings(BaseSettings):
 
     # Routing and escalation (SPEC §4, §5)
     offer_timeout_s: float = Field(default=20.0, gt=0)
+    # After this long a none/low session ranks with a fresh moderate one (app/routing/priority).
+    queue_wait_ceiling_s: float = Field(default=600.0, gt=0)
+    volunteer_token_ttl_s: float = Field(default=30 * 86400.0, gt=0)
+    volunteer_default_capacity: int = Field(default=3, ge=0)
+    # No frame for this long marks a volunteer offline; after the grace their chats are requeued.
+    volunteer_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
+    volunteer_grace_s: float = Field(default=60.0, ge=0)
+    # A volunteer who declined (or let expire) a session is not offered it again this soon.
+    offer_decline_cooldown_s: float = Field(default=120.0, ge=0)
+    # A session waits this long for a volunteer speaking its language before anyone may take it.
+    language_fallback_s: float = Field(default=120.0, ge=0)
+    routing_interval_s: float = Field(default=1.0, gt=0)
     handoff_deadline_s: float = Field(default=60.0, gt=0)
     partners_file: Path | None = None
 

@@ -1,0 +1,1 @@
+"""Volunteers, presence, the priority queue, offers, atomic claims, transfer and wrap-up."""

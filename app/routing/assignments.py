@@ -1,0 +1,814 @@
+"""Offers, claims, transfer, release and wrap-up: every change of who holds a session.
+
+Correctness rests on the database, never on process memory, so any number of instances may
+route at once:
+
+* a session is claimed by ``UPDATE chat_sessions ... WHERE status = 'waiting' RETURNING``: of two
+  racing claimers exactly one sees a row come back;
+* a volunteer's slot is taken by ``UPDATE volunteers SET load = load + 1 WHERE load < capacity``,
+  so capacity holds however many routers offer to the same person;
+* partial unique indexes on ``assignments`` refuse a second active holder or a second pending
+  offer for one session, as a last line of defence.
+
+Each step runs in the caller's transaction, rows are always touched in the same order (session,
+then volunteer, then assignment), and a step that loses a race undoes what it did in the same
+transaction before returning, so the caller may simply commit.
+
+Functions return ``Notice`` lists: what to tell which socket. The boundary publishes them only
+after its commit, so nobody hears about a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.service import record_event
+from app.chat.models import ChatSession, Message
+from app.core.db import utcnow
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.routing.accounts import Principal
+from app.routing.models import Assignment, Disposition, Volunteer
+from app.triage.types import Level
+
+DISPOSITIONS = (
+    "supported",
+    "safety_plan",
+    "referred",
+    "emergency_services",
+    "handed_off",
+    "visitor_left",
+    "inappropriate",
+    "other",
+)
+
+# Sessions a person can still be helped in; everything else is over.
+LIVE_STATUSES = ("waiting", "offered", "active", "transferring")
+
+
+class SessionTaken(Conflict):
+    code = "session_taken"
+
+
+class AtCapacity(Conflict):
+    code = "at_capacity"
+
+
+class NoOffer(Conflict):
+    code = "no_offer"
+
+
+class NotAssigned(Forbidden):
+    code = "not_assigned"
+
+
+class QueueEmpty(NotFound):
+    code = "queue_empty"
+
+
+# ---------------------------------------------------------------------------------------------
+# What to tell whom, after commit.
+
+
+def volunteer_channel(volunteer_id: uuid.UUID | str) -> str:
+    return f"volunteer:{volunteer_id}"
+
+
+SUPERVISORS_CHANNEL = "supervisors"
+# Wakes every instance's router: something changed that may allow a new offer.
+ROUTING_CHANNEL = "routing"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A frame for a volunteer channel, or a visitor status change for a session."""
+
+    channel: str | None = None
+    frame: dict[str, Any] = field(default_factory=dict)
+    # Set when the visitor of this session must get a `status` frame.
+    visitor_status: tuple[uuid.UUID, str] | None = None
+
+
+def _visitor(session_id: uuid.UUID, status: str) -> Notice:
+    return Notice(visitor_status=(session_id, status))
+
+
+def _session_update(
+    volunteer_id: uuid.UUID, session_id: uuid.UUID, status: str, **extra: Any
+) -> Notice:
+    return Notice(
+        channel=volunteer_channel(volunteer_id),
+        frame={"type": "session", "session_id": str(session_id), "status": status, **extra},
+    )
+
+
+ROUTING_WAKE = Notice(channel=ROUTING_CHANNEL, frame={"type": "wake"})
+
+
+@dataclass(frozen=True, slots=True)
+class OfferMade:
+    assignment_id: int
+    session_id: uuid.UUID
+    volunteer_id: uuid.UUID
+    urgency: int
+    signals: list[str]
+    waited_s: float
+    expires_at: datetime
+    kind: str
+
+    def frame(self, now: datetime) -> dict[str, Any]:
+        return {
+            "type": "offer",
+            "session_id": str(self.session_id),
+            "urgency": Level(self.urgency).name,
+            "urgency_value": self.urgency,
+            "signals": self.signals,
+            "waited_s": round(self.waited_s, 1),
+            "expires_in_s": max(0.0, round((self.expires_at - now).total_seconds(), 1)),
+            "kind": self.kind,
+        }
+
+    def notices(self, now: datetime) -> list[Notice]:
+        return [
+            Notice(channel=volunteer_channel(self.volunteer_id), frame=self.frame(now)),
+            *([] if self.kind == "transfer" else [_visitor(self.session_id, "offered")]),
+        ]
+
+
+def assigned_frame(session: ChatSession, kind: str, now: datetime) -> dict[str, Any]:
+    return {
+        "type": "assigned",
+        "session_id": str(session.id),
+        "urgency": Level(session.urgency).name,
+        "urgency_value": session.urgency,
+        "signals": list(session.signals or []),
+        "waited_s": round((now - session.waiting_since).total_seconds(), 1),
+        "last_seq": session.last_seq,
+        "locale": session.locale,
+        "kind": kind,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Slot accounting: the only two statements that change `volunteers.load`.
+
+
+async def _take_slot(db: AsyncSession, volunteer_id: uuid.UUID, *, online_only: bool) -> bool:
+    conditions = [
+        Volunteer.id == volunteer_id,
+        Volunteer.load < Volunteer.capacity,
+        Volunteer.revoked_at.is_(None),
+    ]
+    if online_only:
+        conditions.append(Volunteer.presence == "online")
+    result = await db.execute(
+        update(Volunteer)
+        .where(*conditions)
+        .values(load=Volunteer.load + 1)
+        .returning(Volunteer.id)
+        .execution_options(synchronize_session=False)
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def _free_slot(db: AsyncSession, volunteer_id: uuid.UUID, now: datetime) -> None:
+    await db.execute(
+        update(Volunteer)
+        .where(Volunteer.id == volunteer_id, Volunteer.load > 0)
+        .values(load=Volunteer.load - 1, idle_since=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _set_session_status(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    *,
+    from_statuses: Sequence[str],
+    to: str,
+    now: datetime,
+    **values: Any,
+) -> ChatSession | None:
+    """The conditional transition every claim is built on; None if someone else moved first."""
+    result = await db.execute(
+        update(ChatSession)
+        .where(ChatSession.id == session_id, ChatSession.status.in_(from_statuses))
+        .values(status=to, updated_at=now, **values)
+        .returning(ChatSession)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return result.scalar_one_or_none()
+
+
+def _audit(
+    db: AsyncSession,
+    actor: Principal | None,
+    action: str,
+    session_id: uuid.UUID,
+    **details: Any,
+) -> None:
+    record_event(
+        db,
+        actor_type=actor.role if actor else "system",
+        actor_id=actor.actor_id if actor else None,
+        action=action,
+        subject_type="session",
+        subject_id=str(session_id),
+        details=details,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Offers.
+
+
+async def offer(
+    db: AsyncSession,
+    session_id: uuid.UUID,
+    volunteer_id: uuid.UUID,
+    *,
+    timeout_s: float,
+    now: datetime | None = None,
+) -> OfferMade | None:
+    """Offer a waiting session to an online volunteer with a free slot; None if either is gone."""
+    now = now or utcnow()
+    session = await _set_session_status(
+        db, session_id, from_statuses=("waiting",), to="offered", now=now
+    )
+    if session is None:
+        return None
+    if not await _take_slot(db, volunteer_id, online_only=True):
+        await _set_session_status(db, session_id, from_statuses=("offered",), to="waiting", now=now)
+        return None
+    assignment = Assignment(
+        session_id=session_id,
+        volunteer_id=volunteer_id,
+        status="offered",
+        kind="route",
+        offered_at=now,
+        expires_at=now + timedelta(seconds=timeout_s),
+    )
+    db.add(assignment)
+    await db.flush()
+    _audit(
+        db,
+        None,
+        "session_offered",
+        session_id,
+        volunteer_id=str(volunteer_id),
+        urgency=session.urgency,
+    )
+    return OfferMade(
+        assignment_id=assignment.id,
+        session_id=session_id,
+        volunteer_id=volunteer_id,
+        urgency=session.urgency,
+        signals=list(session.signals or []),
+        waited_s=(now - session.waiting_since).total_seconds(),
+        expires_at=now + timedelta(seconds=timeout_s),
+        kind="route",
+    )
+
+
+async def _open_offer(
+    db: AsyncSession, session_id: uuid.UUID, volunteer_id: uuid.UUID
+) -> Assignment | None:
+    return await db.scalar(
+        select(Assignment).where(
+            Assignment.session_id == session_id,
+            Assignment.volunteer_id == volunteer_id,
+            Assignment.status == "offered",
+        )
+    )
+
+
+async def accept(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID, *, now: datetime | None = None
+) -> tuple[ChatSession, list[Notice]]:
+    now = now or utcnow()
+    pending = await _open_offer(db, session_id, principal.id)
+    if pending is None or (pending.expires_at is not None and pending.expires_at <= now):
+        raise NoOffer("no pending offer of this session to you (it may have expired)")
+    notices: list[Notice] = []
+    if pending.kind == "transfer":
+        session = await _set_session_status(
+            db, session_id, from_statuses=("transferring",), to="active", now=now
+        )
+        if session is None:
+            raise NoOffer("the transfer was cancelled")
+        previous = await db.scalar(
+            select(Assignment).where(
+                Assignment.session_id == session_id, Assignment.status == "active"
+            )
+        )
+        if previous is not None:
+            await _end_assignment(db, previous, "transferred", now)
+            notices.append(
+                _session_update(
+                    previous.volunteer_id, session_id, "transferred", to=str(principal.id)
+                )
+            )
+    else:
+        session = await _set_session_status(
+            db, session_id, from_statuses=("offered",), to="active", now=now
+        )
+        if session is None:
+            raise NoOffer("the offer is no longer open")
+    claimed = await db.execute(
+        update(Assignment)
+        .where(Assignment.id == pending.id, Assignment.status == "offered")
+        .values(status="active", responded_at=now)
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.scalar_one_or_none() is None:
+        raise NoOffer("the offer is no longer open")
+    _audit(db, principal, "session_accepted", session_id, kind=pending.kind)
+    notices.append(
+        Notice(
+            channel=volunteer_channel(principal.id),
+            frame=assigned_frame(session, pending.kind, now),
+        )
+    )
+    notices.append(_visitor(session_id, "active"))
+    return session, notices
+
+
+async def _end_offer(
+    db: AsyncSession, pending: Assignment, status: str, now: datetime, actor: Principal | None
+) -> list[Notice]:
+    """Decline, expiry or withdrawal: the slot frees and the session goes back where it was."""
+    result = await db.execute(
+        update(Assignment)
+        .where(Assignment.id == pending.id, Assignment.status == "offered")
+        .values(status=status, responded_at=now, ended_at=now, end_reason=status)
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.scalar_one_or_none() is None:
+        return []
+    if pending.kind == "transfer":
+        await _set_session_status(
+            db, pending.session_id, from_statuses=("transferring",), to="active", now=now
+        )
+    else:
+        await _set_session_status(
+            db, pending.session_id, from_statuses=("offered",), to="waiting", now=now
+        )
+    await _free_slot(db, pending.volunteer_id, now)
+    _audit(
+        db,
+        actor,
+        f"offer_{status}",
+        pending.session_id,
+        volunteer_id=str(pending.volunteer_id),
+        kind=pending.kind,
+    )
+    notices = [
+        _session_update(pending.volunteer_id, pending.session_id, f"offer_{status}"),
+        ROUTING_WAKE,
+    ]
+    if pending.kind == "transfer":
+        holder = await db.scalar(
+            select(Assignment.volunteer_id).where(
+                Assignment.session_id == pending.session_id, Assignment.status == "active"
+            )
+        )
+        if holder is not None:
+            notices.append(_session_update(holder, pending.session_id, f"transfer_{status}"))
+    else:
+        notices.append(_visitor(pending.session_id, "waiting"))
+    return notices
+
+
+async def decline(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID, *, now: datetime | None = None
+) -> list[Notice]:
+    now = now or utcnow()
+    pending = await _open_offer(db, session_id, principal.id)
+    if pending is None:
+        raise NoOffer("no pending offer of this session to you")
+    return await _end_offer(db, pending, "declined", now, principal)
+
+
+async def expire_offers(db: AsyncSession, *, now: datetime | None = None) -> list[Notice]:
+    """Unanswered offers past their deadline go back to the queue (for the next volunteer)."""
+    now = now or utcnow()
+    overdue = (
+        await db.scalars(
+            select(Assignment)
+            .where(Assignment.status == "offered", Assignment.expires_at <= now)
+            .order_by(Assignment.expires_at)
+            .limit(200)
+        )
+    ).all()
+    notices: list[Notice] = []
+    for pending in overdue:
+        notices.extend(await _end_offer(db, pending, "expired", now, None))
+    return notices
+
+
+# ---------------------------------------------------------------------------------------------
+# Pulling work: claim a named session, or the most urgent eligible one.
+
+
+async def _claim_waiting(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID, now: datetime
+) -> ChatSession | None:
+    session = await _set_session_status(
+        db, session_id, from_statuses=("waiting",), to="active", now=now
+    )
+    if session is None:
+        return None
+    if not await _take_slot(db, principal.id, online_only=False):
+        await _set_session_status(db, session_id, from_statuses=("active",), to="waiting", now=now)
+        raise AtCapacity("you are at capacity")
+    db.add(
+        Assignment(
+            session_id=session_id,
+            volunteer_id=principal.id,
+            status="active",
+            kind="pull",
+            offered_at=now,
+            responded_at=now,
+        )
+    )
+    await db.flush()
+    _audit(db, principal, "session_claimed", session_id, urgency=session.urgency)
+    return session
+
+
+async def claim(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID, *, now: datetime | None = None
+) -> tuple[ChatSession, list[Notice]]:
+    now = now or utcnow()
+    pending = await _open_offer(db, session_id, principal.id)
+    if pending is not None:
+        return await accept(db, principal, session_id, now=now)
+    session = await _claim_waiting(db, principal, session_id, now)
+    if session is None:
+        exists = await db.scalar(select(ChatSession.status).where(ChatSession.id == session_id))
+        if exists is None:
+            raise NotFound("no such session")
+        raise SessionTaken("the session is not waiting (someone else may have taken it)")
+    return session, _claimed_notices(principal, session, now)
+
+
+def _claimed_notices(principal: Principal, session: ChatSession, now: datetime) -> list[Notice]:
+    return [
+        Notice(channel=volunteer_channel(principal.id), frame=assigned_frame(session, "pull", now)),
+        _visitor(session.id, "active"),
+    ]
+
+
+async def next_session(
+    db: AsyncSession,
+    principal: Principal,
+    candidates: Sequence[uuid.UUID],
+    *,
+    now: datetime | None = None,
+) -> tuple[ChatSession, list[Notice]]:
+    """Claim the first of ``candidates`` (already in priority order) nobody else has taken."""
+    now = now or utcnow()
+    for session_id in candidates:
+        session = await _claim_waiting(db, principal, session_id, now)
+        if session is not None:
+            return session, _claimed_notices(principal, session, now)
+    raise QueueEmpty("no waiting session you are eligible for")
+
+
+# ---------------------------------------------------------------------------------------------
+# Handing a chat on: release (cold, back to the queue), transfer (warm, to someone), close.
+
+
+async def _end_assignment(
+    db: AsyncSession, assignment: Assignment, status: str, now: datetime
+) -> bool:
+    result = await db.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.status == assignment.status)
+        .values(status=status, ended_at=now, end_reason=status)
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.scalar_one_or_none() is None:
+        return False
+    await _free_slot(db, assignment.volunteer_id, now)
+    return True
+
+
+async def _active_assignment(db: AsyncSession, session_id: uuid.UUID) -> Assignment | None:
+    return await db.scalar(
+        select(Assignment).where(Assignment.session_id == session_id, Assignment.status == "active")
+    )
+
+
+async def _require_holder(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID
+) -> Assignment | None:
+    """The active assignment the principal may act on (supervisors may act on any session)."""
+    assignment = await _active_assignment(db, session_id)
+    if assignment is not None and assignment.volunteer_id == principal.id:
+        return assignment
+    if principal.is_supervisor:
+        if await db.scalar(select(ChatSession.id).where(ChatSession.id == session_id)) is None:
+            raise NotFound("no such session")
+        return assignment
+    raise NotAssigned("this session is not assigned to you")
+
+
+async def _withdraw_transfer_offer(
+    db: AsyncSession, session_id: uuid.UUID, now: datetime
+) -> list[Notice]:
+    pending = await db.scalar(
+        select(Assignment).where(
+            Assignment.session_id == session_id, Assignment.status == "offered"
+        )
+    )
+    if pending is None:
+        return []
+    result = await db.execute(
+        update(Assignment)
+        .where(Assignment.id == pending.id, Assignment.status == "offered")
+        .values(status="withdrawn", ended_at=now, end_reason="withdrawn")
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if result.scalar_one_or_none() is None:
+        return []
+    await _free_slot(db, pending.volunteer_id, now)
+    return [_session_update(pending.volunteer_id, session_id, "offer_withdrawn")]
+
+
+async def release(
+    db: AsyncSession,
+    principal: Principal | None,
+    assignment: Assignment,
+    *,
+    reason: str = "released",
+    now: datetime | None = None,
+) -> list[Notice]:
+    """Back to the queue with its urgency and original wait (``waiting_since`` is kept)."""
+    now = now or utcnow()
+    notices = await _withdraw_transfer_offer(db, assignment.session_id, now)
+    if not await _end_assignment(db, assignment, reason, now):
+        return notices
+    await _set_session_status(
+        db,
+        assignment.session_id,
+        from_statuses=("active", "transferring"),
+        to="waiting",
+        now=now,
+    )
+    _audit(
+        db,
+        principal,
+        f"session_{reason}",
+        assignment.session_id,
+        volunteer_id=str(assignment.volunteer_id),
+    )
+    return [
+        *notices,
+        _session_update(assignment.volunteer_id, assignment.session_id, reason),
+        _visitor(assignment.session_id, "waiting"),
+        ROUTING_WAKE,
+    ]
+
+
+async def release_by(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID, *, now: datetime | None = None
+) -> list[Notice]:
+    assignment = await _require_holder(db, principal, session_id)
+    if assignment is None:
+        raise SessionTaken("the session is not active")
+    return await release(db, principal, assignment, now=now)
+
+
+async def transfer(
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    to_volunteer_id: uuid.UUID | None,
+    to_supervisor: bool,
+    timeout_s: float,
+    now: datetime | None = None,
+) -> tuple[OfferMade | None, list[Notice]]:
+    """Warm transfer: offer to a named volunteer or an available supervisor while the current
+    holder stays in the chat; with neither named it is a cold transfer back to the queue."""
+    now = now or utcnow()
+    holder = await _require_holder(db, principal, session_id)
+    if holder is None:
+        raise SessionTaken("the session is not active")
+    if to_volunteer_id is None and not to_supervisor:
+        return None, await release(db, principal, holder, reason="transferred_to_queue", now=now)
+    if to_volunteer_id is None:
+        target = await db.scalar(
+            select(Volunteer.id)
+            .where(
+                Volunteer.role.in_(("supervisor", "admin")),
+                Volunteer.presence == "online",
+                Volunteer.revoked_at.is_(None),
+                Volunteer.load < Volunteer.capacity,
+                Volunteer.id != holder.volunteer_id,
+            )
+            .order_by(Volunteer.load, Volunteer.idle_since)
+            .limit(1)
+        )
+        if target is None:
+            raise AtCapacity("no supervisor is online with a free slot")
+        to_volunteer_id = target
+    if to_volunteer_id == holder.volunteer_id:
+        raise ValidationFailed("cannot transfer a session to its current holder")
+    session = await _set_session_status(
+        db, session_id, from_statuses=("active",), to="transferring", now=now
+    )
+    if session is None:
+        raise SessionTaken("a transfer is already in progress")
+    if not await _take_slot(db, to_volunteer_id, online_only=True):
+        await _set_session_status(
+            db, session_id, from_statuses=("transferring",), to="active", now=now
+        )
+        raise AtCapacity("that volunteer is not online or has no free slot")
+    assignment = Assignment(
+        session_id=session_id,
+        volunteer_id=to_volunteer_id,
+        status="offered",
+        kind="transfer",
+        offered_at=now,
+        expires_at=now + timedelta(seconds=timeout_s),
+    )
+    db.add(assignment)
+    await db.flush()
+    _audit(db, principal, "transfer_offered", session_id, to=str(to_volunteer_id))
+    made = OfferMade(
+        assignment_id=assignment.id,
+        session_id=session_id,
+        volunteer_id=to_volunteer_id,
+        urgency=session.urgency,
+        signals=list(session.signals or []),
+        waited_s=(now - session.waiting_since).total_seconds(),
+        expires_at=now + timedelta(seconds=timeout_s),
+        kind="transfer",
+    )
+    return made, made.notices(now)
+
+
+async def close(
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    disposition: str,
+    risk_level: int,
+    notes: str | None = None,
+    now: datetime | None = None,
+) -> list[Notice]:
+    """Wrap-up. The volunteer's risk assessment becomes the session urgency: the one way it may
+    go down, and it is audited with both values."""
+    now = now or utcnow()
+    if disposition not in DISPOSITIONS:
+        raise ValidationFailed(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+    if not 0 <= risk_level <= int(Level.imminent):
+        raise ValidationFailed("risk_level must be 0..4")
+    holder = await _require_holder(db, principal, session_id)
+    if holder is None and not principal.is_supervisor:
+        raise NotAssigned("this session is not assigned to you")
+    before = await db.scalar(select(ChatSession.urgency).where(ChatSession.id == session_id))
+    notices = await _withdraw_transfer_offer(db, session_id, now)
+    if holder is None:
+        # A supervisor closing a session nobody holds (waiting or offered): clear any offer.
+        pending = await db.scalar(
+            select(Assignment).where(
+                Assignment.session_id == session_id, Assignment.status == "offered"
+            )
+        )
+        if pending is not None:
+            notices.extend(await _end_offer(db, pending, "withdrawn", now, principal))
+    session = await _set_session_status(
+        db,
+        session_id,
+        from_statuses=LIVE_STATUSES,
+        to="closed",
+        now=now,
+        closed_at=now,
+        urgency=risk_level,
+    )
+    if session is None:
+        raise SessionTaken("the session is already over")
+    if holder is not None:
+        await _end_assignment(db, holder, "closed", now)
+        notices.append(_session_update(holder.volunteer_id, session_id, "closed"))
+    db.add(
+        Disposition(
+            session_id=session_id,
+            volunteer_id=principal.id,
+            code=disposition,
+            notes=notes,
+            risk_level=risk_level,
+            created_at=now,
+        )
+    )
+    if before is not None and before != risk_level:
+        _audit(
+            db,
+            principal,
+            "urgency_lowered" if risk_level < before else "urgency_raised",
+            session_id,
+            before=before,
+            after=risk_level,
+            by="risk_assessment",
+        )
+    _audit(
+        db, principal, "session_closed", session_id, disposition=disposition, risk_level=risk_level
+    )
+    return [*notices, _visitor(session_id, "closed")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Volunteers who went away: their offers are withdrawn, their chats go back to the queue.
+
+
+async def requeue_volunteer(
+    db: AsyncSession, volunteer_id: uuid.UUID, *, include_active: bool, now: datetime | None = None
+) -> list[Notice]:
+    now = now or utcnow()
+    open_rows = (
+        await db.scalars(
+            select(Assignment).where(
+                Assignment.volunteer_id == volunteer_id,
+                Assignment.status.in_(("offered", "active") if include_active else ("offered",)),
+            )
+        )
+    ).all()
+    notices: list[Notice] = []
+    for row in open_rows:
+        if row.status == "offered":
+            notices.extend(await _end_offer(db, row, "withdrawn", now, None))
+        else:
+            notices.extend(await release(db, None, row, reason="requeued", now=now))
+    return notices
+
+
+# ---------------------------------------------------------------------------------------------
+# Rights: who may read or write a session's transcript.
+
+
+async def require_access(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID, *, write: bool
+) -> ChatSession:
+    """Supervisors: every session. Volunteers: sessions offered to them (read) or held by them
+    (read and write). Anything else is refused, and a session's existence is not revealed."""
+    session = await db.scalar(select(ChatSession).where(ChatSession.id == session_id))
+    if principal.is_supervisor:
+        if session is None:
+            raise NotFound("no such session")
+        return session
+    statuses = ("active",) if write else ("offered", "active")
+    mine = await db.scalar(
+        select(Assignment.id).where(
+            and_(
+                Assignment.session_id == session_id,
+                Assignment.volunteer_id == principal.id,
+                Assignment.status.in_(statuses),
+            )
+        )
+    )
+    if session is None or mine is None:
+        raise NotAssigned("this session is not offered or assigned to you")
+    return session
+
+
+async def read_transcript(
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    after_seq: int = 0,
+    purpose: str = "transcript",
+) -> tuple[ChatSession, list[Message]]:
+    """Every read of a transcript is an audited event, in the same transaction as the read."""
+    session = await require_access(db, principal, session_id, write=False)
+    messages = (
+        await db.scalars(
+            select(Message)
+            .where(Message.session_id == session_id, Message.seq > after_seq)
+            .order_by(Message.seq)
+        )
+    ).all()
+    _audit(
+        db,
+        principal,
+        "transcript_read",
+        session_id,
+        after_seq=after_seq,
+        count=len(messages),
+        purpose=purpose,
+    )
+    return session, list(messages)

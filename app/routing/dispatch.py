@@ -1,0 +1,215 @@
+"""Who gets which waiting session: eligibility, best volunteer, and one routing pass.
+
+A pass is safe to run on every instance at once: it only ever *proposes* offers, and each one is
+made by the conditional UPDATEs in ``app.routing.assignments`` in its own short transaction, so
+a lost race just means someone else made that offer first.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.chat.models import ChatSession
+from app.core.config import Settings
+from app.core.db import transaction, utcnow
+from app.routing import assignments
+from app.routing.accounts import normalise_languages
+from app.routing.assignments import Notice, OfferMade
+from app.routing.models import Assignment, Volunteer
+from app.routing.priority import effective_priority, queue_order
+from app.triage.types import Level
+
+log = structlog.get_logger(__name__)
+
+
+def session_language(locale: str | None) -> str | None:
+    if not locale:
+        return None
+    languages = normalise_languages([locale])
+    return languages[0] if languages else None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    id: uuid.UUID
+    urgency: int
+    waiting_since: datetime
+    language: str | None
+    signals: list[str]
+
+    def waited_s(self, now: datetime) -> float:
+        return max(0.0, (now - self.waiting_since).total_seconds())
+
+    def any_language(self, now: datetime, fallback_s: float) -> bool:
+        """High-urgency people, and anyone who has waited long enough, go to whoever is free."""
+        return (
+            self.language is None or self.urgency >= Level.high or self.waited_s(now) >= fallback_s
+        )
+
+
+async def waiting_sessions(
+    db: AsyncSession,
+    settings: Settings,
+    *,
+    limit: int = 200,
+    urgency: int | None = None,
+) -> list[Waiting]:
+    """Waiting sessions, most urgent (by effective priority) first."""
+    query = select(
+        ChatSession.id,
+        ChatSession.urgency,
+        ChatSession.waiting_since,
+        ChatSession.locale,
+        ChatSession.signals,
+    ).where(ChatSession.status == "waiting")
+    if urgency is not None:
+        query = query.where(ChatSession.urgency == urgency)
+    query = query.order_by(
+        *queue_order(
+            ChatSession.urgency, ChatSession.waiting_since, ceiling_s=settings.queue_wait_ceiling_s
+        ),
+        ChatSession.id,
+    ).limit(limit)
+    rows = (await db.execute(query)).all()
+    return [
+        Waiting(
+            id=row.id,
+            urgency=row.urgency,
+            waiting_since=row.waiting_since,
+            language=session_language(row.locale),
+            signals=list(row.signals or []),
+        )
+        for row in rows
+    ]
+
+
+def eligible(
+    session: Waiting, languages: tuple[str, ...] | list[str], now: datetime, settings: Settings
+) -> bool:
+    return session.any_language(now, settings.language_fallback_s) or (
+        session.language in languages
+    )
+
+
+@dataclass(slots=True)
+class Candidate:
+    id: uuid.UUID
+    languages: list[str]
+    free: int
+    load: int
+    idle_since: datetime
+
+
+async def available_volunteers(
+    db: AsyncSession, settings: Settings, now: datetime
+) -> list[Candidate]:
+    """Online, heartbeating, not revoked, with a free slot."""
+    fresh = now - timedelta(seconds=settings.volunteer_heartbeat_timeout_s)
+    rows = (
+        await db.scalars(
+            select(Volunteer).where(
+                Volunteer.presence == "online",
+                Volunteer.revoked_at.is_(None),
+                Volunteer.token_expires_at > now,
+                Volunteer.last_heartbeat_at >= fresh,
+                Volunteer.load < Volunteer.capacity,
+            )
+        )
+    ).all()
+    return [
+        Candidate(
+            id=v.id,
+            languages=list(v.languages),
+            free=v.capacity - v.load,
+            load=v.load,
+            idle_since=v.idle_since,
+        )
+        for v in rows
+    ]
+
+
+async def recent_refusals(
+    db: AsyncSession, settings: Settings, now: datetime
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """(session, volunteer) pairs not to offer again yet: declined or let expire recently."""
+    since = now - timedelta(seconds=settings.offer_decline_cooldown_s)
+    rows = await db.execute(
+        select(Assignment.session_id, Assignment.volunteer_id).where(
+            Assignment.status.in_(("declined", "expired")), Assignment.responded_at >= since
+        )
+    )
+    return {(row.session_id, row.volunteer_id) for row in rows}
+
+
+def plan_offers(
+    queue: list[Waiting],
+    volunteers: list[Candidate],
+    refused: set[tuple[uuid.UUID, uuid.UUID]],
+    now: datetime,
+    settings: Settings,
+) -> list[tuple[Waiting, Candidate]]:
+    """Greedy: the most urgent session first, to the least loaded, longest idle volunteer who
+    may take it. Pure, so that the policy is testable without a database."""
+    plan: list[tuple[Waiting, Candidate]] = []
+    for session in queue:
+        choices = [
+            v
+            for v in volunteers
+            if v.free > 0
+            and (session.id, v.id) not in refused
+            and eligible(session, v.languages, now, settings)
+        ]
+        if not choices:
+            continue
+        best = min(choices, key=lambda v: (v.load, v.idle_since, v.id))
+        best.free -= 1
+        best.load += 1
+        plan.append((session, best))
+        if all(v.free <= 0 for v in volunteers):
+            break
+    return plan
+
+
+async def route_once(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> tuple[list[OfferMade], list[Notice]]:
+    """One pass: expire overdue offers, then offer waiting sessions to free volunteers."""
+    notices: list[Notice] = []
+    async with transaction(sessionmaker) as db:
+        notices.extend(await assignments.expire_offers(db))
+    now = utcnow()
+    async with transaction(sessionmaker) as db:
+        volunteers = await available_volunteers(db, settings, now)
+        if not volunteers:
+            return [], notices
+        queue = await waiting_sessions(db, settings)
+        refused = await recent_refusals(db, settings, now) if queue else set()
+    made: list[OfferMade] = []
+    for session, volunteer in plan_offers(queue, volunteers, refused, now, settings):
+        try:
+            async with transaction(sessionmaker) as db:
+                offer = await assignments.offer(
+                    db, session.id, volunteer.id, timeout_s=settings.offer_timeout_s
+                )
+        except (IntegrityError, DBAPIError) as exc:
+            # Another instance won a race the conditional updates could not see (e.g. a
+            # deadlock victim): nothing was committed; the next pass retries.
+            log.info("offer_race_lost", session_id=str(session.id), error=type(exc).__name__)
+            continue
+        if offer is not None:
+            made.append(offer)
+            notices.extend(offer.notices(utcnow()))
+    return made, notices
+
+
+def priority_of(session: Waiting, now: datetime, settings: Settings) -> float:
+    return effective_priority(
+        session.urgency, session.waited_s(now), ceiling_s=settings.queue_wait_ceiling_s
+    )
