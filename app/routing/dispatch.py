@@ -16,12 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bus.base import Bus
 from app.chat.models import ChatSession
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
-from app.routing import assignments
+from app.routing import assignments, notify
 from app.routing.accounts import normalise_languages
-from app.routing.assignments import Notice, OfferMade
+from app.routing.assignments import OfferMade
 from app.routing.models import Assignment, Volunteer
 from app.routing.priority import effective_priority, queue_order
 from app.triage.types import Level
@@ -178,17 +179,17 @@ def plan_offers(
 
 
 async def route_once(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
-) -> tuple[list[OfferMade], list[Notice]]:
-    """One pass: expire overdue offers, then offer waiting sessions to free volunteers."""
-    notices: list[Notice] = []
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, bus: Bus
+) -> list[OfferMade]:
+    """One pass: expire overdue offers, then offer waiting sessions to free volunteers. Each
+    change publishes its notices inside its own transaction, so they go out only if it commits."""
     async with transaction(sessionmaker) as db:
-        notices.extend(await assignments.expire_offers(db))
+        await notify.publish(bus, await assignments.expire_offers(db), db=db)
     now = utcnow()
     async with transaction(sessionmaker) as db:
         volunteers = await available_volunteers(db, settings, now)
         if not volunteers:
-            return [], notices
+            return []
         queue = await waiting_sessions(db, settings)
         refused = await recent_refusals(db, settings, now) if queue else set()
     made: list[OfferMade] = []
@@ -198,6 +199,8 @@ async def route_once(
                 offer = await assignments.offer(
                     db, session.id, volunteer.id, timeout_s=settings.offer_timeout_s
                 )
+                if offer is not None:
+                    await notify.publish(bus, offer.notices(utcnow()), db=db)
         except (IntegrityError, DBAPIError) as exc:
             # Another instance won a race the conditional updates could not see (e.g. a
             # deadlock victim): nothing was committed; the next pass retries.
@@ -205,8 +208,7 @@ async def route_once(
             continue
         if offer is not None:
             made.append(offer)
-            notices.extend(offer.notices(utcnow()))
-    return made, notices
+    return made
 
 
 def priority_of(session: Waiting, now: datetime, settings: Settings) -> float:

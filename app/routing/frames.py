@@ -1,0 +1,170 @@
+"""Frames a volunteer client sends on ``WS /v1/volunteer`` (SPEC §6), as one tagged union.
+
+Server-to-client frames are documented in docs/protocol.md; they are built where the state they
+describe is decided (``app.routing.assignments``, ``app.routing.live``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from app.core.errors import BeaconError
+from app.routing.assignments import DISPOSITIONS
+from app.triage.types import Level
+
+
+class InvalidJson(BeaconError):
+    code = "invalid_json"
+
+
+class InvalidFrame(BeaconError):
+    code = "invalid_frame"
+
+
+class UnknownFrameType(BeaconError):
+    code = "unknown_frame_type"
+
+
+class UnexpectedFrame(BeaconError):
+    code = "unexpected_frame"
+
+
+class TextTooLarge(BeaconError):
+    status_code = 413
+    code = "text_too_large"
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthFrame(_Frame):
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=256)
+    # On reconnect: the last seq seen per held session, so that only what is new is replayed.
+    last_seq: dict[uuid.UUID, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
+class PresenceFrame(_Frame):
+    type: Literal["presence"]
+    status: Literal["online", "away"]
+
+
+class AcceptFrame(_Frame):
+    type: Literal["accept"]
+    session_id: uuid.UUID
+
+
+class DeclineFrame(_Frame):
+    type: Literal["decline"]
+    session_id: uuid.UUID
+
+
+class NextFrame(_Frame):
+    type: Literal["next"]
+
+
+class MessageFrame(_Frame):
+    type: Literal["message"]
+    session_id: uuid.UUID
+    client_msg_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1)
+
+
+class ReleaseFrame(_Frame):
+    type: Literal["release"]
+    session_id: uuid.UUID
+
+
+class TransferFrame(_Frame):
+    """Warm to ``to_volunteer_id`` or to any free supervisor; with neither, cold to the queue."""
+
+    type: Literal["transfer"]
+    session_id: uuid.UUID
+    to_volunteer_id: uuid.UUID | None = None
+    to_supervisor: bool = False
+
+
+class CloseFrame(_Frame):
+    type: Literal["close"]
+    session_id: uuid.UUID
+    disposition: str
+    # The volunteer's own assessment, as a level name or 0-4; it becomes the session urgency.
+    risk_level: int | str
+    notes: str | None = Field(default=None, max_length=4000)
+
+    @field_validator("disposition")
+    @classmethod
+    def _known_disposition(cls, value: str) -> str:
+        if value not in DISPOSITIONS:
+            raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+        return value
+
+    @field_validator("risk_level")
+    @classmethod
+    def _level(cls, value: int | str) -> int:
+        if isinstance(value, str):
+            if value not in Level.__members__:
+                raise ValueError("risk_level must be a level name or 0-4")
+            return int(Level[value])
+        if not 0 <= value <= int(Level.imminent):
+            raise ValueError("risk_level must be 0-4")
+        return value
+
+    @property
+    def risk_value(self) -> int:
+        return int(self.risk_level)
+
+
+class SyncFrame(_Frame):
+    """Replay a session's messages after ``last_seq`` (reconnect), then continue live."""
+
+    type: Literal["sync"]
+    session_id: uuid.UUID
+    last_seq: int = Field(default=0, ge=0)
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    PresenceFrame
+    | AcceptFrame
+    | DeclineFrame
+    | NextFrame
+    | MessageFrame
+    | ReleaseFrame
+    | TransferFrame
+    | CloseFrame
+    | SyncFrame
+    | PingFrame
+    | AuthFrame,
+    Field(discriminator="type"),
+]
+
+client_frame_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(raw: str) -> ClientFrame:
+    """Text in, a frame or a BeaconError with a stable code out; never anything else."""
+    try:
+        return client_frame_adapter.validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        types = {e["type"] for e in errors}
+        if "json_invalid" in types:
+            raise InvalidJson("frame is not valid JSON") from None
+        if "union_tag_invalid" in types:
+            raise UnknownFrameType("unknown frame type") from None
+        if "union_tag_not_found" in types or "model_attributes_type" in types:
+            raise InvalidFrame("frame must be an object with a string field 'type'") from None
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}" for e in errors[:3]
+        )
+        raise InvalidFrame(detail) from None

@@ -1,0 +1,390 @@
+"""One volunteer's live connection: what it subscribes to, and what each client frame does.
+
+Independent of the WebSocket library: it is given a ``send`` coroutine. Every client frame runs
+in its own short transaction (never one held for the connection), and whatever that frame
+changed is announced on the bus inside the same transaction, so it is heard only if it commits.
+
+What a volunteer's socket hears:
+
+* ``volunteer:<id>`` - offers, assignments and session updates meant for this person, from any
+  instance (the router, a REST call, another volunteer's transfer);
+* ``session:<id>`` for every session they hold - message hints from the chat service; the
+  messages themselves are loaded from the database by seq, so each is delivered once, in order;
+* ``supervisors`` (supervisors only) - alerts;
+* the instance's queue counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bus.base import Bus, Subscription
+from app.chat.models import ChatSession, Message
+from app.core.config import Settings
+from app.core.db import transaction, utcnow
+from app.core.errors import BeaconError
+from app.routing import assignments, dispatch, frames, notify, presence
+from app.routing.accounts import Principal
+from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
+from app.routing.models import Assignment
+from app.routing.worker import RoutingWorker
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Session updates after which the volunteer no longer holds the chat.
+_LET_GO = frozenset({"closed", "released", "transferred", "requeued", "transferred_to_queue"})
+
+# Writes one message on behalf of a volunteer and returns (seq, committed-new?); provided by
+# the chat service so that volunteer messages get exactly the visitor's seq/ack guarantees.
+StoreMessage = Callable[
+    [async_sessionmaker[AsyncSession], Principal, uuid.UUID, str, str], Awaitable[int]
+]
+
+
+def session_channel(session_id: uuid.UUID | str) -> str:
+    return f"session:{session_id}"
+
+
+def message_frame(session_id: uuid.UUID, message: Message) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "message",
+        "session_id": str(session_id),
+        "seq": message.seq,
+        "sender": message.sender,
+        "text": message.text,
+        "sent_at": message.sent_at.isoformat(),
+    }
+    if message.kind is not None:
+        frame["kind"] = message.kind
+    if message.level is not None:
+        frame["level"] = message.level
+        frame["signals"] = list(message.signals or [])
+    if message.client_msg_id is not None and message.sender == "volunteer":
+        frame["client_msg_id"] = message.client_msg_id
+    return frame
+
+
+class VolunteerLink:
+    def __init__(
+        self,
+        *,
+        principal: Principal,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        bus: Bus,
+        worker: RoutingWorker,
+        store_message: StoreMessage,
+        send: Send,
+    ) -> None:
+        self.principal = principal
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.bus = bus
+        self.worker = worker
+        self.store_message = store_message
+        self._send = send
+        self._send_lock = asyncio.Lock()
+        self.presence = "online"
+        # Per held session: the highest seq this connection has sent (nothing is sent twice).
+        self._delivered: dict[uuid.UUID, int] = {}
+        self._held: dict[uuid.UUID, Subscription] = {}
+        self._flush_locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[Subscription] = []
+        self._last_heartbeat = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self._send(frame)
+
+    async def start(self, resume_from: dict[uuid.UUID, int]) -> None:
+        """Subscribe first, then read state: a change in between is heard, not lost."""
+        personal = self.bus.subscribe(volunteer_channel(self.principal.id))
+        self._subscriptions.append(personal)
+        self._spawn(self._pump_personal(personal))
+        if self.principal.is_supervisor:
+            alerts = self.bus.subscribe(SUPERVISORS_CHANNEL)
+            self._subscriptions.append(alerts)
+            self._spawn(self._pump_alerts(alerts))
+        async with transaction(self.sessionmaker) as db:
+            await presence.go_online(db, self.principal.id)
+            await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
+        self._last_heartbeat = time.monotonic()
+        await self.send(
+            {
+                "type": "ready",
+                "volunteer_id": str(self.principal.id),
+                "role": self.principal.role,
+                "name": self.principal.name,
+                "capacity": self.principal.capacity,
+                "languages": list(self.principal.languages),
+            }
+        )
+        await self._snapshot(resume_from)
+        self._spawn(self._pump_queue())
+
+    async def stop(self) -> None:
+        for subscription in [*self._subscriptions, *self._held.values()]:
+            subscription.close()
+        for task in tuple(self._tasks):
+            task.cancel()
+        for task in tuple(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        # Offline now; the router returns this person's chats to the queue after the grace.
+        with contextlib.suppress(Exception):
+            async with transaction(self.sessionmaker) as db:
+                await presence.go_offline(db, self.principal.id)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _snapshot(self, resume_from: dict[uuid.UUID, int]) -> None:
+        """Pending offers and held chats, after a (re)connect or a bus resync."""
+        now = utcnow()
+        async with transaction(self.sessionmaker) as db:
+            rows = (
+                await db.execute(
+                    select(Assignment, ChatSession)
+                    .join(ChatSession, ChatSession.id == Assignment.session_id)
+                    .where(
+                        Assignment.volunteer_id == self.principal.id,
+                        Assignment.status.in_(("offered", "active")),
+                    )
+                    .order_by(Assignment.offered_at)
+                )
+            ).all()
+        for assignment, session in rows:
+            if assignment.status == "offered" and assignment.expires_at is not None:
+                offer = OfferMade(
+                    assignment_id=assignment.id,
+                    session_id=session.id,
+                    volunteer_id=self.principal.id,
+                    urgency=session.urgency,
+                    signals=list(session.signals or []),
+                    waited_s=(now - session.waiting_since).total_seconds(),
+                    expires_at=assignment.expires_at,
+                    kind=assignment.kind,
+                )
+                await self.send(offer.frame(now))
+            elif assignment.status == "active":
+                if session.id not in self._held:
+                    await self.send(assignments.assigned_frame(session, assignment.kind, now))
+                await self._hold(session.id, resume_from.get(session.id, 0))
+
+    # -- what the bus brings ------------------------------------------------------------------
+
+    async def _pump_personal(self, subscription: Subscription) -> None:
+        async for payload in subscription:
+            if payload.get("kind") == "resync":
+                await self._snapshot(dict(self._delivered))
+                continue
+            frame_type = payload.get("type")
+            if not isinstance(frame_type, str):
+                continue
+            session_id = _uuid(payload.get("session_id"))
+            if frame_type == "assigned" and session_id is not None:
+                await self.send(payload)
+                await self._hold(session_id, 0)
+                continue
+            await self.send(payload)
+            let_go = frame_type == "session" and payload.get("status") in _LET_GO
+            if let_go and session_id is not None:
+                await self._let_go(session_id)
+
+    async def _pump_alerts(self, subscription: Subscription) -> None:
+        async for payload in subscription:
+            if payload.get("kind") == "resync":
+                continue
+            await self.send({"type": "alert", **{k: v for k, v in payload.items() if k != "type"}})
+
+    async def _pump_queue(self) -> None:
+        listener = self.worker.queue.listen()
+        try:
+            await self.send({"type": "queue", "counts": self.worker.queue.counts})
+            while True:
+                counts = await listener.get()
+                await self.send({"type": "queue", "counts": counts})
+        finally:
+            self.worker.queue.unlisten(listener)
+
+    async def _pump_session(self, session_id: uuid.UUID, subscription: Subscription) -> None:
+        async for payload in subscription:
+            kind = payload.get("kind")
+            if kind == "status" and isinstance(payload.get("status"), str):
+                await self.send(
+                    {"type": "session", "session_id": str(session_id), "status": payload["status"]}
+                )
+            # Anything else (a message hint, a resync) means: read what is new, in seq order.
+            await self._flush(session_id, purpose=None)
+
+    async def _hold(self, session_id: uuid.UUID, from_seq: int) -> None:
+        if session_id not in self._held:
+            subscription = self.bus.subscribe(session_channel(session_id))
+            self._held[session_id] = subscription
+            self._spawn(self._pump_session(session_id, subscription))
+            self._delivered[session_id] = from_seq
+        else:
+            self._delivered[session_id] = min(self._delivered[session_id], from_seq)
+        await self._flush(session_id, purpose="replay")
+
+    async def _let_go(self, session_id: uuid.UUID) -> None:
+        subscription = self._held.pop(session_id, None)
+        if subscription is not None:
+            subscription.close()
+        self._delivered.pop(session_id, None)
+        self._flush_locks.pop(session_id, None)
+
+    async def _flush(self, session_id: uuid.UUID, *, purpose: str | None) -> None:
+        """Send every committed message after what this connection already sent. A replay of
+        history (``purpose``) is a transcript read and is audited; live delivery is the chat."""
+        lock = self._flush_locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            if session_id not in self._delivered:
+                return
+            after = self._delivered[session_id]
+            async with transaction(self.sessionmaker) as db:
+                if purpose is not None:
+                    _, messages = await assignments.read_transcript(
+                        db, self.principal, session_id, after_seq=after, purpose=purpose
+                    )
+                else:
+                    messages = list(
+                        (
+                            await db.scalars(
+                                select(Message)
+                                .where(Message.session_id == session_id, Message.seq > after)
+                                .order_by(Message.seq)
+                            )
+                        ).all()
+                    )
+            for message in messages:
+                if message.seq > self._delivered.get(session_id, message.seq):
+                    await self.send(message_frame(session_id, message))
+                    self._delivered[session_id] = message.seq
+
+    # -- what the client asks -----------------------------------------------------------------
+
+    async def heartbeat(self, *, force: bool = False) -> None:
+        """Any frame proves the socket is alive; write it down at most every few seconds."""
+        interval = min(5.0, self.settings.volunteer_heartbeat_timeout_s / 3)
+        if not force and time.monotonic() - self._last_heartbeat < interval:
+            return
+        self._last_heartbeat = time.monotonic()
+        async with transaction(self.sessionmaker) as db:
+            await presence.heartbeat(db, self.principal.id, self.presence)
+
+    async def handle(self, frame: frames.ClientFrame) -> None:
+        """Run one client frame. Raises BeaconError for refusals (the router sends the error)."""
+        if isinstance(frame, frames.PingFrame):
+            await self.heartbeat()
+            await self.send({"type": "pong"})
+            return
+        if isinstance(frame, frames.PresenceFrame):
+            self.presence = frame.status
+            async with transaction(self.sessionmaker) as db:
+                await presence.go_online(db, self.principal.id, frame.status)
+                await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
+            self._last_heartbeat = time.monotonic()
+            await self.send({"type": "presence", "status": frame.status})
+            return
+        await self.heartbeat()
+        if isinstance(frame, frames.MessageFrame):
+            await self._message(frame)
+            return
+        if isinstance(frame, frames.SyncFrame):
+            async with transaction(self.sessionmaker) as db:
+                await assignments.require_access(db, self.principal, frame.session_id, write=False)
+            await self._hold(frame.session_id, frame.last_seq)
+            return
+        async with transaction(self.sessionmaker) as db:
+            notices = await self._change(db, frame)
+            await notify.publish(self.bus, notices, db=db)
+
+    async def _change(
+        self, db: AsyncSession, frame: frames.ClientFrame
+    ) -> list[assignments.Notice]:
+        me = self.principal
+        if isinstance(frame, frames.AcceptFrame):
+            _, notices = await assignments.accept(db, me, frame.session_id)
+            return notices
+        if isinstance(frame, frames.DeclineFrame):
+            return await assignments.decline(db, me, frame.session_id)
+        if isinstance(frame, frames.NextFrame):
+            now = utcnow()
+            queue = await dispatch.waiting_sessions(db, self.settings)
+            candidates = [
+                s.id for s in queue if dispatch.eligible(s, me.languages, now, self.settings)
+            ]
+            _, notices = await assignments.next_session(db, me, candidates, now=now)
+            return notices
+        if isinstance(frame, frames.ReleaseFrame):
+            return await assignments.release_by(db, me, frame.session_id)
+        if isinstance(frame, frames.TransferFrame):
+            _, notices = await assignments.transfer(
+                db,
+                me,
+                frame.session_id,
+                to_volunteer_id=frame.to_volunteer_id,
+                to_supervisor=frame.to_supervisor,
+                timeout_s=self.settings.offer_timeout_s,
+            )
+            return notices
+        if isinstance(frame, frames.CloseFrame):
+            return await assignments.close(
+                db,
+                me,
+                frame.session_id,
+                disposition=frame.disposition,
+                risk_level=frame.risk_value,
+                notes=frame.notes,
+            )
+        raise frames.UnexpectedFrame(f"{frame.type} is not valid here")
+
+    async def _message(self, frame: frames.MessageFrame) -> None:
+        text_bytes = len(frame.text.encode("utf-8", "surrogatepass"))
+        if text_bytes > self.settings.max_text_bytes:
+            raise frames.TextTooLarge(
+                f"text is {text_bytes} bytes; the limit is {self.settings.max_text_bytes}"
+            )
+        async with transaction(self.sessionmaker) as db:
+            await assignments.require_access(db, self.principal, frame.session_id, write=True)
+        seq = await self.store_message(
+            self.sessionmaker, self.principal, frame.session_id, frame.client_msg_id, frame.text
+        )
+        # Acknowledged only now: store_message returns after the message is committed.
+        await self.send(
+            {
+                "type": "ack",
+                "session_id": str(frame.session_id),
+                "client_msg_id": frame.client_msg_id,
+                "seq": seq,
+            }
+        )
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def error_frame(exc: BeaconError, **extra: Any) -> dict[str, Any]:
+    return {"type": "error", "code": exc.code, "detail": exc.detail, **extra}

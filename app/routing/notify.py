@@ -1,0 +1,39 @@
+"""Turning routing ``Notice``s into bus events, published in the caller's transaction (so they
+are delivered only if it commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bus.base import Bus, Event
+from app.routing.assignments import ROUTING_CHANNEL, Notice
+
+
+def visitor_status_event(session_id: str, status: str) -> Event:
+    return (f"session:{session_id}", {"kind": "status", "status": status})
+
+
+def to_events(notices: Sequence[Notice]) -> list[Event]:
+    events: list[Event] = []
+    wake = False
+    for notice in notices:
+        if notice.channel is not None:
+            if notice.frame.get("type") == "wake":
+                wake = True
+                continue
+            events.append((notice.channel, notice.frame))
+        if notice.visitor_status is not None:
+            session_id, status = notice.visitor_status
+            events.append(visitor_status_event(str(session_id), status))
+    if wake:
+        # One wake per transaction is enough: the router re-reads the queue from the database.
+        events.append((ROUTING_CHANNEL, {"kind": "wake"}))
+    return events
+
+
+async def publish(bus: Bus, notices: Sequence[Notice], *, db: AsyncSession | None) -> None:
+    events = to_events(notices)
+    if events:
+        await bus.publish_many(events, db=db)

@@ -1,0 +1,145 @@
+"""The routing loop each instance runs (built in the lifespan, never at import).
+
+Every instance may run it: the database claims decide races, so a second router only makes
+offers sooner. It wakes on bus hints (a session became waiting, urgency rose, a slot freed) and
+otherwise every ``routing_interval_s``, which also drives offer expiry and presence timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bus.base import Bus, Subscription
+from app.chat.models import ChatSession
+from app.core.config import Settings
+from app.core.db import transaction
+from app.core.metrics import Metrics
+from app.routing import dispatch, notify, presence
+from app.routing.assignments import ROUTING_CHANNEL
+from app.triage.types import Level
+
+log = structlog.get_logger(__name__)
+
+# Channels whose every payload means "the queue may have changed: route now".
+DEFAULT_WAKE_CHANNELS: tuple[str, ...] = (ROUTING_CHANNEL,)
+
+
+async def queue_counts(db: AsyncSession) -> dict[str, int]:
+    rows = await db.execute(
+        select(ChatSession.urgency, func.count())
+        .where(ChatSession.status == "waiting")
+        .group_by(ChatSession.urgency)
+    )
+    counts = {level.name: 0 for level in Level}
+    for urgency, count in rows.all():
+        counts[Level(urgency).name] = int(count)
+    return counts
+
+
+class QueueBroadcast:
+    """Local fan-out of queue counts to this instance's volunteer sockets (each instance
+    computes the counts itself, so nothing needs to cross instances)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {level.name: 0 for level in Level}
+        self._listeners: set[asyncio.Queue[dict[str, int]]] = set()
+
+    def listen(self) -> asyncio.Queue[dict[str, int]]:
+        queue: asyncio.Queue[dict[str, int]] = asyncio.Queue(maxsize=1)
+        self._listeners.add(queue)
+        return queue
+
+    def unlisten(self, queue: asyncio.Queue[dict[str, int]]) -> None:
+        self._listeners.discard(queue)
+
+    def update(self, counts: dict[str, int]) -> None:
+        if counts == self.counts:
+            return
+        self.counts = counts
+        for queue in tuple(self._listeners):
+            # Only the latest counts matter: replace whatever the socket has not sent yet.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            queue.put_nowait(counts)
+
+
+class RoutingWorker:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        bus: Bus,
+        metrics: Metrics,
+        wake_channels: Sequence[str] = DEFAULT_WAKE_CHANNELS,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.bus = bus
+        self.metrics = metrics
+        self.queue = QueueBroadcast()
+        self._wake = asyncio.Event()
+        self._wake_channels = tuple(wake_channels)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[Subscription] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        for channel in self._wake_channels:
+            subscription = self.bus.subscribe(channel)
+            self._subscriptions.append(subscription)
+            self._tasks.append(asyncio.create_task(self._pump(subscription)))
+        self._tasks.append(asyncio.create_task(self._run()))
+
+    async def stop(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _pump(self, subscription: Subscription) -> None:
+        async for _ in subscription:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.routing_interval_s)
+            self._wake.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bad pass must never stop routing for good
+                log.error("routing_pass_failed", error_type=type(exc).__name__, error=str(exc))
+                await asyncio.sleep(min(1.0, self.settings.routing_interval_s))
+
+    async def tick(self) -> None:
+        async with transaction(self.sessionmaker) as db:
+            notices = await presence.sweep(db, self.settings)
+            await notify.publish(self.bus, notices, db=db)
+        made = await dispatch.route_once(self.sessionmaker, self.settings, self.bus)
+        for offer in made:
+            log.info(
+                "offer_made",
+                session_id=str(offer.session_id),
+                volunteer_id=str(offer.volunteer_id),
+                urgency=offer.urgency,
+            )
+        async with transaction(self.sessionmaker) as db:
+            counts = await queue_counts(db)
+        for name, count in counts.items():
+            self.metrics.queue_depth.labels(urgency=name).set(count)
+        self.queue.update(counts)
