@@ -17,7 +17,7 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
-from app.routers import health
+from app.routers import health, triage_api
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(triage_api.router)
     return app
 
 

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # Partner triage API (SPEC §6)
     partner_rate_limit_per_min: int = Field(default=600, ge=1)
     triage_batch_max: int = Field(default=100, ge=1)
+    triage_context_max: int = Field(default=50, ge=0)
+    # Bounds the bytes read (and the text triaged) per call before any JSON parsing happens.
+    triage_max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     # Routing and escalation (SPEC §4, §5)
     offer_timeout_s: float = Field(default=20.0, gt=0)

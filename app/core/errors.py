@@ -40,6 +40,10 @@ class BadRequest(BeaconError):
     code = "bad_request"
 
 
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
 class ValidationFailed(BeaconError):
     status_code = 422
     code = "validation_error"
@@ -68,6 +72,11 @@ class Conflict(BeaconError):
 class PayloadTooLarge(BeaconError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(BeaconError):
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(BeaconError):
