@@ -812,3 +812,41 @@ async def read_transcript(
         purpose=purpose,
     )
     return session, list(messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions that ended elsewhere (the visitor closed, erased or abandoned it; a handoff).
+
+ENDED_STATUSES = ("closed", "abandoned", "handed_off")
+
+
+async def end_orphans(db: AsyncSession, *, now: datetime | None = None) -> list[Notice]:
+    """Free the slots of volunteers whose session ended without them (visitor left, erased,
+    handed off): their assignment ends and their socket is told."""
+    now = now or utcnow()
+    rows = (
+        await db.execute(
+            select(Assignment, ChatSession.status)
+            .join(ChatSession, ChatSession.id == Assignment.session_id)
+            .where(
+                Assignment.status.in_(("offered", "active")),
+                ChatSession.status.in_(ENDED_STATUSES),
+            )
+            .limit(200)
+        )
+    ).all()
+    notices: list[Notice] = []
+    for assignment, session_status in rows:
+        if await _end_assignment(db, assignment, "session_ended", now):
+            _audit(
+                db,
+                None,
+                "assignment_ended",
+                assignment.session_id,
+                volunteer_id=str(assignment.volunteer_id),
+                session_status=session_status,
+            )
+            notices.append(
+                _session_update(assignment.volunteer_id, assignment.session_id, session_status)
+            )
+    return notices

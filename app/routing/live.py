@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bus import QUEUE_CHANNEL, session_channel
 from app.bus.base import Bus, Subscription
 from app.chat.models import ChatSession, Message
 from app.core.config import Settings
@@ -37,22 +38,29 @@ from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
 from app.routing.models import Assignment
 from app.routing.worker import RoutingWorker
+from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # Session updates after which the volunteer no longer holds the chat.
-_LET_GO = frozenset({"closed", "released", "transferred", "requeued", "transferred_to_queue"})
+_LET_GO = frozenset(
+    {
+        "closed",
+        "abandoned",
+        "handed_off",
+        "released",
+        "transferred",
+        "requeued",
+        "transferred_to_queue",
+    }
+)
 
 # Writes one message on behalf of a volunteer and returns (seq, committed-new?); provided by
 # the chat service so that volunteer messages get exactly the visitor's seq/ack guarantees.
 StoreMessage = Callable[
     [async_sessionmaker[AsyncSession], Principal, uuid.UUID, str, str], Awaitable[int]
 ]
-
-
-def session_channel(session_id: uuid.UUID | str) -> str:
-    return f"session:{session_id}"
 
 
 def message_frame(session_id: uuid.UUID, message: Message) -> dict[str, Any]:
@@ -115,9 +123,10 @@ class VolunteerLink:
         self._subscriptions.append(personal)
         self._spawn(self._pump_personal(personal))
         if self.principal.is_supervisor:
-            alerts = self.bus.subscribe(SUPERVISORS_CHANNEL)
-            self._subscriptions.append(alerts)
-            self._spawn(self._pump_alerts(alerts))
+            for channel in (SUPERVISORS_CHANNEL, QUEUE_CHANNEL):
+                alerts = self.bus.subscribe(channel)
+                self._subscriptions.append(alerts)
+                self._spawn(self._pump_alerts(alerts))
         async with transaction(self.sessionmaker) as db:
             await presence.go_online(db, self.principal.id)
             await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
@@ -207,10 +216,27 @@ class VolunteerLink:
                 await self._let_go(session_id)
 
     async def _pump_alerts(self, subscription: Subscription) -> None:
+        """Supervisors hear every rise to ``high`` or above (SPEC §2: "supervisors see it"),
+        and whatever other parts (escalation) publish on the supervisors channel."""
         async for payload in subscription:
-            if payload.get("kind") == "resync":
-                continue
-            await self.send({"type": "alert", **{k: v for k, v in payload.items() if k != "type"}})
+            kind = payload.get("kind")
+            if subscription.channel == QUEUE_CHANNEL:
+                urgency = payload.get("urgency")
+                if kind != "urgency" or not isinstance(urgency, int) or urgency < Level.high:
+                    continue
+                await self.send(
+                    {
+                        "type": "alert",
+                        "session_id": payload.get("session_id"),
+                        "urgency": Level(urgency).name,
+                        "urgency_value": urgency,
+                        "reason": "urgency_raised",
+                    }
+                )
+            elif kind != "resync":
+                await self.send(
+                    {"type": "alert", **{k: v for k, v in payload.items() if k != "type"}}
+                )
 
     async def _pump_queue(self) -> None:
         listener = self.worker.queue.listen()
@@ -229,6 +255,20 @@ class VolunteerLink:
                 await self.send(
                     {"type": "session", "session_id": str(session_id), "status": payload["status"]}
                 )
+                continue
+            if kind == "urgency" and isinstance(payload.get("urgency"), int):
+                await self.send(
+                    {
+                        "type": "session",
+                        "session_id": str(session_id),
+                        "urgency": Level(payload["urgency"]).name,
+                        "urgency_value": payload["urgency"],
+                    }
+                )
+            if kind in ("typing", "urgency"):
+                if kind == "typing" and payload.get("sender") == "visitor":
+                    await self.send({"type": "typing", "session_id": str(session_id)})
+                continue
             # Anything else (a message hint, a resync) means: read what is new, in seq order.
             await self._flush(session_id, purpose=None)
 

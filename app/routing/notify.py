@@ -8,11 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bus.base import Bus, Event
+from app.chat import events as chat_events
 from app.routing.assignments import ROUTING_CHANNEL, Notice
-
-
-def visitor_status_event(session_id: str, status: str) -> Event:
-    return (f"session:{session_id}", {"kind": "status", "status": status})
 
 
 def to_events(notices: Sequence[Notice]) -> list[Event]:
@@ -25,8 +22,10 @@ def to_events(notices: Sequence[Notice]) -> list[Event]:
                 continue
             events.append((notice.channel, notice.frame))
         if notice.visitor_status is not None:
+            # The chat side's own status hint: the visitor's socket turns it into a `status`
+            # frame (with queue position), and queue watchers hear it on the queue channel.
             session_id, status = notice.visitor_status
-            events.append(visitor_status_event(str(session_id), status))
+            events.extend(chat_events.status_changed(session_id, status))
     if wake:
         # One wake per transaction is enough: the router re-reads the queue from the database.
         events.append((ROUTING_CHANNEL, {"kind": "wake"}))

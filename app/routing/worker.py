@@ -15,19 +15,21 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.bus import QUEUE_CHANNEL
 from app.bus.base import Bus, Subscription
 from app.chat.models import ChatSession
 from app.core.config import Settings
 from app.core.db import transaction
 from app.core.metrics import Metrics
-from app.routing import dispatch, notify, presence
+from app.routing import assignments, dispatch, notify, presence
 from app.routing.assignments import ROUTING_CHANNEL
 from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
 
-# Channels whose every payload means "the queue may have changed: route now".
-DEFAULT_WAKE_CHANNELS: tuple[str, ...] = (ROUTING_CHANNEL,)
+# Channels whose every payload means "the queue may have changed: route now" (a session opened,
+# its urgency rose, it went back to waiting, a volunteer's slot freed up).
+DEFAULT_WAKE_CHANNELS: tuple[str, ...] = (ROUTING_CHANNEL, QUEUE_CHANNEL)
 
 
 async def queue_counts(db: AsyncSession) -> dict[str, int]:
@@ -129,6 +131,7 @@ class RoutingWorker:
     async def tick(self) -> None:
         async with transaction(self.sessionmaker) as db:
             notices = await presence.sweep(db, self.settings)
+            notices.extend(await assignments.end_orphans(db))
             await notify.publish(self.bus, notices, db=db)
         made = await dispatch.route_once(self.sessionmaker, self.settings, self.bus)
         for offer in made:
