@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     ws_rate_limit_per_s: float = Field(default=5.0, gt=0)
     ws_rate_limit_burst: int = Field(default=20, ge=1)
     resume_token_ttl_s: float = Field(default=86400.0, gt=0)
+    # A client that keeps sending after rate_limited errors is closed (1008) past this many.
+    ws_flood_disconnect_after: int = Field(default=40, ge=1)
+    # Group commit (SPEC §10): messages arriving while a commit runs share the next one.
+    chat_commit_max_batch: int = Field(default=256, ge=1)
+    chat_commit_linger_ms: float = Field(default=0.0, ge=0)
+    chat_commit_workers: int = Field(default=1, ge=1)
+    # Earlier visitor messages of the session given to triage as context.
+    chat_triage_context: int = Field(default=10, ge=0)
+    # Queue position / wait estimate for waiting visitors, and the abandonment sweeper.
+    queue_refresh_s: float = Field(default=2.0, gt=0)
+    queue_rate_window_s: float = Field(default=900.0, gt=0)
+    visitor_sweep_interval_s: float = Field(default=30.0, gt=0)
 
     # Partner triage API (SPEC §6)
     partner_rate_limit_per_min: int = Field(default=600, ge=1)

@@ -1,0 +1,162 @@
+"""The bus interface: small JSON payloads published on named channels, fanned out to subscribers.
+
+Payloads are *hints* ("message 17 of session S was committed"), never the data itself: receivers
+load what they need from the database by id/seq. That keeps payloads far below the Postgres
+NOTIFY limit, keeps message text out of the notification queue, and makes every subscriber
+robust to a lost hint — when the bus cannot promise it delivered everything (a listener
+reconnected, a subscriber fell behind), it hands the subscriber a ``{"kind": "resync"}`` payload
+and the subscriber reloads its state from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Final, Self
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+Payload = dict[str, Any]
+Event = tuple[str, Payload]
+
+RESYNC: Final[Payload] = {"kind": "resync"}
+# Postgres refuses NOTIFY payloads of 8000 bytes or more; the envelope needs some of that.
+MAX_PAYLOAD_BYTES: Final = 7000
+# A subscriber this far behind gets a resync instead of an ever-growing backlog.
+DEFAULT_SUBSCRIBER_BACKLOG: Final = 1000
+
+
+def encode_payload(payload: Payload) -> str:
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(raw.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+        raise ValueError("bus payloads carry ids, not content: payload too large")
+    return raw
+
+
+class Subscription:
+    """Payloads published on one channel after ``subscribe`` returned, in publication order.
+
+    Use as an async context manager (it unsubscribes on exit) and iterate with ``async for``.
+    """
+
+    def __init__(self, bus: Bus, channel: str, backlog: int) -> None:
+        self.bus = bus
+        self.channel = channel
+        self._queue: asyncio.Queue[Payload] = asyncio.Queue(maxsize=backlog)
+        self._overflowed = False
+        self._closed = False
+
+    def deliver(self, payload: Payload) -> None:
+        """Called by the bus (and by local producers such as the queue monitor); never blocks."""
+        if self._closed:
+            return
+        try:
+            self._queue.put_nowait(payload)
+        except asyncio.QueueFull:
+            # Dropping is safe because payloads are hints: the consumer reloads from the database.
+            self._overflowed = True
+
+    def resync(self) -> None:
+        """Tell the consumer that hints may have been lost; it should reload from the database."""
+        self._overflowed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(dict(RESYNC))  # wakes a consumer blocked in get()
+
+    async def get(self) -> Payload:
+        if not self._overflowed:
+            payload = await self._queue.get()
+            if not self._overflowed:
+                return payload
+        # A resync supersedes every hint still queued: the consumer reloads everything anyway.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._overflowed = False
+        return dict(RESYNC)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Payload:
+        if self._closed:
+            raise StopAsyncIteration
+        return await self.get()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.bus._unsubscribe(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Bus(ABC):
+    """Publish/subscribe between connections, and between instances where the backend allows."""
+
+    def __init__(self, *, backlog: int = DEFAULT_SUBSCRIBER_BACKLOG) -> None:
+        self._backlog = backlog
+        self._subscribers: dict[str, set[Subscription]] = {}
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    def subscribe(self, channel: str) -> Subscription:
+        subscription = Subscription(self, channel, self._backlog)
+        self._subscribers.setdefault(channel, set()).add(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.channel)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.channel]
+
+    def subscriber_count(self, channel: str | None = None) -> int:
+        if channel is None:
+            return sum(len(s) for s in self._subscribers.values())
+        return len(self._subscribers.get(channel, ()))
+
+    def _dispatch(self, channel: str, payload: Payload) -> None:
+        for subscription in tuple(self._subscribers.get(channel, ())):
+            # Each subscriber gets its own copy: one consumer mutating a payload can't hurt another.
+            subscription.deliver(dict(payload))
+
+    def _resync_all(self) -> None:
+        for subscribers in tuple(self._subscribers.values()):
+            for subscription in tuple(subscribers):
+                subscription.resync()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self, channel: str, payload: Payload, *, db: AsyncSession | None = None
+    ) -> None:
+        await self.publish_many([(channel, payload)], db=db)
+
+    @abstractmethod
+    async def publish_many(
+        self, events: Sequence[Event], *, db: AsyncSession | None = None
+    ) -> None:
+        """Publish in order. With ``db``, the events belong to that transaction: they are
+        delivered only if (and once) it commits, and dropped if it rolls back."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections the backend needs (called from the lifespan)."""
+
+    async def stop(self) -> None:
+        self._resync_all()
+        self._subscribers.clear()

@@ -1,0 +1,156 @@
+"""Postgres LISTEN/NOTIFY bus: delivery across every instance sharing the database.
+
+One Postgres channel carries every logical channel (``{"c": channel, "p": payload}``), so an
+instance LISTENs once instead of once per session, and each instance fans out locally. A
+dedicated asyncpg connection (opened in the lifespan, not from the pool) listens; a health check
+notices a dead listener, reconnects with backoff, and then tells every subscriber to resync,
+because notifications sent while it was away are gone.
+
+Publishing with ``db=`` runs ``pg_notify`` inside the caller's transaction: Postgres delivers the
+notifications when, and only if, that transaction commits — so "message committed" and
+"message announced" can never disagree, even if this process dies right after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.bus.base import Bus, Event, encode_payload
+
+log = structlog.get_logger(__name__)
+
+PG_CHANNEL: Final = "beacon_bus"
+_NOTIFY = text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)")
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The same database as the engine's URL, spelled for a raw asyncpg connection."""
+    return (
+        make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+
+
+class PostgresBus(Bus):
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        engine: AsyncEngine,
+        pg_channel: str = PG_CHANNEL,
+        health_interval_s: float = 5.0,
+        max_reconnect_delay_s: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self._dsn = asyncpg_dsn(database_url)
+        self._engine = engine
+        self._pg_channel = pg_channel
+        self._health_interval_s = health_interval_s
+        self._max_reconnect_delay_s = max_reconnect_delay_s
+        self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._watchdog: asyncio.Task[None] | None = None
+        self.reconnects = 0  # observable by tests and operators
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._connect()
+        self._watchdog = asyncio.create_task(self._watch(), name="bus-listener-watchdog")
+
+    async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self._close_connection()
+        await super().stop()
+
+    async def _connect(self) -> None:
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        await conn.add_listener(self._pg_channel, self._on_notify)
+        conn.add_termination_listener(self._on_terminated)
+        self._conn = conn
+        self._lost.clear()
+
+    async def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+
+    def _on_terminated(self, _: Any) -> None:
+        self._lost.set()
+
+    async def _watch(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), timeout=self._health_interval_s)
+            if not self._lost.is_set() and await self._healthy():
+                continue
+            log.warning("bus_listener_lost")
+            await self._close_connection()
+            delay = 0.05
+            while True:
+                try:
+                    await self._connect()
+                    break
+                except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                    log.warning("bus_listener_reconnect_failed", error_type=type(exc).__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_reconnect_delay_s)
+            self.reconnects += 1
+            log.info("bus_listener_reconnected", reconnects=self.reconnects)
+            # Whatever was notified while we were away is lost: everyone reloads from the DB.
+            self._resync_all()
+
+    async def _healthy(self) -> bool:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self._health_interval_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            return False
+        return True
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, raw: str) -> None:
+        try:
+            envelope = json.loads(raw)
+            channel, payload = envelope["c"], envelope["p"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("bus_bad_notification")
+            return
+        if isinstance(channel, str) and isinstance(payload, dict):
+            self._dispatch(channel, payload)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish_many(
+        self, events: Sequence[Event], *, db: AsyncSession | None = None
+    ) -> None:
+        if not events:
+            return
+        params = {
+            "channel": self._pg_channel,
+            "payloads": [
+                encode_payload({"c": channel, "p": payload}) for channel, payload in events
+            ],
+        }
+        if db is not None:
+            await db.execute(_NOTIFY, params)
+            return
+        async with self._engine.connect() as conn:
+            await conn.execute(_NOTIFY, params)
+            await conn.commit()
