@@ -85,7 +85,7 @@ async def volunteer_socket(websocket: WebSocket) -> None:
         settings=settings,
         bus=state.bus,
         worker=state.routing,
-        store_message=state.store_volunteer_message,
+        committer=state.committer,
         send=send,
     )
     limiter = FrameRateLimiter(

@@ -75,6 +75,16 @@ class MessageFrame(_Frame):
     client_msg_id: str = Field(min_length=1, max_length=64)
     text: str = Field(min_length=1)
 
+    @field_validator("text", "client_msg_id")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        # Postgres text cannot hold NUL: refuse it here rather than fail at commit.
+        if "\x00" in value:
+            raise ValueError("NUL characters are not allowed")
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
 
 class ReleaseFrame(_Frame):
     type: Literal["release"]

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL, session_channel
 from app.bus.base import Bus, Subscription
+from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.models import ChatSession, Message
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
@@ -56,11 +57,6 @@ _LET_GO = frozenset(
     }
 )
 
-# Writes one message on behalf of a volunteer and returns (seq, committed-new?); provided by
-# the chat service so that volunteer messages get exactly the visitor's seq/ack guarantees.
-StoreMessage = Callable[
-    [async_sessionmaker[AsyncSession], Principal, uuid.UUID, str, str], Awaitable[int]
-]
 
 
 def message_frame(session_id: uuid.UUID, message: Message) -> dict[str, Any]:
@@ -91,7 +87,7 @@ class VolunteerLink:
         settings: Settings,
         bus: Bus,
         worker: RoutingWorker,
-        store_message: StoreMessage,
+        committer: MessageCommitter,
         send: Send,
     ) -> None:
         self.principal = principal
@@ -99,7 +95,7 @@ class VolunteerLink:
         self.settings = settings
         self.bus = bus
         self.worker = worker
-        self.store_message = store_message
+        self.committer = committer
         self._send = send
         self._send_lock = asyncio.Lock()
         self.presence = "online"
@@ -403,10 +399,19 @@ class VolunteerLink:
             )
         async with transaction(self.sessionmaker) as db:
             await assignments.require_access(db, self.principal, frame.session_id, write=True)
-        seq = await self.store_message(
-            self.sessionmaker, self.principal, frame.session_id, frame.client_msg_id, frame.text
+        # The chat side's group committer: the same per-session seq, resend dedup and
+        # ack-after-commit as visitor messages get.
+        stored = await self.committer.submit(
+            NewMessage(
+                session_id=frame.session_id,
+                sender="volunteer",
+                text=frame.text,
+                client_msg_id=frame.client_msg_id,
+                sender_id=self.principal.actor_id,
+            )
         )
-        # Acknowledged only now: store_message returns after the message is committed.
+        seq = stored.seq
+        # Acknowledged only now: submit() returns after the message is committed.
         await self.send(
             {
                 "type": "ack",

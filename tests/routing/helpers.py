@@ -1,0 +1,69 @@
+"""Builders for routing tests: sessions and volunteers written straight to the database."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.chat.models import ChatSession
+from app.core.db import utcnow
+from app.routing import accounts
+from app.routing.accounts import IssuedAccount, Principal
+
+
+async def add_session(
+    db: AsyncSession,
+    *,
+    urgency: int = 0,
+    waited_s: float = 0.0,
+    locale: str | None = "en",
+    status: str = "waiting",
+    now: datetime | None = None,
+) -> uuid.UUID:
+    now = now or utcnow()
+    session = ChatSession(
+        id=uuid.uuid4(),
+        resume_token_hash=secrets.token_hex(32),
+        status=status,
+        urgency=urgency,
+        signals=[],
+        locale=locale,
+        last_seq=0,
+        created_at=now,
+        waiting_since=now - timedelta(seconds=waited_s),
+        updated_at=now,
+        visitor_seen_at=now,
+        visitor_connected=True,
+        token_expires_at=now + timedelta(days=1),
+    )
+    db.add(session)
+    await db.flush()
+    return session.id
+
+
+async def add_volunteer(
+    db: AsyncSession,
+    *,
+    role: str = "volunteer",
+    capacity: int = 2,
+    languages: list[str] | None = None,
+    online: bool = True,
+    name: str | None = None,
+) -> tuple[IssuedAccount, Principal]:
+    issued = await accounts.create_volunteer(
+        db,
+        name=name or f"v-{uuid.uuid4().hex[:6]}",
+        role=role,
+        languages=languages or ["en"],
+        capacity=capacity,
+        token_ttl_s=3600,
+    )
+    if online:
+        from app.routing import presence
+
+        await presence.go_online(db, issued.id)
+    principal = await accounts.authenticate(db, issued.token)
+    return issued, principal

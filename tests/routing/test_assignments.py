@@ -1,0 +1,172 @@
+"""Offers, claims, capacity, release, transfer and wrap-up against Postgres (rolled back)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.models import Event
+from app.chat.models import ChatSession, Message
+from app.core.db import utcnow
+from app.routing import assignments
+from app.routing.models import Assignment, Disposition, Volunteer
+from tests.routing.helpers import add_session, add_volunteer
+
+
+async def _status(db: AsyncSession, session_id: uuid.UUID) -> str:
+    status = await db.scalar(
+        select(ChatSession.status)
+        .where(ChatSession.id == session_id)
+        .execution_options(populate_existing=True)
+    )
+    assert status is not None
+    return status
+
+
+async def _load(db: AsyncSession, volunteer_id: uuid.UUID) -> int:
+    load = await db.scalar(select(Volunteer.load).where(Volunteer.id == volunteer_id))
+    assert load is not None
+    return load
+
+
+async def test_offer_accept_close_lowers_urgency_with_audit(db: AsyncSession) -> None:
+    session_id = await add_session(db, urgency=3, waited_s=30)
+    issued, me = await add_volunteer(db, capacity=1)
+    made = await assignments.offer(db, session_id, me.id, timeout_s=20)
+    assert made is not None and made.urgency == 3 and made.waited_s >= 30
+    assert await _status(db, session_id) == "offered"
+    assert await _load(db, me.id) == 1
+    # A second offer of the same session, or to the same full volunteer, is refused.
+    assert await assignments.offer(db, session_id, me.id, timeout_s=20) is None
+    other = await add_session(db)
+    assert await assignments.offer(db, other, me.id, timeout_s=20) is None
+    assert await _status(db, other) == "waiting"
+
+    _, notices = await assignments.accept(db, me, session_id)
+    assert await _status(db, session_id) == "active"
+    assert any(n.frame.get("type") == "assigned" for n in notices)
+    assert any(n.visitor_status == (session_id, "active") for n in notices)
+
+    await assignments.close(db, me, session_id, disposition="safety_plan", risk_level=1, notes="ok")
+    assert await _status(db, session_id) == "closed"
+    assert await _load(db, me.id) == 0
+    urgency = await db.scalar(select(ChatSession.urgency).where(ChatSession.id == session_id))
+    assert urgency == 1
+    disposition = await db.scalar(select(Disposition).where(Disposition.session_id == session_id))
+    assert disposition is not None and disposition.code == "safety_plan"
+    assert disposition.risk_level == 1
+    actions = (
+        await db.scalars(select(Event.action).where(Event.subject_id == str(session_id)))
+    ).all()
+    assert "urgency_lowered" in actions and "session_closed" in actions
+
+
+async def test_decline_and_expiry_return_the_session_keeping_its_wait(db: AsyncSession) -> None:
+    session_id = await add_session(db, urgency=2, waited_s=100)
+    before = await db.scalar(select(ChatSession.waiting_since).where(ChatSession.id == session_id))
+    _, a = await add_volunteer(db)
+    _, b = await add_volunteer(db)
+    assert await assignments.offer(db, session_id, a.id, timeout_s=20) is not None
+    await assignments.decline(db, a, session_id)
+    assert await _status(db, session_id) == "waiting"
+    assert await _load(db, a.id) == 0
+    assert await assignments.offer(db, session_id, b.id, timeout_s=20) is not None
+    await assignments.expire_offers(db, now=utcnow() + timedelta(seconds=21))
+    assert await _status(db, session_id) == "waiting"
+    assert await _load(db, b.id) == 0
+    with pytest.raises(assignments.NoOffer):
+        await assignments.accept(db, b, session_id)
+    after = await db.scalar(select(ChatSession.waiting_since).where(ChatSession.id == session_id))
+    assert after == before
+
+
+async def test_release_and_cold_transfer_keep_priority(db: AsyncSession) -> None:
+    session_id = await add_session(db, urgency=4, waited_s=5)
+    _, me = await add_volunteer(db)
+    await assignments.claim(db, me, session_id)
+    assert await _status(db, session_id) == "active"
+    await assignments.release_by(db, me, session_id)
+    session = await db.scalar(
+        select(ChatSession)
+        .where(ChatSession.id == session_id)
+        .execution_options(populate_existing=True)
+    )
+    assert session is not None and session.status == "waiting" and session.urgency == 4
+    assert (utcnow() - session.waiting_since).total_seconds() >= 5
+
+
+async def test_warm_transfer_to_named_volunteer(db: AsyncSession) -> None:
+    session_id = await add_session(db, urgency=3)
+    _, me = await add_volunteer(db)
+    _, peer = await add_volunteer(db)
+    await assignments.claim(db, me, session_id)
+    made, _ = await assignments.transfer(
+        db, me, session_id, to_volunteer_id=peer.id, to_supervisor=False, timeout_s=20
+    )
+    assert made is not None and made.kind == "transfer"
+    assert await _status(db, session_id) == "transferring"
+    # The original holder still holds it until the peer accepts.
+    await assignments.require_access(db, me, session_id, write=True)
+    await assignments.accept(db, peer, session_id)
+    assert await _status(db, session_id) == "active"
+    with pytest.raises(assignments.NotAssigned):
+        await assignments.require_access(db, me, session_id, write=False)
+    await assignments.require_access(db, peer, session_id, write=True)
+    assert await _load(db, me.id) == 0 and await _load(db, peer.id) == 1
+
+
+async def test_volunteer_cannot_touch_someone_elses_session(db: AsyncSession) -> None:
+    session_id = await add_session(db)
+    _, holder = await add_volunteer(db)
+    _, stranger = await add_volunteer(db)
+    _, supervisor = await add_volunteer(db, role="supervisor")
+    await assignments.claim(db, holder, session_id)
+    with pytest.raises(assignments.NotAssigned):
+        await assignments.read_transcript(db, stranger, session_id)
+    with pytest.raises(assignments.NotAssigned):
+        await assignments.close(db, stranger, session_id, disposition="other", risk_level=0)
+    with pytest.raises(assignments.NotAssigned):
+        await assignments.release_by(db, stranger, session_id)
+    with pytest.raises(assignments.NoOffer):
+        await assignments.accept(db, stranger, session_id)
+    db.add(Message(session_id=session_id, seq=1, sender="visitor", text="hi", sent_at=utcnow()))
+    await db.flush()
+    _, messages = await assignments.read_transcript(db, supervisor, session_id)
+    assert [m.seq for m in messages] == [1]
+    reads = await db.scalar(
+        select(func.count())
+        .select_from(Event)
+        .where(
+            Event.subject_id == str(session_id),
+            Event.action == "transcript_read",
+            Event.actor_id == str(supervisor.id),
+        )
+    )
+    assert reads == 1
+
+
+async def test_next_pulls_the_most_urgent_and_respects_capacity(db: AsyncSession) -> None:
+    low = await add_session(db, urgency=1, waited_s=50)
+    imminent = await add_session(db, urgency=4)
+    _, me = await add_volunteer(db, capacity=1)
+    session, _ = await assignments.next_session(db, me, [imminent, low])
+    assert session.id == imminent
+    with pytest.raises(assignments.AtCapacity):
+        await assignments.next_session(db, me, [low])
+    assert await _status(db, low) == "waiting"
+
+
+async def test_offline_volunteer_chats_requeued(db: AsyncSession) -> None:
+    session_id = await add_session(db, urgency=3, waited_s=10)
+    _, me = await add_volunteer(db)
+    await assignments.claim(db, me, session_id)
+    await assignments.requeue_volunteer(db, me.id, include_active=True)
+    assert await _status(db, session_id) == "waiting"
+    rows = (
+        await db.scalars(select(Assignment.status).where(Assignment.session_id == session_id))
+    ).all()
+    assert rows == ["requeued"]
