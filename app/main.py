@@ -11,6 +11,8 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.bus import Bus, create_bus
+from app.chat.committer import MessageCommitter
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
@@ -30,6 +32,9 @@ class AppState:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     metrics: Metrics
+    bus: Bus
+    # The one path by which a chat message gets its seq and is committed (group commit).
+    committer: MessageCommitter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,16 +47,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # The embedded default must just work: bring the file to head on start.
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
         engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        sessionmaker = create_sessionmaker(engine)
+        bus = create_bus(settings.database_url, engine)
+        await bus.start()
+        committer = MessageCommitter(
+            sessionmaker,
+            bus,
+            metrics,
+            max_batch=settings.chat_commit_max_batch,
+            linger_s=settings.chat_commit_linger_ms / 1000,
+            workers=settings.chat_commit_workers,
+            context_size=settings.chat_triage_context,
+        )
+        await committer.start()
         app.state.beacon = AppState(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             metrics=metrics,
+            bus=bus,
+            committer=committer,
         )
         log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
         try:
             yield
         finally:
+            # Messages already submitted are committed (and acked) before the database goes.
+            await committer.stop()
+            await bus.stop()
             await engine.dispose()
             log.info("shutdown")
 
