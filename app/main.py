@@ -19,7 +19,8 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
-from app.routers import health, triage_api
+from app.routers import dashboard, health, triage_api, volunteer_ws
+from app.routing.worker import RoutingWorker
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,8 @@ class AppState:
     bus: Bus
     # The one path by which a chat message gets its seq and is committed (group commit).
     committer: MessageCommitter
+    # Offers, offer/presence timeouts and requeues; every instance runs one (DB claims decide).
+    routing: RoutingWorker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             context_size=settings.chat_triage_context,
         )
         await committer.start()
+        routing = RoutingWorker(
+            sessionmaker=sessionmaker, settings=settings, bus=bus, metrics=metrics
+        )
+        await routing.start()
         app.state.beacon = AppState(
             settings=settings,
             engine=engine,
@@ -67,12 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=metrics,
             bus=bus,
             committer=committer,
+            routing=routing,
         )
         log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
         try:
             yield
         finally:
             # Messages already submitted are committed (and acked) before the database goes.
+            await routing.stop()
             await committer.stop()
             await bus.stop()
             await engine.dispose()
@@ -87,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(triage_api.router)
+    app.include_router(volunteer_ws.router)
+    app.include_router(dashboard.router)
     return app
 
 

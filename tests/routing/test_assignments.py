@@ -35,9 +35,11 @@ async def _load(db: AsyncSession, volunteer_id: uuid.UUID) -> int:
 
 async def test_offer_accept_close_lowers_urgency_with_audit(db: AsyncSession) -> None:
     session_id = await add_session(db, urgency=3, waited_s=30)
-    issued, me = await add_volunteer(db, capacity=1)
+    _issued, me = await add_volunteer(db, capacity=1)
     made = await assignments.offer(db, session_id, me.id, timeout_s=20)
-    assert made is not None and made.urgency == 3 and made.waited_s >= 30
+    assert made is not None
+    assert made.urgency == 3
+    assert made.waited_s >= 30
     assert await _status(db, session_id) == "offered"
     assert await _load(db, me.id) == 1
     # A second offer of the same session, or to the same full volunteer, is refused.
@@ -57,12 +59,14 @@ async def test_offer_accept_close_lowers_urgency_with_audit(db: AsyncSession) ->
     urgency = await db.scalar(select(ChatSession.urgency).where(ChatSession.id == session_id))
     assert urgency == 1
     disposition = await db.scalar(select(Disposition).where(Disposition.session_id == session_id))
-    assert disposition is not None and disposition.code == "safety_plan"
+    assert disposition is not None
+    assert disposition.code == "safety_plan"
     assert disposition.risk_level == 1
     actions = (
         await db.scalars(select(Event.action).where(Event.subject_id == str(session_id)))
     ).all()
-    assert "urgency_lowered" in actions and "session_closed" in actions
+    assert "urgency_lowered" in actions
+    assert "session_closed" in actions
 
 
 async def test_decline_and_expiry_return_the_session_keeping_its_wait(db: AsyncSession) -> None:
@@ -95,7 +99,9 @@ async def test_release_and_cold_transfer_keep_priority(db: AsyncSession) -> None
         .where(ChatSession.id == session_id)
         .execution_options(populate_existing=True)
     )
-    assert session is not None and session.status == "waiting" and session.urgency == 4
+    assert session is not None
+    assert session.status == "waiting"
+    assert session.urgency == 4
     assert (utcnow() - session.waiting_since).total_seconds() >= 5
 
 
@@ -107,7 +113,8 @@ async def test_warm_transfer_to_named_volunteer(db: AsyncSession) -> None:
     made, _ = await assignments.transfer(
         db, me, session_id, to_volunteer_id=peer.id, to_supervisor=False, timeout_s=20
     )
-    assert made is not None and made.kind == "transfer"
+    assert made is not None
+    assert made.kind == "transfer"
     assert await _status(db, session_id) == "transferring"
     # The original holder still holds it until the peer accepts.
     await assignments.require_access(db, me, session_id, write=True)
@@ -116,7 +123,8 @@ async def test_warm_transfer_to_named_volunteer(db: AsyncSession) -> None:
     with pytest.raises(assignments.NotAssigned):
         await assignments.require_access(db, me, session_id, write=False)
     await assignments.require_access(db, peer, session_id, write=True)
-    assert await _load(db, me.id) == 0 and await _load(db, peer.id) == 1
+    assert await _load(db, me.id) == 0
+    assert await _load(db, peer.id) == 1
 
 
 async def test_volunteer_cannot_touch_someone_elses_session(db: AsyncSession) -> None:

@@ -78,4 +78,5 @@ async def test_database_order_matches_the_rule(
     scores = [priority_of(s, now, settings) for s in ours]
     assert len(ours) >= len(cases)
     assert scores == sorted(scores, reverse=True)
-    assert ours[0].urgency == 4 and ours[1].urgency == 4
+    assert ours[0].urgency == 4
+    assert ours[1].urgency == 4

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.core.db import transaction
+from app.routing.accounts import IssuedAccount
+from tests.routing.helpers import add_session, add_volunteer
+
+FAST = {
+    "offer_timeout_s": 1.0,
+    "routing_interval_s": 0.05,
+    "volunteer_heartbeat_timeout_s": 30.0,
+    "volunteer_grace_s": 0.5,
+    "offer_decline_cooldown_s": 60.0,
+    "ws_rate_limit_per_s": 200.0,
+    "ws_rate_limit_burst": 200,
+}
+
+
+class World:
+    """Committed test data on a live server's database (fresh ids: runs share the database)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.state = server.app.state.beacon
+
+    async def volunteer(self, **kwargs: Any) -> IssuedAccount:
+        async with transaction(self.state.sessionmaker) as db:
+            issued, _ = await add_volunteer(db, online=False, **kwargs)
+        return issued
+
+    async def session(self, **kwargs: Any) -> uuid.UUID:
+        async with transaction(self.state.sessionmaker) as db:
+            session_id = await add_session(db, **kwargs)
+            await self.state.bus.publish(
+                "queue", {"kind": "opened", "session_id": str(session_id)}, db=db
+            )
+        return session_id
+
+
+@pytest.fixture
+def world_factory(live_server_factory: Callable[..., Any]) -> Callable[..., Any]:
+    async def make(**overrides: Any) -> World:
+        server = await live_server_factory(**{**FAST, **overrides})
+        return World(server)
+
+    return make

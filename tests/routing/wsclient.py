@@ -1,0 +1,78 @@
+"""A small volunteer-socket client for tests: real `websockets`, frames as dicts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+Frame = dict[str, Any]
+
+
+class VolunteerClient:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seen: list[Frame] = []
+        self._buffer: list[Frame] = []
+
+    @classmethod
+    async def connect(
+        cls, ws_url: str, token: str, *, last_seq: dict[str, int] | None = None
+    ) -> VolunteerClient:
+        ws = await connect(f"{ws_url}/v1/volunteer")
+        client = cls(ws)
+        auth: Frame = {"type": "auth", "token": token}
+        if last_seq:
+            auth["last_seq"] = last_seq
+        await client.send(auth)
+        ready = await client.expect("ready")
+        client.ready = ready
+        return client
+
+    ready: Frame
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def _next(self, timeout: float) -> Frame:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout=timeout)
+        frame: Frame = json.loads(raw)
+        self.seen.append(frame)
+        return frame
+
+    async def expect(
+        self,
+        frame_type: str,
+        predicate: Callable[[Frame], bool] = lambda _: True,
+        *,
+        timeout: float = 10.0,
+    ) -> Frame:
+        """The first frame of that type matching ``predicate``; others are kept for later."""
+        for i, frame in enumerate(self._buffer):
+            if frame.get("type") == frame_type and predicate(frame):
+                return self._buffer.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {frame_type} frame; buffered: {self._buffer[-10:]}")
+            frame = await self._next(remaining)
+            if frame.get("type") == frame_type and predicate(frame):
+                return frame
+            self._buffer.append(frame)
+
+    async def drain(self, wait: float = 0.2) -> list[Frame]:
+        """Everything that arrives within ``wait`` seconds (plus what was buffered)."""
+        frames, self._buffer = self._buffer, []
+        try:
+            while True:
+                frames.append(await self._next(wait))
+        except TimeoutError:
+            return frames
+
+    async def close(self) -> None:
+        await self.ws.close()
