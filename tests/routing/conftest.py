@@ -5,8 +5,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from app.chat.models import ChatSession
 from app.core.db import transaction
+from app.routing.assignments import LIVE_STATUSES
+from app.routing.models import Assignment, Volunteer
 from app.routing.accounts import IssuedAccount
 from tests.routing.helpers import add_session, add_volunteer
 
@@ -28,6 +32,22 @@ class World:
         self.server = server
         self.state = server.app.state.beacon
 
+    async def clean_slate(self) -> None:
+        """Tests in one run share the database and run one after another: end whatever earlier
+        tests left live, so that this test's router sees only this test's people."""
+        async with transaction(self.state.sessionmaker) as db:
+            await db.execute(
+                update(Assignment)
+                .where(Assignment.status.in_(("offered", "active")))
+                .values(status="closed", end_reason="test_cleanup")
+            )
+            await db.execute(
+                update(ChatSession)
+                .where(ChatSession.status.in_(LIVE_STATUSES))
+                .values(status="closed")
+            )
+            await db.execute(update(Volunteer).values(load=0, presence="offline"))
+
     async def volunteer(self, **kwargs: Any) -> IssuedAccount:
         async with transaction(self.state.sessionmaker) as db:
             issued, _ = await add_volunteer(db, online=False, **kwargs)
@@ -46,6 +66,8 @@ class World:
 def world_factory(live_server_factory: Callable[..., Any]) -> Callable[..., Any]:
     async def make(**overrides: Any) -> World:
         server = await live_server_factory(**{**FAST, **overrides})
-        return World(server)
+        world = World(server)
+        await world.clean_slate()
+        return world
 
     return make
