@@ -9,9 +9,9 @@ from sqlalchemy import update
 
 from app.chat.models import ChatSession
 from app.core.db import transaction
+from app.routing.accounts import IssuedAccount
 from app.routing.assignments import LIVE_STATUSES
 from app.routing.models import Assignment, Volunteer
-from app.routing.accounts import IssuedAccount
 from tests.routing.helpers import add_session, add_volunteer
 
 FAST = {

@@ -66,8 +66,8 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
     assert _sid(third) == expected[2]
 
     # A lets that one time out -> it is withdrawn, and A is offered the next one again.
-    await a.expect("session", lambda f: f.get("status") == "offer_expired", timeout=5)
-    fourth = await a.expect("offer", timeout=5)
+    await a.expect("session", lambda f: f.get("status") == "offer_expired", within=5)
+    fourth = await a.expect("offer", within=5)
     assert _sid(fourth) == expected[3]
     await a.send({"type": "accept", "session_id": expected[3]})
     await a.expect("assigned", lambda f: _sid(f) == expected[3])
@@ -76,17 +76,17 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
     b = await VolunteerClient.connect(world.server.ws_url, b_account.token)
     b_offers = [await b.expect("offer"), await b.expect("offer")]
     assert [_sid(f) for f in b_offers] == expected[1:3]
-    for frame in b_offers:
-        await b.send({"type": "accept", "session_id": _sid(frame)})
-        await b.expect("assigned", lambda f, sid=_sid(frame): _sid(f) == sid)
+    for sid in [_sid(f) for f in b_offers]:
+        await b.send({"type": "accept", "session_id": sid})
+        await b.expect("assigned", lambda f, sid=sid: _sid(f) == sid)
 
     # C comes online: the next two.
     c = await VolunteerClient.connect(world.server.ws_url, c_account.token)
     c_offers = [await c.expect("offer"), await c.expect("offer")]
     assert [_sid(f) for f in c_offers] == expected[4:6]
-    for frame in c_offers:
-        await c.send({"type": "accept", "session_id": _sid(frame)})
-        await c.expect("assigned", lambda f, sid=_sid(frame): _sid(f) == sid)
+    for sid in [_sid(f) for f in c_offers]:
+        await c.send({"type": "accept", "session_id": sid})
+        await c.expect("assigned", lambda f, sid=sid: _sid(f) == sid)
 
     # Everyone is full: nobody gets a third offer.
     for client in (a, b, c):
@@ -140,7 +140,7 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
         }
     )
     await a.expect("session", lambda f: _sid(f) == expected[0] and f.get("status") == "closed")
-    nxt = await a.expect("offer", timeout=5)
+    nxt = await a.expect("offer", within=5)
     assert _sid(nxt) == expected[6]
 
     # Invariants, from the database: no session ever had two holders, nobody over capacity.

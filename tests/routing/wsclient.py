@@ -38,8 +38,8 @@ class VolunteerClient:
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
 
-    async def _next(self, timeout: float) -> Frame:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout=timeout)
+    async def _next(self, wait_s: float) -> Frame:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout=wait_s)
         frame: Frame = json.loads(raw)
         self.seen.append(frame)
         return frame
@@ -49,13 +49,13 @@ class VolunteerClient:
         frame_type: str,
         predicate: Callable[[Frame], bool] = lambda _: True,
         *,
-        timeout: float = 10.0,
+        within: float = 10.0,
     ) -> Frame:
         """The first frame of that type matching ``predicate``; others are kept for later."""
         for i, frame in enumerate(self._buffer):
             if frame.get("type") == frame_type and predicate(frame):
                 return self._buffer.pop(i)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
