@@ -7,6 +7,7 @@ raises ``max_text_bytes`` needs no code change; the OpenAPI schema documents the
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,8 +63,17 @@ def _limits(info: ValidationInfo) -> RequestLimits:
     return info.context if isinstance(info.context, RequestLimits) else DEFAULT_LIMITS
 
 
+# "Non-blank" spelled as a regex so that the server and the published JSON Schema agree exactly:
+# ``\S`` means different things in ECMA-262 and Python, so the class lists Python's whitespace
+# (``str.isspace``) explicitly, in \u escapes every regex dialect reads the same way.
+NON_BLANK_PATTERN = (
+    r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+_NON_BLANK = re.compile(NON_BLANK_PATTERN)
+
+
 def _check_text(value: str, info: ValidationInfo) -> str:
-    if not value.strip():
+    if _NON_BLANK.search(value) is None:
         raise PydanticCustomError("blank_text", "text must contain a non-whitespace character")
     try:
         size = len(value.encode("utf-8"))
@@ -106,7 +116,7 @@ Text = Annotated[
             "minLength": 1,
             # JSON Schema counts characters; the server enforces the limit in UTF-8 bytes.
             "maxLength": DEFAULT_LIMITS.max_text_bytes,
-            "pattern": r"\S",
+            "pattern": NON_BLANK_PATTERN,
             "description": (
                 f"Non-blank, at most {DEFAULT_LIMITS.max_text_bytes} bytes of UTF-8 "
                 "(server setting max_text_bytes)."
