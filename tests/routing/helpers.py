@@ -67,3 +67,15 @@ async def add_volunteer(
         await presence.go_online(db, issued.id)
     principal = await accounts.authenticate(db, issued.token)
     return issued, principal
+
+
+async def hide_other_sessions(db: AsyncSession) -> None:
+    """Inside a rolled-back test transaction: close what other tests committed, so that queue
+    order and "next" see only this test's sessions (undone when the test ends)."""
+    from sqlalchemy import update
+
+    from app.routing.assignments import LIVE_STATUSES
+
+    await db.execute(
+        update(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES)).values(status="closed")
+    )

@@ -14,7 +14,7 @@ from app.chat.models import ChatSession, Message
 from app.core.db import utcnow
 from app.routing import assignments
 from app.routing.models import Assignment, Disposition, Volunteer
-from tests.routing.helpers import add_session, add_volunteer
+from tests.routing.helpers import add_session, add_volunteer, hide_other_sessions
 
 
 async def _status(db: AsyncSession, session_id: uuid.UUID) -> str:
@@ -158,6 +158,7 @@ async def test_volunteer_cannot_touch_someone_elses_session(db: AsyncSession) ->
 
 
 async def test_next_pulls_the_most_urgent_and_respects_capacity(db: AsyncSession) -> None:
+    await hide_other_sessions(db)
     low = await add_session(db, urgency=1, waited_s=50)
     imminent = await add_session(db, urgency=4)
     _, me = await add_volunteer(db, capacity=1)
