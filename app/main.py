@@ -13,13 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.bus import Bus, create_bus
 from app.chat.committer import MessageCommitter
+from app.chat.presence import VisitorPresence
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
-from app.routers import dashboard, health, triage_api, volunteer_ws
+from app.routers import chat_ws, dashboard, health, triage_api, volunteer_ws
+from app.routing.queue import QueueMonitor
 from app.routing.worker import RoutingWorker
 
 log = structlog.get_logger(__name__)
@@ -38,6 +40,10 @@ class AppState:
     committer: MessageCommitter
     # Offers, offer/presence timeouts and requeues; every instance runs one (DB claims decide).
     routing: RoutingWorker
+    # Queue position / wait estimate pushed to waiting visitors' sockets.
+    queue: QueueMonitor
+    # Visitor sockets on this instance: presence heartbeat and the abandonment sweeper.
+    visitors: VisitorPresence
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,6 +73,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessionmaker=sessionmaker, settings=settings, bus=bus, metrics=metrics
         )
         await routing.start()
+        queue = QueueMonitor(
+            sessionmaker,
+            bus,
+            ceiling_s=settings.queue_wait_ceiling_s,
+            refresh_s=settings.queue_refresh_s,
+            rate_window_s=settings.queue_rate_window_s,
+        )
+        await queue.start()
+        visitors = VisitorPresence(
+            sessionmaker,
+            bus,
+            grace_s=settings.visitor_grace_s,
+            sweep_interval_s=settings.visitor_sweep_interval_s,
+        )
+        await visitors.start()
         app.state.beacon = AppState(
             settings=settings,
             engine=engine,
@@ -75,12 +96,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bus=bus,
             committer=committer,
             routing=routing,
+            queue=queue,
+            visitors=visitors,
         )
         log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
         try:
             yield
         finally:
             # Messages already submitted are committed (and acked) before the database goes.
+            await visitors.stop()
+            await queue.stop()
             await routing.stop()
             await committer.stop()
             await bus.stop()
@@ -98,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(triage_api.router)
     app.include_router(volunteer_ws.router)
     app.include_router(dashboard.router)
+    app.include_router(chat_ws.router)
     return app
 
 

@@ -256,4 +256,8 @@ def error_frame(code: ErrorCode, detail: str, *, client_msg_id: str | None = Non
     return _dump(frame)
 
 
+def typing_frame(sender: str) -> str:
+    return _dump({"type": "typing", "sender": sender})
+
+
 PONG_FRAME = _dump({"type": "pong"})

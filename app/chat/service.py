@@ -318,14 +318,13 @@ async def erase_transcript(db: AsyncSession, bus: Bus, *, session_id: uuid.UUID)
     return count
 
 
-async def visitor_disconnected(
-    db: AsyncSession, *, session_id: uuid.UUID, connected_at: datetime
-) -> None:
-    """Marks the visitor gone, unless a newer connection of theirs has arrived meanwhile."""
+async def visitor_disconnected(db: AsyncSession, *, session_id: uuid.UUID) -> None:
+    """The visitor's last socket (on this instance) closed: the grace period starts now. If they
+    are connected elsewhere, that instance's heartbeat sets the flag back within seconds."""
     now = utcnow()
     await db.execute(
         update(ChatSession)
-        .where(ChatSession.id == session_id, ChatSession.visitor_seen_at <= connected_at)
+        .where(ChatSession.id == session_id)
         .values(visitor_connected=False, visitor_seen_at=now, updated_at=now)
         .execution_options(**_NO_SYNC)
     )
@@ -368,14 +367,16 @@ async def stale_visitor_sessions(
     db: AsyncSession, *, grace_s: float, limit: int = 200
 ) -> list[tuple[uuid.UUID, str]]:
     """Sessions whose visitor has been gone longer than the grace period and that software may
-    give up on: never ``high`` or ``imminent`` (those stay for a human, SPEC §3)."""
+    give up on: never ``high`` or ``imminent`` (those stay for a human, SPEC §3).
+
+    ``visitor_seen_at`` (kept fresh by each instance's heartbeat for its live sockets) decides,
+    not ``visitor_connected``: an instance killed outright never got to clear that flag."""
     cutoff = utcnow() - timedelta(seconds=grace_s)
     rows = (
         await db.execute(
             select(ChatSession.id, ChatSession.status)
             .where(
                 ChatSession.status.in_([s.value for s in ABANDONABLE_STATUSES]),
-                ChatSession.visitor_connected.is_(False),
                 ChatSession.visitor_seen_at < cutoff,
                 ChatSession.urgency < int(Level.high),
             )
@@ -398,7 +399,6 @@ async def abandon_if_still_stale(
             .where(
                 ChatSession.id == session_id,
                 ChatSession.status == status,
-                ChatSession.visitor_connected.is_(False),
                 ChatSession.visitor_seen_at < cutoff,
                 ChatSession.urgency < int(Level.high),
             )

@@ -1,0 +1,119 @@
+"""Visitor presence across instances, and giving up on visitors who are gone (SPEC §3).
+
+Each instance keeps ``visitor_seen_at`` fresh for the sessions whose visitor has a socket on it
+(one UPDATE per heartbeat for all of them). A session whose ``visitor_seen_at`` is older than the
+grace period therefore has no visitor anywhere — also when the instance holding their socket was
+killed and never got to say so — and the sweeper marks it ``abandoned``: only from ``waiting`` or
+``active``, never at ``high`` or above (those stay for a supervisor), conditionally, so several
+instances sweeping at once abandon a session once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bus import Bus
+from app.chat.models import ChatSession
+from app.chat.service import abandon_if_still_stale, stale_visitor_sessions
+from app.core.db import transaction, utcnow
+
+log = structlog.get_logger(__name__)
+
+_CHUNK: Final = 1000
+
+
+class VisitorPresence:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        *,
+        grace_s: float,
+        sweep_interval_s: float,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._bus = bus
+        self._grace_s = grace_s
+        self._sweep_interval_s = sweep_interval_s
+        # A heartbeat well inside the grace period, so a live visitor never looks stale.
+        self._heartbeat_s = min(60.0, max(0.5, grace_s / 4))
+        self._local: Counter[uuid.UUID] = Counter()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- sockets on this instance ------------------------------------------------------------
+
+    def attach(self, session_id: uuid.UUID) -> None:
+        self._local[session_id] += 1
+
+    def detach(self, session_id: uuid.UUID) -> bool:
+        """True when this was the session's last socket on this instance."""
+        self._local[session_id] -= 1
+        if self._local[session_id] <= 0:
+            del self._local[session_id]
+            return True
+        return False
+
+    def is_local(self, session_id: uuid.UUID) -> bool:
+        return session_id in self._local
+
+    # -- background work ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._every(self._heartbeat_s, self.heartbeat), name="visitor-hb"),
+            asyncio.create_task(self._every(self._sweep_interval_s, self.sweep), name="sweeper"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await job()
+            except Exception:  # the database may be briefly away; the next round retries
+                log.exception("visitor_presence_job_failed")
+
+    async def heartbeat(self) -> None:
+        session_ids = sorted(self._local)
+        now = utcnow()
+        for start in range(0, len(session_ids), _CHUNK):
+            async with transaction(self._sessionmaker) as db:
+                await db.execute(
+                    update(ChatSession)
+                    .where(ChatSession.id.in_(session_ids[start : start + _CHUNK]))
+                    .values(visitor_connected=True, visitor_seen_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+
+    async def sweep(self) -> list[uuid.UUID]:
+        """Abandon sessions whose visitor has been gone past the grace period; returns them."""
+        async with self._sessionmaker() as db:
+            candidates = await stale_visitor_sessions(db, grace_s=self._grace_s)
+        abandoned = []
+        for session_id, status in candidates:
+            if self.is_local(session_id):
+                continue  # a socket here is live; its heartbeat is just late
+            async with transaction(self._sessionmaker) as db:
+                done = await abandon_if_still_stale(
+                    db, self._bus, session_id=session_id, status=status, grace_s=self._grace_s
+                )
+            if done:
+                abandoned.append(session_id)
+                log.info("session_abandoned", session_id=str(session_id))
+        return abandoned

@@ -1,0 +1,109 @@
+"""Visitor-socket helpers: a thin client over the real ``websockets`` library."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from app.chat.models import Message
+from tests.conftest import LiveServer
+
+Frame = dict[str, Any]
+
+
+class Visitor:
+    """One visitor socket. ``frames`` keeps everything received, in order."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.frames: list[Frame] = []
+
+    @classmethod
+    async def connect(cls, base_ws_url: str, **kwargs: Any) -> Visitor:
+        ws = await connect(f"{base_ws_url}/v1/chat", open_timeout=10, **kwargs)
+        return cls(ws)
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def recv(self, timeout: float = 10.0) -> Frame:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame: Frame = json.loads(raw)
+        self.frames.append(frame)
+        return frame
+
+    async def recv_until(self, type_: str, timeout: float = 10.0, **match: Any) -> Frame:
+        """Frames are kept in ``frames``; returns the first of ``type_`` matching ``match``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.recv(max(0.01, deadline - loop.time()))
+            if frame["type"] == type_ and all(frame.get(k) == v for k, v in match.items()):
+                return frame
+
+    async def hello(self, **fields: Any) -> Frame:
+        await self.send({"type": "hello", "resume_token": None, "last_seq": None, **fields})
+        return await self.recv_until("session")
+
+    async def say(self, text: str, client_msg_id: str | None = None) -> Frame:
+        cid = client_msg_id or uuid.uuid4().hex
+        await self.send({"type": "message", "client_msg_id": cid, "text": text})
+        return await self.recv_until("ack", client_msg_id=cid)
+
+    async def closed(self, timeout: float = 10.0) -> tuple[int | None, list[Frame]]:
+        """Reads until the server closes; returns the close code and the frames read meanwhile."""
+        seen: list[Frame] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    seen.append(await self.recv(timeout))
+        except ConnectionClosed:
+            pass
+        return self.ws.close_code, seen
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+@pytest.fixture
+async def chat_server(live_server_factory: Callable[..., Any]) -> LiveServer:
+    """A real uvicorn with rate limits loose enough for scripted clients."""
+    server: LiveServer = await live_server_factory(
+        ws_rate_limit_per_s=1000.0, ws_rate_limit_burst=1000
+    )
+    return server
+
+
+@pytest.fixture
+async def visitor_factory(
+    chat_server: LiveServer,
+) -> AsyncIterator[Callable[..., Any]]:
+    opened: list[Visitor] = []
+
+    async def make(server: LiveServer | None = None, **kwargs: Any) -> Visitor:
+        visitor = await Visitor.connect((server or chat_server).ws_url, **kwargs)
+        opened.append(visitor)
+        return visitor
+
+    yield make
+    for visitor in opened:
+        await visitor.ws.close()
+
+
+async def stored_messages(engine: AsyncEngine, session_id: str) -> list[Message]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Message.__table__)
+            .where(Message.session_id == uuid.UUID(session_id))
+            .order_by(Message.seq)
+        )
+        return list(rows.all())  # type: ignore[arg-type]
