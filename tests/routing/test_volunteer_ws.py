@@ -22,10 +22,14 @@ from app.routing.models import Assignment
 from tests.routing.wsclient import VolunteerClient
 
 
+async def _drain_until_closed(ws: Any) -> None:
+    for _ in range(10):
+        await asyncio.wait_for(ws.recv(), timeout=5)
+
+
 async def _closed_with(ws: Any) -> int | None:
     with pytest.raises(ConnectionClosed):
-        for _ in range(10):
-            await asyncio.wait_for(ws.recv(), timeout=5)
+        await _drain_until_closed(ws)
     code: int | None = ws.close_code
     return code
 
