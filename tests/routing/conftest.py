@@ -5,8 +5,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from app.chat import events as chat_events
 from app.chat.models import ChatSession
 from app.core.db import transaction
 from app.routing.accounts import IssuedAccount
@@ -52,6 +53,20 @@ class World:
         async with transaction(self.state.sessionmaker) as db:
             issued, _ = await add_volunteer(db, online=False, **kwargs)
         return issued
+
+    async def triaged(self, session_id: uuid.UUID | str, urgency: int) -> None:
+        """Stand-in for the triage engine (another package, still being tuned): raise a session's
+        urgency exactly as the chat committer does - the row, the audit event, the bus hint."""
+        sid = uuid.UUID(str(session_id))
+        async with transaction(self.state.sessionmaker) as db:
+            previous = await db.scalar(select(ChatSession.urgency).where(ChatSession.id == sid))
+            await db.execute(
+                update(ChatSession).where(ChatSession.id == sid).values(urgency=urgency)
+            )
+            await self.state.bus.publish_many(
+                chat_events.urgency_raised(sid, urgency=urgency, previous=previous or 0, seq=0),
+                db=db,
+            )
 
     async def session(self, **kwargs: Any) -> uuid.UUID:
         async with transaction(self.state.sessionmaker) as db:

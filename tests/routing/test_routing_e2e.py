@@ -10,12 +10,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app.chat.committer import NewMessage
 from app.chat.models import Message
 from app.core.db import transaction, utcnow
 from app.routing.dispatch import priority_of, waiting_sessions
 from app.routing.models import Assignment, Volunteer
-from tests.routing.wsclient import VolunteerClient
+from tests.routing.wsclient import VisitorClient, VolunteerClient
 
 # Arrival order; the imminent person arrives last but must be offered first.
 URGENCIES = [0, 1, 2, 0, 3, 1, 2, 0, 1, 4]
@@ -31,8 +30,14 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
     world = await world_factory(offer_timeout_s=1.0)
     state = world.state
     sessions: list[uuid.UUID] = []
-    for urgency in URGENCIES:
-        sessions.append(await world.session(urgency=urgency))
+    visitors: dict[str, VisitorClient] = {}
+    for i, urgency in enumerate(URGENCIES):
+        visitor = await VisitorClient.open(world.server.ws_url)
+        await visitor.say("hello, is anyone there?", f"hello-{i}")
+        if urgency:
+            await world.triaged(visitor.session_id, urgency)
+        sessions.append(uuid.UUID(visitor.session_id))
+        visitors[visitor.session_id] = visitor
         await asyncio.sleep(0.02)  # arriving over time: distinct waits
 
     # The queue's own order, computed with the same rule the router uses.
@@ -93,23 +98,22 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
         extra = [f for f in await client.drain(0.3) if f.get("type") == "offer"]
         assert extra == []
 
-    # Chats flow both ways, for every held session.
+    # Visitors were told: the imminent person saw "offered", then "active".
+    await visitors[expected[0]].expect("status", lambda f: f["status"] == "offered")
+    await visitors[expected[0]].expect("status", lambda f: f["status"] == "active")
+
+    # Chats flow both ways, for every held session, over the real visitor socket.
     holders = {expected[0]: a, expected[3]: a, expected[1]: b, expected[2]: b}
     holders.update({expected[4]: c, expected[5]: c})
     for session_id, client in holders.items():
-        visitor = await state.committer.submit(
-            NewMessage(
-                session_id=uuid.UUID(session_id),
-                sender="visitor",
-                text="thank you for answering",
-                client_msg_id=f"v-{session_id[:8]}",
-            )
-        )
+        visitor_socket = visitors[session_id]
+        visitor_ack = await visitor_socket.say("thank you for answering", f"v-{session_id[:8]}")
         got = await client.expect(
-            "message", lambda f, sid=session_id: _sid(f) == sid and f["sender"] == "visitor"
+            "message",
+            lambda f, sid=session_id: _sid(f) == sid and f["text"] == "thank you for answering",
         )
-        assert got["seq"] == visitor.seq
-        assert got["text"] == "thank you for answering"
+        assert got["seq"] == visitor_ack["seq"]
+        assert got["sender"] == "visitor"
         await client.send(
             {
                 "type": "message",
@@ -119,7 +123,10 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
             }
         )
         ack = await client.expect("ack", lambda f, sid=session_id: _sid(f) == sid)
-        assert ack["seq"] == visitor.seq + 1
+        assert ack["seq"] == visitor_ack["seq"] + 1
+        heard = await visitor_socket.expect("message", lambda f: f["sender"] == "volunteer")
+        assert heard["text"] == "I'm here with you."
+        assert heard["seq"] == ack["seq"]
         async with transaction(state.sessionmaker) as db:
             stored = await db.scalar(
                 select(Message).where(
@@ -176,6 +183,8 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
         assert _max_open(client.seen) <= 2
     for client in (a, b, c):
         await client.close()
+    for visitor in visitors.values():
+        await visitor.close()
 
 
 def _max_open(frames: list[dict[str, Any]]) -> int:

@@ -76,3 +76,55 @@ class VolunteerClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+class VisitorClient:
+    """A visitor on the real ``WS /v1/chat`` (only what these tests need)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seen: list[Frame] = []
+        self.session_id = ""
+        self._buffer: list[Frame] = []
+
+    @classmethod
+    async def open(cls, ws_url: str, locale: str = "en") -> VisitorClient:
+        client = cls(await connect(f"{ws_url}/v1/chat"))
+        await client.send(
+            {"type": "hello", "resume_token": None, "last_seq": None, "locale": locale}
+        )
+        session = await client.expect("session")
+        client.session_id = session["session_id"]
+        return client
+
+    async def send(self, frame: Frame) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def say(self, text: str, client_msg_id: str) -> Frame:
+        await self.send({"type": "message", "client_msg_id": client_msg_id, "text": text})
+        return await self.expect("ack", lambda f: f["client_msg_id"] == client_msg_id)
+
+    async def expect(
+        self,
+        frame_type: str,
+        predicate: Callable[[Frame], bool] = lambda _: True,
+        *,
+        within: float = 10.0,
+    ) -> Frame:
+        for i, frame in enumerate(self._buffer):
+            if frame.get("type") == frame_type and predicate(frame):
+                return self._buffer.pop(i)
+        deadline = time.monotonic() + within
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {frame_type} frame; buffered: {self._buffer[-10:]}")
+            raw = await asyncio.wait_for(self.ws.recv(), timeout=remaining)
+            frame: Frame = json.loads(raw)
+            self.seen.append(frame)
+            if frame.get("type") == frame_type and predicate(frame):
+                return frame
+            self._buffer.append(frame)
+
+    async def close(self) -> None:
+        await self.ws.close()
