@@ -207,3 +207,34 @@ def _max_open(frames: list[dict[str, Any]]) -> int:
             open_ids.discard(_sid(frame))
         peak = max(peak, len(open_ids))
     return peak
+
+
+async def test_urgency_rise_reorders_at_once_and_alerts_supervisors(
+    world_factory: Callable[..., Any],
+) -> None:
+    world = await world_factory()
+    supervisor_account = await world.volunteer(role="supervisor", capacity=0)
+    volunteer_account = await world.volunteer(capacity=1)
+    supervisor = await VolunteerClient.connect(world.server.ws_url, supervisor_account.token)
+    volunteer = await VolunteerClient.connect(world.server.ws_url, volunteer_account.token)
+    busy = await world.session(urgency=1)
+    await volunteer.expect("offer", lambda f: f["session_id"] == str(busy))
+    await volunteer.send({"type": "accept", "session_id": str(busy)})
+    await volunteer.expect("assigned")
+
+    earlier = await world.session(urgency=1, waited_s=60)
+    later = await world.session(urgency=0)
+    await world.triaged(later, 4)
+    alert = await supervisor.expect("alert", lambda f: f["session_id"] == str(later))
+    assert alert["urgency"] == "imminent"
+    assert alert["reason"] == "urgency_raised"
+
+    await volunteer.send(
+        {"type": "close", "session_id": str(busy), "disposition": "supported", "risk_level": 0}
+    )
+    offer = await volunteer.expect("offer", within=5)
+    assert offer["session_id"] == str(later)  # not the one that had waited longer
+    assert offer["urgency"] == "imminent"
+    assert str(earlier) != offer["session_id"]
+    await volunteer.close()
+    await supervisor.close()
