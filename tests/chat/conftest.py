@@ -35,16 +35,16 @@ class Visitor:
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
 
-    async def recv(self, timeout: float = 10.0) -> Frame:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def recv(self, wait_s: float = 10.0) -> Frame:
+        raw = await asyncio.wait_for(self.ws.recv(), wait_s)
         frame: Frame = json.loads(raw)
         self.frames.append(frame)
         return frame
 
-    async def recv_until(self, type_: str, timeout: float = 10.0, **match: Any) -> Frame:
+    async def recv_until(self, type_: str, wait_s: float = 10.0, **match: Any) -> Frame:
         """Frames are kept in ``frames``; returns the first of ``type_`` matching ``match``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_s
         while True:
             frame = await self.recv(max(0.01, deadline - loop.time()))
             if frame["type"] == type_ and all(frame.get(k) == v for k, v in match.items()):
@@ -59,13 +59,13 @@ class Visitor:
         await self.send({"type": "message", "client_msg_id": cid, "text": text})
         return await self.recv_until("ack", client_msg_id=cid)
 
-    async def closed(self, timeout: float = 10.0) -> tuple[int | None, list[Frame]]:
+    async def closed(self, wait_s: float = 10.0) -> tuple[int | None, list[Frame]]:
         """Reads until the server closes; returns the close code and the frames read meanwhile."""
         seen: list[Frame] = []
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait_s):
                 while True:
-                    seen.append(await self.recv(timeout))
+                    seen.append(await self.recv(wait_s))
         except ConnectionClosed:
             pass
         return self.ws.close_code, seen
@@ -107,3 +107,29 @@ async def stored_messages(engine: AsyncEngine, session_id: str) -> list[Message]
             .order_by(Message.seq)
         )
         return list(rows.all())  # type: ignore[arg-type]
+
+
+async def events_for(engine: AsyncEngine, session_id: str) -> list[Any]:
+    from app.audit.models import Event
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Event.__table__)
+            .where(Event.subject_type == "session", Event.subject_id == session_id)
+            .order_by(Event.id)
+        )
+        return list(rows.all())
+
+
+async def end_live_sessions(engine: AsyncEngine) -> None:
+    """Runs share one database: close whatever earlier tests left in the queue."""
+    from sqlalchemy import update
+
+    from app.chat.models import ChatSession
+
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(ChatSession)
+            .where(ChatSession.status.not_in(("closed", "abandoned")))
+            .values(status="closed")
+        )
