@@ -14,7 +14,7 @@ from app.chat.models import Message
 from app.core.db import transaction, utcnow
 from app.routing.dispatch import priority_of, waiting_sessions
 from app.routing.models import Assignment, Volunteer
-from tests.routing.wsclient import VisitorClient, VolunteerClient
+from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
 # Arrival order; the imminent person arrives last but must be offered first.
 URGENCIES = [0, 1, 2, 0, 3, 1, 2, 0, 1, 4]
@@ -83,7 +83,7 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
     assert [_sid(f) for f in b_offers] == expected[1:3]
     for sid in [_sid(f) for f in b_offers]:
         await b.send({"type": "accept", "session_id": sid})
-        await b.expect("assigned", lambda f, sid=sid: _sid(f) == sid)
+        await b.expect("assigned", about(sid))
 
     # C comes online: the next two.
     c = await VolunteerClient.connect(world.server.ws_url, c_account.token)
@@ -91,7 +91,7 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
     assert [_sid(f) for f in c_offers] == expected[4:6]
     for sid in [_sid(f) for f in c_offers]:
         await c.send({"type": "accept", "session_id": sid})
-        await c.expect("assigned", lambda f, sid=sid: _sid(f) == sid)
+        await c.expect("assigned", about(sid))
 
     # Everyone is full: nobody gets a third offer.
     for client in (a, b, c):
@@ -110,7 +110,7 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
         visitor_ack = await visitor_socket.say("thank you for answering", f"v-{session_id[:8]}")
         got = await client.expect(
             "message",
-            lambda f, sid=session_id: _sid(f) == sid and f["text"] == "thank you for answering",
+            about(session_id, text="thank you for answering"),
         )
         assert got["seq"] == visitor_ack["seq"]
         assert got["sender"] == "visitor"
@@ -122,7 +122,7 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
                 "text": "I'm here with you.",
             }
         )
-        ack = await client.expect("ack", lambda f, sid=session_id: _sid(f) == sid)
+        ack = await client.expect("ack", about(session_id))
         assert ack["seq"] == visitor_ack["seq"] + 1
         heard = await visitor_socket.expect("message", lambda f: f["sender"] == "volunteer")
         assert heard["text"] == "I'm here with you."

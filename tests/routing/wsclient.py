@@ -13,6 +13,17 @@ from websockets.asyncio.client import ClientConnection, connect
 Frame = dict[str, Any]
 
 
+def about(session_id: str, **match: Any) -> Callable[[Frame], bool]:
+    """A predicate: the frame is about this session (and has these field values)."""
+
+    def check(frame: Frame) -> bool:
+        return frame.get("session_id") == session_id and all(
+            frame.get(k) == v for k, v in match.items()
+        )
+
+    return check
+
+
 class VolunteerClient:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
@@ -120,8 +131,9 @@ class VisitorClient:
             if remaining <= 0:
                 raise TimeoutError(f"no {frame_type} frame; buffered: {self._buffer[-10:]}")
             raw = await asyncio.wait_for(self.ws.recv(), timeout=remaining)
-            frame: Frame = json.loads(raw)
-            self.seen.append(frame)
+            received: Frame = json.loads(raw)
+            self.seen.append(received)
+            frame = received
             if frame.get("type") == frame_type and predicate(frame):
                 return frame
             self._buffer.append(frame)
