@@ -103,6 +103,7 @@ async def claim(session_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> s
     """Take a waiting session (or accept one offered to you). 409 if someone was first."""
     session, notices = await assignments.claim(db, me, session_id)
     await notify.publish(get_state(request).bus, notices, db=db)
+    notify.observe_answered(get_state(request).metrics, session)
     return _result(session.id, session.status)
 
 
@@ -117,6 +118,7 @@ async def next_session(request: Request, db: DbDep, me: Me) -> schemas.ActionRes
     candidates = [s.id for s in queue if dispatch.eligible(s, me.languages, now, settings)]
     session, notices = await assignments.next_session(db, me, candidates, now=now)
     await notify.publish(get_state(request).bus, notices, db=db)
+    notify.observe_answered(get_state(request).metrics, session)
     return _result(session.id, session.status)
 
 

@@ -86,6 +86,7 @@ async def volunteer_socket(websocket: WebSocket) -> None:
         bus=state.bus,
         worker=state.routing,
         committer=state.committer,
+        metrics=state.metrics,
         send=send,
     )
     limiter = FrameRateLimiter(

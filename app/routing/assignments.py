@@ -276,9 +276,23 @@ async def offer(
     )
 
 
+async def _write_first(db: AsyncSession, volunteer_id: uuid.UUID) -> None:
+    """SQLite only: take the database write lock before reading. A SQLite transaction that read
+    first and then writes after another writer committed fails ("database is locked") instead
+    of waiting; Postgres needs no such thing (its conditional UPDATEs re-check after the lock)."""
+    if db.get_bind().dialect.name == "sqlite":
+        await db.execute(
+            update(Volunteer)
+            .where(Volunteer.id == volunteer_id)
+            .values(load=Volunteer.load)
+            .execution_options(synchronize_session=False)
+        )
+
+
 async def _open_offer(
     db: AsyncSession, session_id: uuid.UUID, volunteer_id: uuid.UUID
 ) -> Assignment | None:
+    await _write_first(db, volunteer_id)
     return await db.scalar(
         select(Assignment).where(
             Assignment.session_id == session_id,

@@ -34,6 +34,7 @@ from app.chat.models import ChatSession, Message
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.core.errors import BeaconError
+from app.core.metrics import Metrics
 from app.routing import assignments, dispatch, frames, notify, presence
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
@@ -56,7 +57,6 @@ _LET_GO = frozenset(
         "transferred_to_queue",
     }
 )
-
 
 
 def message_frame(session_id: uuid.UUID, message: Message) -> dict[str, Any]:
@@ -88,6 +88,7 @@ class VolunteerLink:
         bus: Bus,
         worker: RoutingWorker,
         committer: MessageCommitter,
+        metrics: Metrics,
         send: Send,
     ) -> None:
         self.principal = principal
@@ -96,6 +97,7 @@ class VolunteerLink:
         self.bus = bus
         self.worker = worker
         self.committer = committer
+        self.metrics = metrics
         self._send = send
         self._send_lock = asyncio.Lock()
         self.presence = "online"
@@ -356,7 +358,8 @@ class VolunteerLink:
     ) -> list[assignments.Notice]:
         me = self.principal
         if isinstance(frame, frames.AcceptFrame):
-            _, notices = await assignments.accept(db, me, frame.session_id)
+            session, notices = await assignments.accept(db, me, frame.session_id)
+            notify.observe_answered(self.metrics, session)
             return notices
         if isinstance(frame, frames.DeclineFrame):
             return await assignments.decline(db, me, frame.session_id)
@@ -366,7 +369,8 @@ class VolunteerLink:
             candidates = [
                 s.id for s in queue if dispatch.eligible(s, me.languages, now, self.settings)
             ]
-            _, notices = await assignments.next_session(db, me, candidates, now=now)
+            session, notices = await assignments.next_session(db, me, candidates, now=now)
+            notify.observe_answered(self.metrics, session)
             return notices
         if isinstance(frame, frames.ReleaseFrame):
             return await assignments.release_by(db, me, frame.session_id)

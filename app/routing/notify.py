@@ -9,7 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bus.base import Bus, Event
 from app.chat import events as chat_events
+from app.chat.models import ChatSession
+from app.core.db import utcnow
+from app.core.metrics import Metrics
 from app.routing.assignments import ROUTING_CHANNEL, Notice
+from app.triage.types import Level
 
 
 def to_events(notices: Sequence[Notice]) -> list[Event]:
@@ -36,3 +40,9 @@ async def publish(bus: Bus, notices: Sequence[Notice], *, db: AsyncSession | Non
     events = to_events(notices)
     if events:
         await bus.publish_many(events, db=db)
+
+
+def observe_answered(metrics: Metrics, session: ChatSession) -> None:
+    """Wait from joining the queue to a volunteer taking the chat, by urgency (SPEC §11)."""
+    waited = max(0.0, (utcnow() - session.waiting_since).total_seconds())
+    metrics.wait_seconds.labels(urgency=Level(session.urgency).name).observe(waited)
