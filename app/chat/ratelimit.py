@@ -41,7 +41,7 @@ class FrameRateLimiter:
         self._last = now
         self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
         self._strikes = max(0.0, self._strikes - elapsed * self._rate)
-        if self._tokens >= 1.0:
+        if self._tokens >= 1.0 - 1e-9:  # float dust must not refuse a client at exactly `rate`
             self._tokens -= 1.0
             return Verdict.allow
         self._strikes += 1.0

@@ -1,0 +1,286 @@
+"""The group committer on Postgres (real commits, fresh sessions per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.audit.models import Event
+from app.bus import InProcessBus, session_channel
+from app.chat.committer import MessageCommitter, NewMessage, Triage
+from app.chat.errors import SessionClosed, SessionNotFound
+from app.chat.models import ChatSession, Message
+from app.chat.service import SessionStatus, change_status, open_session
+from app.core.db import create_engine, create_sessionmaker, transaction
+from app.core.metrics import Metrics
+from app.triage import Level, TriageResult, assess
+
+Factory = Callable[..., Any]
+
+
+@pytest.fixture
+async def committer_factory(
+    database_url: str,
+) -> AsyncIterator[Factory]:
+    made: list[tuple[MessageCommitter, AsyncEngine]] = []
+
+    async def make(triage: Triage = assess, **kwargs: Any) -> MessageCommitter:
+        # Each committer gets its own engine: as separate as two server processes.
+        engine = create_engine(database_url, pool_size=3)
+        committer = MessageCommitter(
+            create_sessionmaker(engine), InProcessBus(), Metrics(), triage=triage, **kwargs
+        )
+        await committer.start()
+        made.append((committer, engine))
+        return committer
+
+    yield make
+    for committer, engine in made:
+        await committer.stop()
+        await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+async def new_session(sessionmaker: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    async with transaction(sessionmaker) as db:
+        view, _ = await open_session(
+            db, InProcessBus(), locale="en", channel=None, token_ttl_s=3600
+        )
+    return view.id
+
+
+async def seqs(engine: AsyncEngine, session_id: uuid.UUID) -> list[tuple[int, str | None]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(Message.seq, Message.client_msg_id)
+            .where(Message.session_id == session_id)
+            .order_by(Message.seq)
+        )
+        return [(r.seq, r.client_msg_id) for r in rows]
+
+
+async def test_concurrent_messages_share_commits_and_get_gap_free_seqs(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    committer: MessageCommitter = await committer_factory()
+    sessions = [await new_session(sessionmaker) for _ in range(5)]
+    results = await asyncio.gather(
+        *(
+            committer.submit(
+                NewMessage(session_id=s, sender="visitor", text=f"{i}", client_msg_id=f"{s}-{i}")
+            )
+            for i in range(40)
+            for s in sessions
+        )
+    )
+    assert all(not r.duplicate for r in results)
+    for s in sessions:
+        stored = await seqs(engine, s)
+        assert [seq for seq, _ in stored] == list(range(1, 41))
+        # Submission order is kept within a session.
+        assert [cid for _, cid in stored] == [f"{s}-{i}" for i in range(40)]
+    registry = committer._metrics.registry
+    batches = registry.get_sample_value("beacon_chat_commit_batch_size_count")
+    assert batches is not None
+    assert batches < 200  # 200 messages shared far fewer commits
+
+
+async def test_two_instances_interleaving_on_one_session(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    a: MessageCommitter = await committer_factory()
+    b: MessageCommitter = await committer_factory()
+    session_id = await new_session(sessionmaker)
+    sends = [
+        (a if i % 2 else b).submit(
+            NewMessage(session_id=session_id, sender="visitor", text="x", client_msg_id=f"m{i}")
+        )
+        for i in range(60)
+    ]
+    # Every message also resent through the other instance at the same time.
+    resends = [
+        (b if i % 2 else a).submit(
+            NewMessage(session_id=session_id, sender="visitor", text="x", client_msg_id=f"m{i}")
+        )
+        for i in range(60)
+    ]
+    results = await asyncio.gather(*sends, *resends)
+    by_id: dict[str, set[int]] = {}
+    for r in results:
+        by_id.setdefault(r.client_msg_id or "", set()).add(r.seq)
+    assert all(len(s) == 1 for s in by_id.values())  # original and resend: one seq
+    stored = await seqs(engine, session_id)
+    assert [seq for seq, _ in stored] == list(range(1, 61))
+    assert len({cid for _, cid in stored}) == 60
+    assert sum(r.duplicate for r in results) == 60
+
+
+async def test_duplicates_within_one_batch_are_folded(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    committer: MessageCommitter = await committer_factory(linger_s=0.05)
+    session_id = await new_session(sessionmaker)
+    message = NewMessage(session_id=session_id, sender="visitor", text="hi", client_msg_id="one")
+    results = await asyncio.gather(*(committer.submit(message) for _ in range(5)))
+    assert {r.seq for r in results} == {1}
+    assert sum(not r.duplicate for r in results) == 1
+    # Same client_msg_id from another sender is a different message.
+    volunteer = await committer.submit(
+        NewMessage(session_id=session_id, sender="volunteer", text="hello", client_msg_id="one")
+    )
+    assert volunteer.seq == 2
+    assert len(await seqs(engine, session_id)) == 2
+
+
+async def test_triage_sees_the_conversation_so_far(
+    committer_factory: Factory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def recording(text: str, context: tuple[str, ...]) -> TriageResult:
+        calls.append((text, context))
+        return assess(text, context)
+
+    committer: MessageCommitter = await committer_factory(triage=recording, context_size=3)
+    session_id = await new_session(sessionmaker)
+    await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="one"))
+    await committer.submit(NewMessage(session_id=session_id, sender="volunteer", text="vol"))
+    # These two share a batch: the second must still see the first.
+    await asyncio.gather(
+        *(
+            committer.submit(NewMessage(session_id=session_id, sender="visitor", text=t))
+            for t in ("two", "three")
+        )
+    )
+    await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="four"))
+    assert calls == [
+        ("one", ()),
+        ("two", ("one",)),
+        ("three", ("one", "two")),
+        ("four", ("one", "two", "three")),
+    ]
+
+
+async def test_urgency_only_rises_and_every_rise_is_audited(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    levels = iter([Level.low, Level.high, Level.none, Level.moderate, Level.imminent])
+
+    def scripted(text: str, context: tuple[str, ...]) -> TriageResult:
+        level = next(levels)
+        return TriageResult(
+            level=level, score=level / 4, signals=(f"sig:{level.name}",), model_version="t"
+        )
+
+    committer: MessageCommitter = await committer_factory(triage=scripted)
+    session_id = await new_session(sessionmaker)
+    bus = committer._bus
+    hints = bus.subscribe(session_channel(session_id))
+    urgencies = []
+    for i in range(5):
+        stored = await committer.submit(
+            NewMessage(session_id=session_id, sender="visitor", text=f"m{i}")
+        )
+        urgencies.append(stored.urgency)
+    assert urgencies == [1, 3, 3, 3, 4]
+    async with engine.connect() as conn:
+        session = (
+            await conn.execute(select(ChatSession).where(ChatSession.id == session_id))
+        ).one()
+        rises = (
+            await conn.execute(
+                select(Event.details)
+                .where(Event.subject_id == str(session_id), Event.action == "urgency_raised")
+                .order_by(Event.id)
+            )
+        ).all()
+    assert session.urgency == 4
+    assert session.signals == ["sig:low", "sig:high", "sig:none", "sig:moderate", "sig:imminent"]
+    assert [(d["from"], d["to"], d["seq"]) for (d,) in rises] == [(0, 1, 1), (1, 3, 2), (3, 4, 5)]
+    kinds = []
+    while not hints._queue.empty():
+        kinds.append((await hints.get())["kind"])
+    assert kinds.count("message") == 5
+    assert kinds.count("urgency") == 3
+
+
+async def test_a_triage_bug_never_loses_the_message(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    def broken(text: str, context: tuple[str, ...]) -> TriageResult:
+        raise ZeroDivisionError
+
+    committer: MessageCommitter = await committer_factory(triage=broken)
+    session_id = await new_session(sessionmaker)
+    stored = await committer.submit(
+        NewMessage(session_id=session_id, sender="visitor", text="help")
+    )
+    assert stored.seq == 1
+    assert stored.level == Level.moderate  # fail safe: a human must look
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(Message).where(Message.session_id == session_id))).one()
+    assert row.signals == ["triage:error"]
+    assert row.text == "help"
+
+
+async def test_closed_and_unknown_sessions_are_refused_without_hurting_the_batch(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    committer: MessageCommitter = await committer_factory(linger_s=0.05)
+    open_id, closed_id = await new_session(sessionmaker), await new_session(sessionmaker)
+    async with transaction(sessionmaker) as db:
+        await change_status(
+            db, InProcessBus(), session_id=closed_id, to=SessionStatus.closed, reason="test"
+        )
+    results = await asyncio.gather(
+        committer.submit(NewMessage(session_id=open_id, sender="visitor", text="fine")),
+        committer.submit(NewMessage(session_id=closed_id, sender="visitor", text="late")),
+        committer.submit(NewMessage(session_id=uuid.uuid4(), sender="visitor", text="who")),
+        return_exceptions=True,
+    )
+    assert not isinstance(results[0], BaseException)
+    assert results[0].seq == 1
+    assert isinstance(results[1], SessionClosed)
+    assert isinstance(results[2], SessionNotFound)
+    assert await seqs(engine, closed_id) == []
+
+
+async def test_stop_commits_what_was_submitted(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    committer: MessageCommitter = await committer_factory()
+    session_id = await new_session(sessionmaker)
+    pending = [
+        asyncio.create_task(
+            committer.submit(NewMessage(session_id=session_id, sender="visitor", text=str(i)))
+        )
+        for i in range(20)
+    ]
+    await asyncio.sleep(0)
+    await committer.stop()
+    assert [(await p).seq for p in pending] == list(range(1, 21))
+    assert len(await seqs(engine, session_id)) == 20
