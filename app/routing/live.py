@@ -195,46 +195,72 @@ class VolunteerLink:
 
     # -- what the bus brings ------------------------------------------------------------------
 
-    async def _pump_personal(self, subscription: Subscription) -> None:
+    async def _pump(
+        self, subscription: Subscription, handle: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        """One payload failing (a database hiccup, a chat that ended meanwhile) must not stop
+        this socket from hearing the next offer: log it and go on."""
         async for payload in subscription:
-            if payload.get("kind") == "resync":
-                await self._snapshot(dict(self._delivered))
-                continue
-            frame_type = payload.get("type")
-            if not isinstance(frame_type, str):
-                continue
-            session_id = _uuid(payload.get("session_id"))
-            if frame_type == "assigned" and session_id is not None:
-                await self.send(payload)
+            try:
+                await handle(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "volunteer_feed_error",
+                    volunteer_id=str(self.principal.id),
+                    channel=subscription.channel,
+                    error_type=type(exc).__name__,
+                )
+
+    async def _pump_personal(self, subscription: Subscription) -> None:
+        await self._pump(subscription, self._on_personal)
+
+    async def _on_personal(self, payload: dict[str, Any]) -> None:
+        if payload.get("kind") == "resync":
+            await self._snapshot(dict(self._delivered))
+            return
+        frame_type = payload.get("type")
+        if not isinstance(frame_type, str):
+            return
+        session_id = _uuid(payload.get("session_id"))
+        await self.send(payload)
+        if frame_type == "assigned" and session_id is not None:
+            try:
                 await self._hold(session_id, 0)
-                continue
-            await self.send(payload)
-            let_go = frame_type == "session" and payload.get("status") in _LET_GO
-            if let_go and session_id is not None:
+            except BeaconError:
+                # Already over (closed or passed on before this replay ran): nothing to hold.
                 await self._let_go(session_id)
+            return
+        let_go = frame_type == "session" and payload.get("status") in _LET_GO
+        if let_go and session_id is not None:
+            await self._let_go(session_id)
 
     async def _pump_alerts(self, subscription: Subscription) -> None:
+        await self._pump(subscription, lambda payload: self._on_alert(subscription, payload))
+
+    async def _on_alert(self, subscription: Subscription, payload: dict[str, Any]) -> None:
         """Supervisors hear every rise to ``high`` or above (SPEC §2: "supervisors see it"),
         and whatever other parts (escalation) publish on the supervisors channel."""
-        async for payload in subscription:
-            kind = payload.get("kind")
-            if subscription.channel == QUEUE_CHANNEL:
-                urgency = payload.get("urgency")
-                if kind != "urgency" or not isinstance(urgency, int) or urgency < Level.high:
-                    continue
-                await self.send(
-                    {
-                        "type": "alert",
-                        "session_id": payload.get("session_id"),
-                        "urgency": Level(urgency).name,
-                        "urgency_value": urgency,
-                        "reason": "urgency_raised",
-                    }
-                )
-            elif kind != "resync":
+        kind = payload.get("kind")
+        if subscription.channel != QUEUE_CHANNEL:
+            if kind != "resync":
                 await self.send(
                     {"type": "alert", **{k: v for k, v in payload.items() if k != "type"}}
                 )
+            return
+        urgency = payload.get("urgency")
+        if kind != "urgency" or not isinstance(urgency, int) or urgency < Level.high:
+            return
+        await self.send(
+            {
+                "type": "alert",
+                "session_id": payload.get("session_id"),
+                "urgency": Level(urgency).name,
+                "urgency_value": urgency,
+                "reason": "urgency_raised",
+            }
+        )
 
     async def _pump_queue(self) -> None:
         listener = self.worker.queue.listen()
@@ -247,28 +273,31 @@ class VolunteerLink:
             self.worker.queue.unlisten(listener)
 
     async def _pump_session(self, session_id: uuid.UUID, subscription: Subscription) -> None:
-        async for payload in subscription:
-            kind = payload.get("kind")
-            if kind == "status" and isinstance(payload.get("status"), str):
-                await self.send(
-                    {"type": "session", "session_id": str(session_id), "status": payload["status"]}
-                )
-                continue
-            if kind == "urgency" and isinstance(payload.get("urgency"), int):
-                await self.send(
-                    {
-                        "type": "session",
-                        "session_id": str(session_id),
-                        "urgency": Level(payload["urgency"]).name,
-                        "urgency_value": payload["urgency"],
-                    }
-                )
-            if kind in ("typing", "urgency"):
-                if kind == "typing" and payload.get("sender") == "visitor":
-                    await self.send({"type": "typing", "session_id": str(session_id)})
-                continue
-            # Anything else (a message hint, a resync) means: read what is new, in seq order.
-            await self._flush(session_id, purpose=None)
+        await self._pump(subscription, lambda payload: self._on_session(session_id, payload))
+
+    async def _on_session(self, session_id: uuid.UUID, payload: dict[str, Any]) -> None:
+        kind = payload.get("kind")
+        sid = str(session_id)
+        if kind == "status" and isinstance(payload.get("status"), str):
+            await self.send({"type": "session", "session_id": sid, "status": payload["status"]})
+            return
+        if kind == "urgency" and isinstance(payload.get("urgency"), int):
+            urgency = payload["urgency"]
+            await self.send(
+                {
+                    "type": "session",
+                    "session_id": sid,
+                    "urgency": Level(urgency).name,
+                    "urgency_value": urgency,
+                }
+            )
+            return
+        if kind == "typing":
+            if payload.get("sender") == "visitor":
+                await self.send({"type": "typing", "session_id": sid})
+            return
+        # Anything else (a message hint, a resync) means: read what is new, in seq order.
+        await self._flush(session_id, purpose=None)
 
     async def _hold(self, session_id: uuid.UUID, from_seq: int) -> None:
         if session_id not in self._held:

@@ -129,10 +129,7 @@ class RoutingWorker:
                 await asyncio.sleep(min(1.0, self.settings.routing_interval_s))
 
     async def tick(self) -> None:
-        async with transaction(self.sessionmaker) as db:
-            notices = await presence.sweep(db, self.settings)
-            notices.extend(await assignments.end_orphans(db))
-            await notify.publish(self.bus, notices, db=db)
+        # Offers first: housekeeping must not sit between a new urgent person and a volunteer.
         made = await dispatch.route_once(self.sessionmaker, self.settings, self.bus)
         for offer in made:
             log.info(
@@ -141,6 +138,10 @@ class RoutingWorker:
                 volunteer_id=str(offer.volunteer_id),
                 urgency=offer.urgency,
             )
+        async with transaction(self.sessionmaker) as db:
+            notices = await presence.sweep(db, self.settings)
+            notices.extend(await assignments.end_orphans(db))
+            await notify.publish(self.bus, notices, db=db)
         async with transaction(self.sessionmaker) as db:
             counts = await queue_counts(db)
         for name, count in counts.items():

@@ -19,7 +19,7 @@ from app.chat.committer import NewMessage
 from app.chat.models import ChatSession
 from app.core.db import transaction
 from app.routing.models import Assignment
-from tests.routing.wsclient import VolunteerClient
+from tests.routing.wsclient import VolunteerClient, about
 
 
 async def _drain_until_closed(ws: Any) -> None:
@@ -240,3 +240,23 @@ async def test_warm_transfer_and_release(world_factory: Callable[..., Any]) -> N
     assert again["urgency"] == "high"
     await a.close()
     await supervisor.close()
+
+
+async def test_socket_keeps_hearing_offers_after_a_chat_ends_before_its_replay(
+    world_factory: Callable[..., Any],
+) -> None:
+    """accept + close sent back to back: the replay that follows `assigned` finds the chat
+    already over. The socket must shrug that off and still get the next offers."""
+    world = await world_factory()
+    account = await world.volunteer(capacity=1)
+    client = await VolunteerClient.connect(world.server.ws_url, account.token)
+    for round_ in range(40):
+        session_id = str(await world.session(urgency=round_ % 5))
+        await client.expect("offer", about(session_id))
+        await client.send({"type": "accept", "session_id": session_id})
+        await client.send(
+            {"type": "close", "session_id": session_id, "disposition": "other", "risk_level": 0}
+        )
+    errors = [f for f in await client.drain(0.3) if f.get("type") == "error"]
+    assert errors == []
+    await client.close()

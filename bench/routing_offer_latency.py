@@ -1,0 +1,144 @@
+"""Routing latency: a visitor opens a chat -> an `offer` arrives on a free volunteer's socket.
+
+Runs `beacon serve` in a child process on a fresh Postgres database, connects one volunteer,
+then opens visitors one after another; each offer is accepted and the chat closed at once so
+the volunteer is free again. Prints p50/p90/p99/max in ms.
+
+    .venv/bin/python -m bench.routing_offer_latency [--n 300] [--admin-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def main(n: int, admin_url: str) -> None:
+    name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(_dsn(admin_url))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    env = {
+        **os.environ,
+        "BEACON_DATABASE_URL": url,
+        "BEACON_ENV": "test",
+        "BEACON_LOG_LEVEL": "WARNING",
+        "BEACON_WS_RATE_LIMIT_PER_S": "1000",
+        "BEACON_WS_RATE_LIMIT_BURST": "1000",
+    }
+    run = [sys.executable, "-m", "app.cli"]
+    subprocess.run([*run, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    added = subprocess.run(
+        [*run, "volunteer", "add", "bench", "--capacity", "3"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = json.loads(added.stdout)["token"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [*run, "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+        latencies = await _measure(f"ws://127.0.0.1:{port}", token, n)
+    finally:
+        server.terminate()
+        server.wait(10)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        json.dumps(
+            {
+                "bench": "visitor hello -> offer on a free volunteer's socket",
+                "n": len(latencies),
+                "p50_ms": round(q[49], 2),
+                "p90_ms": round(q[89], 2),
+                "p99_ms": round(q[98], 2),
+                "max_ms": round(latencies[-1], 2),
+            }
+        )
+    )
+
+
+async def _measure(ws_url: str, token: str, n: int) -> list[float]:
+    latencies: list[float] = []
+    async with connect(f"{ws_url}/v1/volunteer") as volunteer:
+        await volunteer.send(json.dumps({"type": "auth", "token": token}))
+        while json.loads(await volunteer.recv())["type"] != "ready":
+            pass
+        for i in range(n):
+            async with connect(f"{ws_url}/v1/chat") as visitor:
+                started = time.perf_counter()
+                await visitor.send(json.dumps({"type": "hello", "locale": "en"}))
+                while True:
+                    frame = json.loads(await asyncio.wait_for(volunteer.recv(), 10))
+                    if frame["type"] == "offer":
+                        break
+                latencies.append((time.perf_counter() - started) * 1000)
+                sid = frame["session_id"]
+                await volunteer.send(json.dumps({"type": "accept", "session_id": sid}))
+                await volunteer.send(
+                    json.dumps(
+                        {
+                            "type": "close",
+                            "session_id": sid,
+                            "disposition": "other",
+                            "risk_level": 0,
+                        }
+                    )
+                )
+                if i % 50 == 0:
+                    await asyncio.sleep(0.05)
+    return latencies
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument(
+        "--admin-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.admin_url))
