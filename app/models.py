@@ -3,6 +3,7 @@
 from app.audit.models import Event
 from app.chat.models import ChatSession, Message
 from app.core.db import Base
+from app.escalation.models import Handoff, HandoffAttempt, RescueRequest
 from app.partners.models import ApiKey, TriageRequest
 from app.routing.models import Assignment, Disposition, Volunteer
 
@@ -13,7 +14,10 @@ __all__ = [
     "ChatSession",
     "Disposition",
     "Event",
+    "Handoff",
+    "HandoffAttempt",
     "Message",
+    "RescueRequest",
     "TriageRequest",
     "Volunteer",
 ]

@@ -86,6 +86,25 @@ class Settings(BaseSettings):
     handoff_deadline_s: float = Field(default=60.0, gt=0)
     partners_file: Path | None = None
 
+    # Escalation and hotline handoff (SPEC §5; app/escalation)
+    # `high` gets the safety message, alert and its own (longer) clock only when enabled.
+    escalate_high: bool = False
+    handoff_deadline_high_s: float = Field(default=300.0, gt=0)
+    # Delivery to a partner is retried (backoff + jitter) until acknowledged or this long.
+    handoff_delivery_deadline_s: float = Field(default=120.0, gt=0)
+    handoff_retry_base_s: float = Field(default=0.5, gt=0)
+    handoff_retry_max_s: float = Field(default=15.0, gt=0)
+    handoff_request_timeout_s: float = Field(default=5.0, gt=0)
+    # Circuit breaker per partner: open after this many consecutive failures, probe after cool-down.
+    handoff_breaker_threshold: int = Field(default=3, ge=1)
+    handoff_breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    # Partner status callbacks: signature timestamps older/newer than this are refused.
+    handoff_callback_tolerance_s: float = Field(default=300.0, gt=0)
+    # How often the escalation clock looks for due work (it is also woken by urgency rises).
+    escalation_tick_s: float = Field(default=0.25, gt=0)
+    # Told to partners so they know where to send status callbacks (optional).
+    public_base_url: str | None = None
+
     # Retention (SPEC §9)
     retention_days: int = Field(default=90, ge=1)
 
