@@ -40,11 +40,27 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def main(n: int, admin_url: str) -> None:
-    name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
+async def _create_db(admin_url: str, name: str) -> str:
     admin = await asyncpg.connect(_dsn(admin_url))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_db(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(_dsn(admin_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def main(n: int, admin_url: str) -> None:
+    """Blocking set-up (database, migrations, account, server) then the async measurement."""
+    name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
+    url = asyncio.run(_create_db(admin_url, name))
     env = {
         **os.environ,
         "BEACON_DATABASE_URL": url,
@@ -54,38 +70,38 @@ async def main(n: int, admin_url: str) -> None:
         "BEACON_WS_RATE_LIMIT_BURST": "1000",
     }
     run = [sys.executable, "-m", "app.cli"]
-    subprocess.run([*run, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
-    added = subprocess.run(
-        [*run, "volunteer", "add", "bench", "--capacity", "3"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    token = json.loads(added.stdout)["token"]
-    port = _free_port()
-    server = subprocess.Popen(
-        [*run, "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server: subprocess.Popen[bytes] | None = None
     try:
+        subprocess.run([*run, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+        added = subprocess.run(
+            [*run, "volunteer", "add", "bench", "--capacity", "3"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        token = json.loads(added.stdout)["token"]
+        port = _free_port()
+        server = subprocess.Popen(
+            [*run, "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(300):
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-        latencies = await _measure(f"ws://127.0.0.1:{port}", token, n)
+                time.sleep(0.1)
+        latencies = asyncio.run(_measure(f"ws://127.0.0.1:{port}", token, n))
     finally:
-        server.terminate()
-        server.wait(10)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        asyncio.run(_drop_db(admin_url, name))
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
     print(
@@ -141,4 +157,4 @@ if __name__ == "__main__":
         "--admin-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.admin_url))
+    main(args.n, args.admin_url)
