@@ -96,7 +96,7 @@ def main(n: int, admin_url: str) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        latencies = asyncio.run(_measure(f"ws://127.0.0.1:{port}", token, n))
+        latencies, opened = asyncio.run(_measure(f"ws://127.0.0.1:{port}", token, n))
     finally:
         if server is not None:
             server.terminate()
@@ -113,13 +113,16 @@ def main(n: int, admin_url: str) -> None:
                 "p90_ms": round(q[89], 2),
                 "p99_ms": round(q[98], 2),
                 "max_ms": round(latencies[-1], 2),
+                # Of which: hello -> the visitor's `session` frame (session committed).
+                "session_opened_p50_ms": round(statistics.median(opened), 2),
             }
         )
     )
 
 
-async def _measure(ws_url: str, token: str, n: int) -> list[float]:
+async def _measure(ws_url: str, token: str, n: int) -> tuple[list[float], list[float]]:
     latencies: list[float] = []
+    opened: list[float] = []
     async with connect(f"{ws_url}/v1/volunteer") as volunteer:
         await volunteer.send(json.dumps({"type": "auth", "token": token}))
         while json.loads(await volunteer.recv())["type"] != "ready":
@@ -128,6 +131,9 @@ async def _measure(ws_url: str, token: str, n: int) -> list[float]:
             async with connect(f"{ws_url}/v1/chat") as visitor:
                 started = time.perf_counter()
                 await visitor.send(json.dumps({"type": "hello", "locale": "en"}))
+                while json.loads(await asyncio.wait_for(visitor.recv(), 10))["type"] != "session":
+                    pass
+                opened.append((time.perf_counter() - started) * 1000)
                 while True:
                     frame = json.loads(await asyncio.wait_for(volunteer.recv(), 10))
                     if frame["type"] == "offer":
@@ -147,7 +153,7 @@ async def _measure(ws_url: str, token: str, n: int) -> list[float]:
                 )
                 if i % 50 == 0:
                     await asyncio.sleep(0.05)
-    return latencies
+    return latencies, opened
 
 
 if __name__ == "__main__":
