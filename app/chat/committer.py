@@ -25,17 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import structlog
 from prometheus_client import Histogram
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, Uuid, any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,7 +48,7 @@ from app.chat import events
 from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
 from app.chat.models import ChatSession, Message
 from app.chat.service import TERMINAL_STATUSES
-from app.core.db import transaction, utcnow
+from app.core.db import UTCDateTime, transaction, utcnow
 from app.core.metrics import Metrics
 from app.triage import Level, TriageResult, assess
 
@@ -54,6 +57,48 @@ log = structlog.get_logger(__name__)
 SENDERS: Final = ("visitor", "volunteer", "system")
 MAX_SESSION_SIGNALS: Final = 100
 _ATTEMPTS: Final = 3
+
+_PG_WRITE_SEQS = text(
+    "UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS v(id, last_seq)"
+    " WHERE s.id = v.id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+# The hot INSERT on Postgres: one fixed statement over column arrays, so it is parsed and
+# planned once per connection whatever the batch size (a multi-row VALUES list would be a new
+# statement for every batch size). Keep in step with app/chat/models.py.
+_PG_INSERT_COLUMNS = (
+    "session_id",
+    "seq",
+    "sender",
+    "sender_id",
+    "kind",
+    "client_msg_id",
+    "text",
+    "level",
+    "score",
+    "model_version",
+    "triage_ms",
+)
+_PG_INSERT = text(
+    """
+    INSERT INTO messages (sent_at, session_id, seq, sender, sender_id, kind, client_msg_id, text,
+                          level, score, signals, model_version, triage_ms)
+    SELECT :sent_at, m.session_id, m.seq, m.sender, m.sender_id, m.kind, m.client_msg_id, m.text,
+           m.level, m.score, CAST(m.signals AS jsonb), m.model_version, m.triage_ms
+    FROM unnest(
+        CAST(:a_session_id AS uuid[]), CAST(:a_seq AS integer[]), CAST(:a_sender AS varchar[]),
+        CAST(:a_sender_id AS varchar[]), CAST(:a_kind AS varchar[]),
+        CAST(:a_client_msg_id AS varchar[]), CAST(:a_text AS text[]),
+        CAST(:a_level AS smallint[]), CAST(:a_score AS float8[]), CAST(:a_signals AS text[]),
+        CAST(:a_model_version AS varchar[]), CAST(:a_triage_ms AS float8[])
+    ) AS m(session_id, seq, sender, sender_id, kind, client_msg_id, text,
+           level, score, signals, model_version, triage_ms)
+    ON CONFLICT (session_id, sender, client_msg_id) DO NOTHING
+    RETURNING seq
+    """
+).bindparams(bindparam("sent_at", type_=UTCDateTime()))
+_MESSAGES = cast(Table, Message.__table__)
+_SESSIONS = cast(Table, ChatSession.__table__)
 
 Triage = Callable[[str, tuple[str, ...]], TriageResult]
 
@@ -97,11 +142,49 @@ class _SessionState:
     last_seq: int
     urgency: int
     signals: list[str]
-    original_urgency: int
-    context: list[str] = field(default_factory=list)
+    context: list[str] | None = None  # recent visitor texts, when this batch needs them
+    dirty: bool = False  # urgency or signals changed
 
 
 _Outcome = StoredMessage | Exception
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    outcomes: list[_Outcome]
+    # Per session: the last_seq the texts are current for, and the recent visitor texts.
+    contexts: dict[uuid.UUID, tuple[int, list[str]]]
+
+
+class _ResendInBatch(Exception):
+    """The fast path met a client_msg_id that is already stored."""
+
+
+class _ContextCache:
+    """Recent visitor texts per session, valid only for the exact ``last_seq`` they were read
+    at — so a message stored by another instance (which moves last_seq) is never missed."""
+
+    def __init__(self, size: int, keep: int) -> None:
+        self._size = size
+        self._keep = keep
+        self._entries: OrderedDict[uuid.UUID, tuple[int, list[str]]] = OrderedDict()
+
+    def get(self, session_id: uuid.UUID, last_seq: int) -> list[str] | None:
+        entry = self._entries.get(session_id)
+        if entry is None or entry[0] != last_seq:
+            return None
+        self._entries.move_to_end(session_id)
+        return list(entry[1])
+
+    def update(self, contexts: dict[uuid.UUID, tuple[int, list[str]]]) -> None:
+        for session_id, (last_seq, texts) in contexts.items():
+            self._entries[session_id] = (last_seq, texts[-self._keep :] if self._keep else [])
+            self._entries.move_to_end(session_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def forget(self, session_id: uuid.UUID) -> None:
+        self._entries.pop(session_id, None)
 
 
 class _ConnectionProblem(Exception):
@@ -119,6 +202,7 @@ class MessageCommitter:
         linger_s: float = 0.0,
         workers: int = 1,
         context_size: int = 10,
+        context_cache_sessions: int = 2048,
         triage: Triage = assess,
     ) -> None:
         self._sessionmaker = sessionmaker
@@ -132,6 +216,7 @@ class MessageCommitter:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
+        self._contexts_cache = _ContextCache(size=context_cache_sessions, keep=context_size)
         self._batch_size = Histogram(
             "beacon_chat_commit_batch_size",
             "Messages per group commit",
@@ -199,22 +284,29 @@ class MessageCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         self._batch_size.observe(len(batch))
-        outcomes: list[_Outcome] | None = None
+        stored: _Batch | None = None
         error: Exception | None = None
-        for attempt in range(_ATTEMPTS):
+        check_duplicates = False
+        attempt = 0
+        while attempt < _ATTEMPTS:
             try:
                 async with transaction(self._sessionmaker) as db:
-                    outcomes = await self._store(db, batch)
+                    stored = await self._store(db, batch, check_duplicates=check_duplicates)
                 break
+            except _ResendInBatch:
+                # Rolled back; run again with the explicit duplicate check (not a failure).
+                check_duplicates = True
             except (DBAPIError, OSError) as exc:
-                # Deadlock, serialization failure, a duplicate racing in from another instance,
-                # a dropped connection: all worth a fresh attempt (rolled back, nothing stored).
+                # Deadlock, serialization failure, a dropped connection: all worth a fresh
+                # attempt (the transaction rolled back, nothing was stored).
                 error = exc
+                attempt += 1
+                check_duplicates = True
                 log.warning(
-                    "commit_retry", attempt=attempt + 1, batch=len(batch), error=type(exc).__name__
+                    "commit_retry", attempt=attempt, batch=len(batch), error=type(exc).__name__
                 )
                 await asyncio.sleep(0.005 * 2**attempt)
-        if outcomes is None:
+        if stored is None:
             if len(batch) > 1 and isinstance(error, IntegrityError):
                 # Isolate whatever the database refuses so the rest of the batch still commits.
                 for pending in batch:
@@ -222,7 +314,9 @@ class MessageCommitter:
                 return
             self._fail(batch, StoreUnavailable("message could not be stored; resend it"))
             return
-        for pending, outcome in zip(batch, outcomes, strict=True):
+        # Committed: only now may the cache learn the new conversations.
+        self._contexts_cache.update(stored.contexts)
+        for pending, outcome in zip(batch, stored.outcomes, strict=True):
             if isinstance(outcome, StoredMessage) and not outcome.duplicate:
                 self._metrics.messages.labels(sender=outcome.sender).inc()
             if pending.future.done():  # the sender went away; the message is stored anyway
@@ -238,9 +332,15 @@ class MessageCommitter:
             if not pending.future.done():
                 pending.future.set_exception(exc)
 
+    def forget(self, session_id: uuid.UUID) -> None:
+        """Drop what this process remembers of a session's texts (after an erasure)."""
+        self._contexts_cache.forget(session_id)
+
     # -- one transaction ---------------------------------------------------------------------
 
-    async def _store(self, db: AsyncSession, batch: list[_Pending]) -> list[_Outcome]:
+    async def _store(
+        self, db: AsyncSession, batch: list[_Pending], *, check_duplicates: bool
+    ) -> _Batch:
         now = utcnow()
         session_ids = sorted({p.message.session_id for p in batch})
         states = await self._lock_sessions(db, session_ids)
@@ -268,7 +368,9 @@ class MessageCommitter:
             todo.append(i)
 
         # Resends of messages committed earlier (by us, by a dead process, by another instance).
-        if first_of:
+        # Looked up only when the fast path below found one: resends are rare, lookups are not
+        # free.
+        if check_duplicates and first_of:
             existing = await self._existing(db, list(first_of))
             still_todo = []
             for i in todo:
@@ -291,12 +393,11 @@ class MessageCommitter:
                 )
             todo = still_todo
 
-        triaged_sessions = {
+        triaged = {
             batch[i].message.session_id for i in todo if batch[i].message.sender == "visitor"
         }
-        if triaged_sessions and self._context_size > 0:
-            for session_id, texts in (await self._contexts(db, triaged_sessions)).items():
-                states[session_id].context = texts
+        if triaged and self._context_size > 0:
+            await self._load_contexts(db, states, triaged)
 
         rows: list[dict[str, Any]] = []
         bus_events: list[Event] = []
@@ -321,8 +422,9 @@ class MessageCommitter:
                 "triage_ms": None,
             }
             if message.sender == "visitor":
-                result, elapsed_ms = self._assess(message.text, state.context)
-                state.context.append(message.text)
+                result, elapsed_ms = self._assess(message.text, state.context or [])
+                if state.context is not None:
+                    state.context.append(message.text)
                 level = int(result.level)
                 row.update(
                     level=level,
@@ -334,8 +436,10 @@ class MessageCommitter:
                 for signal in result.signals:
                     if signal not in state.signals and len(state.signals) < MAX_SESSION_SIGNALS:
                         state.signals.append(signal)
+                        state.dirty = True
                 if level > state.urgency:
                     state.urgency = level
+                    state.dirty = True
                     record_event(
                         db,
                         actor_type="system",
@@ -374,21 +478,8 @@ class MessageCommitter:
             )
 
         if rows:
-            await db.execute(insert(Message), rows)
-            changed = {batch[i].message.session_id for i in todo}
-            await db.execute(
-                update(ChatSession),
-                [
-                    {
-                        "id": session_id,
-                        "last_seq": states[session_id].last_seq,
-                        "urgency": states[session_id].urgency,
-                        "signals": states[session_id].signals,
-                        "updated_at": now,
-                    }
-                    for session_id in sorted(changed)
-                ],
-            )
+            await self._insert(db, rows)
+            await self._write_back(db, states, {batch[i].message.session_id for i in todo}, now)
             await self._bus.publish_many(bus_events, db=db)
 
         for i, first in followers:
@@ -398,8 +489,72 @@ class MessageCommitter:
                 if isinstance(original, StoredMessage)
                 else original
             )
-        assert all(o is not None for o in outcomes)
-        return [o for o in outcomes if o is not None]
+        contexts = {
+            session_id: (state.last_seq, state.context)
+            for session_id, state in states.items()
+            if state.context is not None
+        }
+        return _Batch(outcomes=[o for o in outcomes if o is not None], contexts=contexts)
+
+    async def _insert(self, db: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        """One multi-row INSERT. A ``client_msg_id`` already stored for that session and sender
+        is skipped by ON CONFLICT instead of failing; if that happens the transaction is rolled
+        back and the batch rerun with the explicit duplicate check (its seqs would have a gap)."""
+        if db.get_bind().dialect.name == "postgresql":
+            params: dict[str, Any] = {
+                "sent_at": rows[0]["sent_at"],
+                **{f"a_{name}": [row[name] for row in rows] for name in _PG_INSERT_COLUMNS},
+                "a_signals": [
+                    None if row["signals"] is None else json.dumps(row["signals"]) for row in rows
+                ],
+            }
+            inserted = (await db.execute(_PG_INSERT, params)).all()
+        else:
+            table = _MESSAGES
+            stmt = (
+                sqlite_insert(table)
+                .on_conflict_do_nothing(index_elements=["session_id", "sender", "client_msg_id"])
+                .returning(table.c.seq)
+            )
+            inserted = (await db.execute(stmt, rows)).all()
+        if len(inserted) != len(rows):
+            raise _ResendInBatch
+
+    async def _write_back(
+        self,
+        db: AsyncSession,
+        states: dict[uuid.UUID, _SessionState],
+        changed: set[uuid.UUID],
+        now: datetime,
+    ) -> None:
+        table = _SESSIONS
+        ordered = sorted(changed)
+        if db.get_bind().dialect.name == "postgresql":
+            # One fixed statement whatever the batch size (arrays, not a VALUES list), so it is
+            # compiled once and sent in one round trip.
+            await db.execute(
+                _PG_WRITE_SEQS,
+                {
+                    "ids": ordered,
+                    "seqs": [states[session_id].last_seq for session_id in ordered],
+                    "now": now,
+                },
+            )
+        else:
+            await db.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(last_seq=bindparam("b_last_seq"), updated_at=now),
+                [{"b_id": sid, "b_last_seq": states[sid].last_seq} for sid in ordered],
+            )
+        for session_id in sorted(changed):
+            state = states[session_id]
+            if state.dirty:  # urgency or signals changed: rare, one statement each
+                await db.execute(
+                    update(table)
+                    .where(table.c.id == session_id)
+                    .values(urgency=state.urgency, signals=state.signals)
+                )
 
     def _assess(self, text: str, context: list[str]) -> tuple[TriageResult, float]:
         started = time.perf_counter()
@@ -426,10 +581,16 @@ class MessageCommitter:
             ChatSession.urgency,
             ChatSession.signals,
         )
-        query = select(*columns).where(ChatSession.id.in_(session_ids)).order_by(ChatSession.id)
         if db.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
+            # ``= ANY(array)``: one statement text for every batch size (IN lists are not).
+            query = (
+                select(*columns)
+                .where(ChatSession.id == any_(bindparam("ids", session_ids, type_=ARRAY(Uuid()))))
+                .order_by(ChatSession.id)
+                .with_for_update()
+            )
         else:
+            query = select(*columns).where(ChatSession.id.in_(session_ids)).order_by(ChatSession.id)
             # SQLite has no row locks: writing first takes the database write lock instead.
             await db.execute(
                 update(ChatSession)
@@ -444,7 +605,6 @@ class MessageCommitter:
                 last_seq=r.last_seq,
                 urgency=r.urgency,
                 signals=list(r.signals or []),
-                original_urgency=r.urgency,
             )
             for r in rows
         }
@@ -468,6 +628,27 @@ class MessageCommitter:
             )
         ).all()
         return {(r.session_id, r.sender, r.client_msg_id): r for r in rows}
+
+    async def _load_contexts(
+        self,
+        db: AsyncSession,
+        states: dict[uuid.UUID, _SessionState],
+        session_ids: set[uuid.UUID],
+    ) -> None:
+        """Each session's recent visitor texts: from this process's cache when it is provably
+        current (same ``last_seq`` as the locked row), else from the database."""
+        missing = set()
+        for session_id in session_ids:
+            state = states[session_id]
+            cached = self._contexts_cache.get(session_id, state.last_seq)
+            if cached is None:
+                missing.add(session_id)
+            else:
+                state.context = cached
+        if missing:
+            loaded = await self._contexts(db, missing)
+            for session_id in missing:
+                states[session_id].context = loaded.get(session_id, [])
 
     async def _contexts(
         self, db: AsyncSession, session_ids: set[uuid.UUID]

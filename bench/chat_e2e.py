@@ -1,0 +1,377 @@
+"""Visitor chat end to end: message -> durable group commit -> triage -> ack (and -> delivery to a
+second socket on the session, as a volunteer's would be), against `beacon serve` on Postgres, with
+a bare uvicorn WebSocket echo measured in the same run as the baseline.
+
+Phases (each client has its own connection; chat clients each have their own session):
+
+1. echo saturation   — N clients, closed loop (send, wait for the echo, repeat) for S seconds;
+2. chat saturation   — N clients, closed loop (send a message, wait for its ack) for S seconds;
+3. chat at R msg/s   — the same N sessions paced to R messages/s in total, each also watched by
+                       a second socket that receives the messages live over the bus: ack latency
+                       and delivery latency, measured from the scheduled send time.
+
+    .venv/bin/python -m bench.chat_e2e [--clients 100] [--seconds 10] [--rate 500]
+                                       [--admin-url postgresql+asyncpg://postgres@127.0.0.1/postgres]
+
+Both servers run as child processes (one uvicorn worker each); the load generator is this
+process. On the 2-core reference machine the three share the CPU with Postgres, so the absolute
+numbers are a floor; the ratio to the echo is the figure to compare across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from sqlalchemy.engine import make_url
+from websockets.asyncio.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def echo_app() -> FastAPI:
+    """The baseline: a bare FastAPI WebSocket that sends every text frame straight back."""
+    app = FastAPI()
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+
+    return app
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+    name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(_dsn(admin_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.contextmanager
+def child(args: list[str], env: dict[str, str], port: int) -> Any:
+    proc = subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args} exited with {proc.returncode}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    def line(self, label: str) -> str:
+        return (
+            f"{label:<34} {self.throughput:>9.0f}/s   p50 {self.pct(50):7.2f} ms   "
+            f"p99 {self.pct(99):7.2f} ms   max {max(self.latencies_ms, default=0):7.1f} ms   "
+            f"n={len(self.latencies_ms)}"
+        )
+
+
+async def _recv_json(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await ws.recv())
+    return frame
+
+
+class ChatClient:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.token = ""
+        self.acks: dict[str, asyncio.Future[float]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(cls, base: str, token: str | None = None) -> ChatClient:
+        client = cls(await connect(f"{base}/v1/chat", max_size=2**20))
+        await client.ws.send(json.dumps({"type": "hello", "resume_token": token, "last_seq": 0}))
+        while (frame := await _recv_json(client.ws))["type"] != "session":
+            pass
+        client.token = frame["resume_token"]
+        client.reader = asyncio.create_task(client._read())
+        return client
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["type"] == "ack":
+                    future = self.acks.pop(frame["client_msg_id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(time.perf_counter())
+                elif frame["type"] == "error":
+                    print("error frame:", frame, file=sys.stderr)
+
+    async def send(self, text: str) -> float:
+        cid = uuid.uuid4().hex
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.acks[cid] = future
+        await self.ws.send(json.dumps({"type": "message", "client_msg_id": cid, "text": text}))
+        return await future
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
+
+
+class Observer:
+    """A second socket on a session: records when each visitor message arrives live."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.arrived: dict[str, float] = {}
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["type"] == "message" and frame.get("client_msg_id"):
+                    self.arrived[frame["client_msg_id"]] = time.perf_counter()
+
+
+async def closed_loop(
+    clients: int, seconds: float, one_round_trip: Callable[[int], Awaitable[float]]
+) -> Result:
+    """Each client: send, wait for the reply, repeat. Returns every round-trip latency."""
+    result = Result()
+    stop = time.perf_counter() + seconds
+    started = time.perf_counter()
+
+    async def run(i: int) -> None:
+        while time.perf_counter() < stop:
+            sent = time.perf_counter()
+            replied = await one_round_trip(i)
+            result.latencies_ms.append((replied - sent) * 1000)
+
+    await asyncio.gather(*(run(i) for i in range(clients)))
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+async def echo_phase(base: str, clients: int, seconds: float) -> Result:
+    sockets = [await connect(f"{base}/echo") for _ in range(clients)]
+    payload = json.dumps({"type": "message", "client_msg_id": "x" * 32, "text": "hello " * 8})
+
+    async def round_trip(i: int) -> float:
+        await sockets[i].send(payload)
+        await sockets[i].recv()
+        return time.perf_counter()
+
+    await closed_loop(clients, 1.0, round_trip)  # warm up
+    result = await closed_loop(clients, seconds, round_trip)
+    for ws in sockets:
+        await ws.close()
+    return result
+
+
+async def chat_saturation(base: str, clients: list[ChatClient], seconds: float) -> Result:
+    async def round_trip(i: int) -> float:
+        return await clients[i].send("I just need someone to talk to tonight, it's been hard")
+
+    await closed_loop(len(clients), 1.0, round_trip)  # warm up
+    return await closed_loop(len(clients), seconds, round_trip)
+
+
+async def chat_paced(
+    base: str, clients: list[ChatClient], seconds: float, rate: float
+) -> tuple[Result, Result]:
+    observers = []
+    for client in clients:
+        ws = await connect(f"{base}/v1/chat")
+        await ws.send(json.dumps({"type": "hello", "resume_token": client.token, "last_seq": 0}))
+        while (await _recv_json(ws))["type"] != "status":
+            pass
+        observers.append(Observer(ws))
+    ack = Result()
+    sent_at: dict[str, tuple[int, float]] = {}
+    interval = len(clients) / rate
+    started = time.perf_counter()
+
+    async def run(i: int) -> None:
+        client = clients[i]
+        due = started + random.random() * interval
+        while due < started + seconds:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            cid = uuid.uuid4().hex
+            future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            client.acks[cid] = future
+            sent_at[cid] = (i, due)
+            await client.ws.send(
+                json.dumps({"type": "message", "client_msg_id": cid, "text": "still here?"})
+            )
+            ack.latencies_ms.append((await future - due) * 1000)
+            due += interval
+
+    await asyncio.gather(*(run(i) for i in range(len(clients))))
+    ack.elapsed_s = time.perf_counter() - started
+    await asyncio.sleep(0.5)
+    delivery = Result(elapsed_s=ack.elapsed_s)
+    missing = 0
+    for cid, (i, due) in sent_at.items():
+        arrived = observers[i].arrived.get(cid)
+        if arrived is None:
+            missing += 1
+        else:
+            delivery.latencies_ms.append((arrived - due) * 1000)
+    if missing:
+        print(f"!! {missing} messages never reached the observing socket", file=sys.stderr)
+    for observer in observers:
+        observer.task.cancel()
+        await observer.ws.close()
+    return ack, delivery
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with fresh_database(args.admin_url) as url:
+        env = {
+            **os.environ,
+            "BEACON_DATABASE_URL": url,
+            "BEACON_ENV": "test",
+            "BEACON_LOG_LEVEL": "WARNING",
+            "BEACON_WS_RATE_LIMIT_PER_S": "100000",
+            "BEACON_WS_RATE_LIMIT_BURST": "100000",
+            "BEACON_DB_POOL_SIZE": "10",
+        }
+        run = [sys.executable, "-m", "app.cli"]
+        await asyncio.to_thread(
+            subprocess.run,
+            [*run, "db", "upgrade"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        chat_port, echo_port = _free_port(), _free_port()
+        echo_cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench.chat_e2e:echo_app",
+            "--port",
+            str(echo_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        with (
+            child([*run, "serve", "--port", str(chat_port)], env, chat_port),
+            child(echo_cmd, env, echo_port),
+        ):
+            chat_base, echo_base = f"ws://127.0.0.1:{chat_port}", f"ws://127.0.0.1:{echo_port}"
+            print(
+                f"clients={args.clients} seconds={args.seconds} rate={args.rate}/s "
+                f"(server, load generator and Postgres share {os.cpu_count()} cores)"
+            )
+            echo = await echo_phase(echo_base, args.clients, args.seconds)
+            print(echo.line("echo round trip (baseline)"))
+            clients = [await ChatClient.open(chat_base) for _ in range(args.clients)]
+            saturated = await chat_saturation(chat_base, clients, args.seconds)
+            print(saturated.line("chat message -> ack (saturated)"))
+            ack, delivery = await chat_paced(chat_base, clients, args.seconds, args.rate)
+            print(ack.line(f"chat message -> ack @ {args.rate:.0f}/s"))
+            print(delivery.line(f"chat message -> other socket @ {args.rate:.0f}/s"))
+            ratio = saturated.throughput / echo.throughput if echo.throughput else float("nan")
+            print(f"saturation throughput ratio chat/echo: {ratio:.3f}")
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
+            batches = _sample(metrics, "beacon_chat_commit_batch_size_count")
+            messages = _sample(metrics, "beacon_chat_commit_batch_size_sum")
+            if batches:
+                print(
+                    f"group commit: {messages:.0f} messages in {batches:.0f} commits "
+                    f"(mean {messages / batches:.1f} per commit)"
+                )
+            for client in clients:
+                await client.close()
+
+
+def _sample(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.chat_e2e", description=__doc__)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument(
+        "--admin-url", default=os.environ.get("BEACON_BENCH_ADMIN_URL", DEFAULT_ADMIN_URL)
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args))
+
+
+if __name__ == "__main__":
+    cli()
