@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 import structlog
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,7 +21,9 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
-from app.routers import chat_ws, dashboard, health, triage_api, volunteer_ws
+from app.escalation.partners import load_partners
+from app.escalation.worker import EscalationWorker
+from app.routers import chat_ws, dashboard, handoffs, health, triage_api, volunteer_ws
 from app.routing.queue import QueueMonitor
 from app.routing.worker import RoutingWorker
 
@@ -44,6 +47,8 @@ class AppState:
     queue: QueueMonitor
     # Visitor sockets on this instance: presence heartbeat and the abandonment sweeper.
     visitors: VisitorPresence
+    # Safety messages, supervisor alerts, the handoff clock and partner webhooks (SPEC §5).
+    escalation: EscalationWorker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A bad partners file must stop the start, before anything else is built.
+        partners = load_partners(settings.partners_file)
         if settings.is_sqlite:
             # The embedded default must just work: bring the file to head on start.
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
@@ -88,6 +95,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweep_interval_s=settings.visitor_sweep_interval_s,
         )
         await visitors.start()
+        partner_http = httpx.AsyncClient(
+            timeout=settings.handoff_request_timeout_s, follow_redirects=False
+        )
+        escalation = EscalationWorker(
+            sessionmaker=sessionmaker,
+            settings=settings,
+            bus=bus,
+            committer=committer,
+            metrics=metrics,
+            partners=partners,
+            http=partner_http,
+        )
+        await escalation.start()
         app.state.beacon = AppState(
             settings=settings,
             engine=engine,
@@ -98,12 +118,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             routing=routing,
             queue=queue,
             visitors=visitors,
+            escalation=escalation,
         )
         log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
         try:
             yield
         finally:
             # Messages already submitted are committed (and acked) before the database goes.
+            await escalation.stop()
+            await partner_http.aclose()
             await visitors.stop()
             await queue.stop()
             await routing.stop()
@@ -124,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(volunteer_ws.router)
     app.include_router(dashboard.router)
     app.include_router(chat_ws.router)
+    app.include_router(handoffs.router)
     return app
 
 

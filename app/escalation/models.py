@@ -48,6 +48,9 @@ class Handoff(Base):
     partner: Mapped[str | None] = mapped_column(String(100))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     safety_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A message the visitor is still owed about this handoff (a templates.MessageKind), sent
+    # by the clock loop through the chat committer and cleared after: survives a crash between.
+    notice_due: Mapped[str | None] = mapped_column(String(32))
     # Exactly the JSON body sent on every attempt (built once, so retries are byte-identical).
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

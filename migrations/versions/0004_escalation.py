@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("partner", sa.String(length=100), nullable=True),
         sa.Column("due_at", TIMESTAMPTZ, nullable=False),
         sa.Column("safety_sent_at", TIMESTAMPTZ, nullable=True),
+        sa.Column("notice_due", sa.String(length=32), nullable=True),
         sa.Column("payload", JSON, nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", TIMESTAMPTZ, nullable=True),

@@ -1,0 +1,312 @@
+"""The escalation clock each instance runs (built in the lifespan, never at import).
+
+Every state it acts on lives in the ``handoffs`` table, so any instance — or this one after a
+restart — picks up where another left off; rows are claimed with ``FOR UPDATE SKIP LOCKED`` on
+Postgres (SQLite: one process, its write lock serialises the claims). Each pass:
+
+1. escalates urgent sessions nobody answers yet (safety message, supervisor alert, clock);
+2. sends what visitors are owed (safety message, "connecting you", the hotline's number) through
+   the chat committer — same seq/ack/replay path as every message, deduplicated by id;
+3. hands off sessions whose clock ran out (or stands down if a volunteer answered);
+4. delivers due webhook attempts, each in its own task so a slow partner blocks nobody.
+
+It wakes on urgency rises (bus) and otherwise every ``escalation_tick_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+
+import httpx
+import structlog
+from prometheus_client import Counter, Gauge
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.bus import QUEUE_CHANNEL, Bus, Subscription
+from app.chat.committer import MessageCommitter, NewMessage
+from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
+from app.core.config import Settings
+from app.core.db import transaction, utcnow
+from app.core.metrics import Metrics
+from app.escalation import delivery, service
+from app.escalation.breaker import BreakerState, CircuitBreaker
+from app.escalation.partners import Partner, PartnersConfig, select_partners
+from app.escalation.service import AttemptResult, Claimed, Owed, Policy
+from app.escalation.templates import render
+
+log = structlog.get_logger(__name__)
+
+
+class EscalationWorker:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        bus: Bus,
+        committer: MessageCommitter,
+        metrics: Metrics,
+        partners: PartnersConfig | None,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.bus = bus
+        self.committer = committer
+        self.metrics = metrics
+        self.partners = partners
+        self.http = http
+        self.policy = Policy.from_settings(settings)
+        self.breakers: dict[str, CircuitBreaker] = {
+            p.name: CircuitBreaker(
+                threshold=settings.handoff_breaker_threshold,
+                cooldown_s=settings.handoff_breaker_cooldown_s,
+            )
+            for p in (partners.partners if partners else [])
+        }
+        self._breaker_open = Gauge(
+            "beacon_handoff_breaker_open",
+            "1 while a partner's circuit breaker is open or half-open",
+            ["partner"],
+            registry=metrics.registry,
+        )
+        self._outcomes = Counter(
+            "beacon_handoffs_total",
+            "Handoffs by how they ended up (delivered, undeliverable, ...)",
+            ["status"],
+            registry=metrics.registry,
+        )
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._subscription: Subscription | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._subscription = self.bus.subscribe(QUEUE_CHANNEL)
+        self._tasks = [
+            asyncio.create_task(self._pump(self._subscription), name="escalation-pump"),
+            asyncio.create_task(self._run(), name="escalation-clock"),
+        ]
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+        for task in [*self._tasks, *self._deliveries]:
+            task.cancel()
+        for task in [*self._tasks, *self._deliveries]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._deliveries.clear()
+
+    async def _pump(self, subscription: Subscription) -> None:
+        async for payload in subscription:
+            urgency = payload.get("urgency")
+            if payload.get("kind") == "resync" or (
+                isinstance(urgency, int) and urgency >= self.policy.min_level
+            ):
+                self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.escalation_tick_s)
+            self._wake.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one bad pass must never stop escalation for good
+                log.error("escalation_pass_failed", error_type=type(exc).__name__, error=str(exc))
+                await asyncio.sleep(min(1.0, self.settings.escalation_tick_s))
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        await self._escalate_new()
+        await self._send_owed()
+        await self._start_due()
+        await self._deliver_due()
+
+    async def _escalate_new(self) -> None:
+        async with transaction(self.sessionmaker) as db:
+            candidates = await service.sessions_to_escalate(db, self.policy)
+        for row in candidates:
+            try:
+                async with transaction(self.sessionmaker) as db:
+                    handoff = await service.escalate(
+                        db,
+                        self.bus,
+                        session_id=row.id,
+                        policy=self.policy,
+                        partners=self.partners,
+                    )
+            except IntegrityError:
+                continue  # another instance escalated it first
+            if handoff is not None:
+                log.info(
+                    "escalation_started",
+                    session_id=str(row.id),
+                    handoff_id=str(handoff.id),
+                    level=handoff.level,
+                )
+
+    async def _send_owed(self) -> None:
+        async with transaction(self.sessionmaker) as db:
+            owed = await service.owed_messages(db)
+        for item in owed:
+            await self._send_one(item)
+
+    async def _send_one(self, owed: Owed) -> None:
+        partner = self._partner(owed.partner, owed.locale)
+        rendered = render(
+            owed.kind,
+            owed.locale,
+            partner_name=partner.name if partner else None,
+            partner_phone=partner.phone if partner else None,
+        )
+        seq: int | None = None
+        try:
+            stored = await self.committer.submit(
+                NewMessage(
+                    session_id=owed.session_id,
+                    sender="system",
+                    text=rendered.text,
+                    client_msg_id=owed.client_msg_id,
+                    kind="safety",
+                )
+            )
+            seq = stored.seq
+        except (SessionClosed, SessionNotFound):
+            pass  # the chat is over: nothing to tell, but record that we stopped trying
+        except StoreUnavailable:
+            return  # try again next pass (the client_msg_id keeps it single)
+        async with transaction(self.sessionmaker) as db:
+            await service.message_sent(db, owed, seq=seq)
+
+    def _partner(self, name: str | None, locale: str | None) -> Partner | None:
+        """The partner a visitor is told about: the handoff's, else the best for the locale."""
+        if self.partners is None:
+            return None
+        chosen = self.partners.by_name(name)
+        if chosen is not None:
+            return chosen
+        candidates = select_partners(self.partners, locale, int(self.policy.min_level))
+        return candidates[0] if candidates else None
+
+    async def _start_due(self) -> None:
+        async with transaction(self.sessionmaker) as db:
+            started = await service.due_handoffs(db, self.bus, self.settings)
+        for handoff_id in started:
+            log.info("handoff_due", handoff_id=str(handoff_id))
+
+    async def _deliver_due(self) -> None:
+        lease_s = self.settings.handoff_request_timeout_s + 2.0
+        try:
+            async with transaction(self.sessionmaker) as db:
+                claimed = await service.claim_deliveries(db, lease_s=lease_s)
+        except DBAPIError as exc:
+            log.warning("handoff_claim_failed", error_type=type(exc).__name__)
+            return
+        for item in claimed:
+            self._spawn(self._deliver(item))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    # -- one delivery attempt ----------------------------------------------------------------
+
+    def _choose(self, claimed: Claimed) -> tuple[Partner | None, float]:
+        """The first candidate whose breaker lets a call through; else how long until one will."""
+        candidates = select_partners(self.partners, claimed.locale, claimed.level)
+        waits: list[float] = []
+        for partner in candidates:
+            breaker = self.breakers[partner.name]
+            if breaker.allow():
+                return partner, 0.0
+            waits.append(breaker.retry_after_s())
+        return None, min(waits) if waits else self.settings.handoff_retry_max_s
+
+    async def _deliver(self, claimed: Claimed) -> None:
+        partner, wait_s = self._choose(claimed)
+        if partner is None:
+            result = AttemptResult(
+                partner=None,
+                outcome="no_partner" if self.partners is None else "breaker_open",
+                status_code=None,
+                duration_ms=0.0,
+                error=None,
+                started_at=utcnow(),
+            )
+        else:
+            result = await delivery.post(
+                self.http,
+                partner,
+                handoff_id=claimed.handoff_id,
+                body=claimed.body,
+                attempt=claimed.number,
+                timeout_s=self.settings.handoff_request_timeout_s,
+            )
+            breaker = self.breakers[partner.name]
+            if result.acknowledged:
+                breaker.record_success()
+            else:
+                breaker.record_failure()
+            self._breaker_open.labels(partner=partner.name).set(
+                0 if breaker.state is BreakerState.closed else 1
+            )
+        self.metrics.handoff_attempts.labels(
+            partner=result.partner or "-", outcome=result.outcome
+        ).inc()
+        retry_in = delivery.backoff_s(
+            claimed.number,
+            base_s=self.settings.handoff_retry_base_s,
+            cap_s=self.settings.handoff_retry_max_s,
+        )
+        if partner is None:
+            retry_in = max(retry_in, wait_s)
+        log.info(
+            "handoff_attempt",
+            handoff_id=str(claimed.handoff_id),
+            number=claimed.number,
+            partner=result.partner,
+            outcome=result.outcome,
+            status_code=result.status_code,
+        )
+        await self._record(claimed, result, retry_in)
+
+    async def _record(self, claimed: Claimed, result: AttemptResult, retry_in: float) -> None:
+        # The attempt happened; its record must not be lost to a brief database hiccup.
+        for pause in (0.0, 0.2, 1.0, 3.0):
+            await asyncio.sleep(pause)
+            try:
+                async with transaction(self.sessionmaker) as db:
+                    status = await service.record_attempt(
+                        db, self.bus, claimed, result, retry_in_s=retry_in
+                    )
+            except DBAPIError as exc:
+                log.warning("handoff_attempt_not_recorded", error_type=type(exc).__name__)
+                continue
+            if status in ("delivered", "undeliverable"):
+                self._outcomes.labels(status=status).inc()
+            self._wake.set()  # a notice may now be owed to the visitor
+            return
+
+    # -- for the REST/WS edges ---------------------------------------------------------------
+
+    def breaker_states(self) -> dict[str, str]:
+        return {name: breaker.state.value for name, breaker in self.breakers.items()}
+
+    def observe_callback(self, status: str) -> None:
+        self._outcomes.labels(status=status).inc()
+        self._wake.set()
