@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.chat.models import ChatSession
+from app.core.db import create_sessionmaker, transaction
+from app.escalation.models import OPEN_HANDOFF_STATUSES, Handoff
+from app.routing.accounts import IssuedAccount, create_volunteer
+from app.routing.assignments import LIVE_STATUSES
+from app.routing.models import Assignment, Volunteer
+from tests.conftest import LiveServer, free_port
+from tests.escalation.partner_server import PartnerServer
+
+# The text every end-to-end test sends. The placeholder triage calls it `high`, the real
+# engine `imminent`; FAST escalates both with the same short clock, and the tests assert the
+# level the server actually recorded.
+URGENT_TEXT = "I took 30 pills just now and I want to kill myself"
+
+FAST: dict[str, Any] = {
+    "escalate_high": True,
+    "handoff_deadline_s": 1.5,
+    "handoff_deadline_high_s": 1.5,
+    "escalation_tick_s": 0.05,
+    "handoff_retry_base_s": 0.1,
+    "handoff_retry_max_s": 0.3,
+    "handoff_request_timeout_s": 1.0,
+    "handoff_delivery_deadline_s": 3.0,
+    "handoff_breaker_threshold": 5,
+    "handoff_breaker_cooldown_s": 1.0,
+    "routing_interval_s": 0.1,
+    "ws_rate_limit_per_s": 100.0,
+    "ws_rate_limit_burst": 100,
+}
+
+
+@pytest.fixture
+async def partner_factory() -> AsyncIterator[Callable[..., Any]]:
+    servers: list[PartnerServer] = []
+
+    async def make(name: str = "lifeline", **kwargs: Any) -> PartnerServer:
+        server = PartnerServer(name=name, secret=secrets.token_hex(16), port=free_port(), **kwargs)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.stop()
+
+
+def write_partners(tmp_path: Path, *entries: dict[str, Any]) -> Path:
+    path = tmp_path / f"partners-{secrets.token_hex(4)}.json"
+    path.write_text(json.dumps({"partners": list(entries)}))
+    return path
+
+
+async def clean_slate(engine: AsyncEngine) -> None:
+    """Runs share one database: end whatever earlier tests left live, so that this test's
+    escalation clock and router see only this test's people. Call it before starting servers."""
+    async with transaction(create_sessionmaker(engine)) as db:
+        await db.execute(
+            update(Handoff)
+            .where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+            .values(status="cancelled", notice_due=None)
+        )
+        await db.execute(
+            update(Assignment)
+            .where(Assignment.status.in_(("offered", "active")))
+            .values(status="closed", end_reason="test_cleanup")
+        )
+        await db.execute(
+            update(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES)).values(status="closed")
+        )
+        await db.execute(update(Volunteer).values(load=0, presence="offline"))
+
+
+async def supervisor(server: LiveServer) -> IssuedAccount:
+    """A supervisor with no chat capacity: alerted, never offered the session."""
+    state = server.app.state.beacon
+    async with transaction(state.sessionmaker) as db:
+        return await create_volunteer(
+            db,
+            name=f"sup-{secrets.token_hex(3)}",
+            role="supervisor",
+            capacity=0,
+            token_ttl_s=3600,
+        )
