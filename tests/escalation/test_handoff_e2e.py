@@ -157,7 +157,8 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
                 )
             )
         ).all()
-    assert session is not None and session.status == "handed_off"
+    assert session is not None
+    assert session.status == "handed_off"
     assert [(a.number, a.outcome, a.status_code) for a in attempts] == [
         (1, "http_error", 500),
         (2, "http_error", 500),
@@ -285,7 +286,8 @@ async def test_partner_down_for_the_whole_deadline(
     outcomes = {a.outcome for a in attempts}
     assert "connect_error" in outcomes
     assert "breaker_open" in outcomes  # the breaker stopped the hammering
-    assert session is not None and session.status == "waiting"  # not dropped
+    assert session is not None
+    assert session.status == "waiting"
     assert queue[0].id == uuid.UUID(visitor.session_id)  # top of the queue
     assert partner.received == []
 

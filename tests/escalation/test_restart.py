@@ -1,0 +1,62 @@
+"""The handoff clock lives in the database: a server killed between the urgent message and the
+deadline is replaced by a new process that still hands off on time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.escalation.conftest import URGENT_TEXT, clean_slate, write_partners
+from tests.escalation.partner_server import PartnerServer
+from tests.routing.wsclient import VisitorClient
+
+DEADLINE_S = 8.0
+
+
+async def test_sigkill_between_message_and_deadline_still_hands_off_on_time(
+    engine: AsyncEngine,
+    tmp_path: Path,
+    partner_factory: Callable[..., Any],
+    server_process_factory: Callable[..., Any],
+) -> None:
+    await clean_slate(engine)
+    partner: PartnerServer = await partner_factory("restartline")
+    env = {
+        "BEACON_PARTNERS_FILE": str(write_partners(tmp_path, partner.config_entry())),
+        "BEACON_ESCALATE_HIGH": "true",
+        "BEACON_HANDOFF_DEADLINE_S": str(DEADLINE_S),
+        "BEACON_HANDOFF_DEADLINE_HIGH_S": str(DEADLINE_S),
+        "BEACON_ESCALATION_TICK_S": "0.05",
+    }
+    first = server_process_factory(**env)
+    await asyncio.to_thread(first.start)
+    visitor = await VisitorClient.open(first.ws_url)
+    sent_at = time.monotonic()
+    await visitor.say(URGENT_TEXT, "m1")
+    await visitor.expect("message", lambda f: f.get("kind") == "safety", within=1.0)
+    await asyncio.to_thread(first.kill)  # SIGKILL: no shutdown hooks
+    killed_at = time.monotonic() - sent_at
+    assert partner.received == []
+
+    second = server_process_factory(**env)
+    await asyncio.to_thread(second.start)
+    restarted_at = time.monotonic() - sent_at
+    assert restarted_at < DEADLINE_S, "the restart itself took longer than the deadline"
+    received = await partner.wait_for(1, within=DEADLINE_S + 10)
+    posted_at = received[0].at - sent_at
+    assert DEADLINE_S - 0.1 <= posted_at <= DEADLINE_S + 1.0, posted_at
+    assert received[0].signature_ok
+    assert received[0].payload["session_id"] == visitor.session_id
+    # Exactly one handoff, one POST (acknowledged at once): no double send across processes.
+    await asyncio.sleep(1.0)
+    assert len(partner.received) == 1
+    print(
+        f"\nkilled at {killed_at:.2f} s, new process healthy at {restarted_at:.2f} s, "
+        f"handoff POST at {posted_at:.2f} s (deadline {DEADLINE_S} s)"
+    )
+    await asyncio.to_thread(second.stop)
