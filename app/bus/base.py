@@ -30,7 +30,7 @@ MAX_PAYLOAD_BYTES: Final = 7000
 DEFAULT_SUBSCRIBER_BACKLOG: Final = 1000
 
 
-def encode_payload(payload: Payload) -> str:
+def encode_payload(payload: Payload | list[Any]) -> str:
     raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
     if len(raw.encode("utf-8")) > MAX_PAYLOAD_BYTES:
         raise ValueError("bus payloads carry ids, not content: payload too large")

@@ -1,7 +1,9 @@
 """Postgres LISTEN/NOTIFY bus: delivery across every instance sharing the database.
 
-One Postgres channel carries every logical channel (``{"c": channel, "p": payload}``), so an
-instance LISTENs once instead of once per session, and each instance fans out locally. A
+One Postgres channel carries every logical channel, so an instance LISTENs once instead of once
+per session, and each instance fans out locally. Events published together travel together: a
+notification carries a list of ``[channel, payload]`` pairs (as many as fit the size limit), so a
+group commit of 100 messages costs a couple of notifications, not 100. A
 dedicated asyncpg connection (opened in the lifespan, not from the pool) listens; a health check
 notices a dead listener, reconnects with backoff, and then tells every subscriber to resync,
 because notifications sent while it was away are gone.
@@ -25,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.bus.base import Bus, Event, encode_payload
+from app.bus.base import MAX_PAYLOAD_BYTES, Bus, Event, encode_payload
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,23 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     return (
         make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
+
+
+def _pack(events: Sequence[Event]) -> list[str]:
+    """Events as few notifications as the size limit allows, in order."""
+    notifications: list[str] = []
+    current: list[str] = []
+    size = 2
+    for channel, payload in events:
+        item = encode_payload([channel, payload])
+        if current and size + len(item.encode("utf-8")) + 1 > MAX_PAYLOAD_BYTES:
+            notifications.append("[" + ",".join(current) + "]")
+            current, size = [], 2
+        current.append(item)
+        size += len(item.encode("utf-8")) + 1
+    if current:
+        notifications.append("[" + ",".join(current) + "]")
+    return notifications
 
 
 class PostgresBus(Bus):
@@ -127,13 +146,17 @@ class PostgresBus(Bus):
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, raw: str) -> None:
         try:
-            envelope = json.loads(raw)
-            channel, payload = envelope["c"], envelope["p"]
-        except (ValueError, KeyError, TypeError):
+            pairs = json.loads(raw)
+        except ValueError:
             log.warning("bus_bad_notification")
             return
-        if isinstance(channel, str) and isinstance(payload, dict):
-            self._dispatch(channel, payload)
+        if not isinstance(pairs, list):
+            return
+        for pair in pairs:
+            if isinstance(pair, list) and len(pair) == 2:
+                channel, payload = pair
+                if isinstance(channel, str) and isinstance(payload, dict):
+                    self._dispatch(channel, payload)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -142,12 +165,7 @@ class PostgresBus(Bus):
     ) -> None:
         if not events:
             return
-        params = {
-            "channel": self._pg_channel,
-            "payloads": [
-                encode_payload({"c": channel, "p": payload}) for channel, payload in events
-            ],
-        }
+        params = {"channel": self._pg_channel, "payloads": _pack(events)}
         if db is not None:
             await db.execute(_NOTIFY, params)
             return

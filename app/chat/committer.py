@@ -47,7 +47,8 @@ from app.bus import Bus, Event
 from app.chat import events
 from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
 from app.chat.models import ChatSession, Message
-from app.chat.service import TERMINAL_STATUSES
+from app.chat.recent import RecentMessages
+from app.chat.service import TERMINAL_STATUSES, MessageView
 from app.core.db import UTCDateTime, transaction, utcnow
 from app.core.metrics import Metrics
 from app.triage import Level, TriageResult, assess
@@ -152,6 +153,7 @@ _Outcome = StoredMessage | Exception
 @dataclass(frozen=True, slots=True)
 class _Batch:
     outcomes: list[_Outcome]
+    views: list[tuple[uuid.UUID, MessageView]]
     # Per session: the last_seq the texts are current for, and the recent visitor texts.
     contexts: dict[uuid.UUID, tuple[int, list[str]]]
 
@@ -217,6 +219,8 @@ class MessageCommitter:
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self._contexts_cache = _ContextCache(size=context_cache_sessions, keep=context_size)
+        # Just-committed messages, for local sockets to deliver without a query.
+        self.recent = RecentMessages()
         self._batch_size = Histogram(
             "beacon_chat_commit_batch_size",
             "Messages per group commit",
@@ -314,8 +318,10 @@ class MessageCommitter:
                 return
             self._fail(batch, StoreUnavailable("message could not be stored; resend it"))
             return
-        # Committed: only now may the cache learn the new conversations.
+        # Committed: only now may the caches learn the new conversations.
         self._contexts_cache.update(stored.contexts)
+        for session_id, view in stored.views:
+            self.recent.add(session_id, view)
         for pending, outcome in zip(batch, stored.outcomes, strict=True):
             if isinstance(outcome, StoredMessage) and not outcome.duplicate:
                 self._metrics.messages.labels(sender=outcome.sender).inc()
@@ -335,6 +341,7 @@ class MessageCommitter:
     def forget(self, session_id: uuid.UUID) -> None:
         """Drop what this process remembers of a session's texts (after an erasure)."""
         self._contexts_cache.forget(session_id)
+        self.recent.forget(session_id)
 
     # -- one transaction ---------------------------------------------------------------------
 
@@ -494,7 +501,23 @@ class MessageCommitter:
             for session_id, state in states.items()
             if state.context is not None
         }
-        return _Batch(outcomes=[o for o in outcomes if o is not None], contexts=contexts)
+        views = [
+            (
+                row["session_id"],
+                MessageView(
+                    seq=row["seq"],
+                    sender=row["sender"],
+                    text=row["text"],
+                    sent_at=row["sent_at"],
+                    kind=row["kind"],
+                    client_msg_id=row["client_msg_id"],
+                ),
+            )
+            for row in rows
+        ]
+        return _Batch(
+            outcomes=[o for o in outcomes if o is not None], views=views, contexts=contexts
+        )
 
     async def _insert(self, db: AsyncSession, rows: list[dict[str, Any]]) -> None:
         """One multi-row INSERT. A ``client_msg_id`` already stored for that session and sender

@@ -166,6 +166,7 @@ class VisitorConnection:
             sessionmaker=deps.sessionmaker,
             send=self._transport.send,
             delivered_seq=opened.delivered_seq,
+            recent=deps.committer.recent,
         )
         deps.presence.attach(session.id)
         # Subscribe before reading anything: a message committed meanwhile is heard, not lost.
@@ -368,6 +369,7 @@ class VisitorConnection:
             async with transaction(deps.sessionmaker) as db:
                 if erase:
                     await erase_transcript(db, deps.bus, session_id=self._session_id)
+                    deps.committer.forget(self._session_id)
                 else:
                     await close_by_visitor(db, deps.bus, session_id=self._session_id)
         except (DBAPIError, OSError):

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.chat import frames
 from app.chat.committer import StoredMessage
-from app.chat.service import load_messages
+from app.chat.recent import RecentMessages
+from app.chat.service import MessageView, load_messages
 
 SendText = Callable[[str], Awaitable[None]]
 _PAGE = 500
@@ -33,9 +34,11 @@ class VisitorFeed:
         sessionmaker: async_sessionmaker[AsyncSession],
         send: SendText,
         delivered_seq: int,
+        recent: RecentMessages | None = None,
     ) -> None:
         self.session_id = session_id
         self._sessionmaker = sessionmaker
+        self._recent = recent
         self._send = send
         self._lock = asyncio.Lock()
         self.delivered_seq = delivered_seq
@@ -66,7 +69,7 @@ class VisitorFeed:
             return  # the ack for it is on its way; no need to read anything
         async with self._lock:
             if seq > self.delivered_seq:
-                await self._deliver(upto=None)
+                await self._deliver(upto=self._heard_seq)
 
     async def acknowledge(self, stored: StoredMessage) -> None:
         assert stored.client_msg_id is not None
@@ -85,32 +88,41 @@ class VisitorFeed:
                     frames.ack_frame(client_msg_id=stored.client_msg_id, seq=stored.seq)
                 )
             if self._heard_seq > self.delivered_seq:
-                await self._deliver(upto=None)
+                await self._deliver(upto=self._heard_seq)
 
     async def _deliver(self, *, upto: int | None) -> None:
-        """Caller holds the lock. Stops before the connection's own unacked message."""
+        """Caller holds the lock. Stops before the connection's own unacked message. With a
+        known ``upto`` (a hint), this process's just-committed messages are used first."""
+        if upto is not None and self._recent is not None:
+            cached = self._recent.range(self.session_id, self.delivered_seq + 1, upto)
+            if not await self._send_rows(cached) or self.delivered_seq >= upto:
+                return
         while True:
             async with self._sessionmaker() as db:
                 rows = await load_messages(
                     db, self.session_id, after_seq=self.delivered_seq, upto_seq=upto, limit=_PAGE
                 )
-            for row in rows:
-                if (
-                    self._awaiting is not None
-                    and row.sender == "visitor"
-                    and row.client_msg_id == self._awaiting
-                ):
-                    return
-                await self._send(
-                    frames.message_frame(
-                        seq=row.seq,
-                        sender=row.sender,
-                        text=row.text,
-                        sent_at=row.sent_at,
-                        kind=row.kind,
-                        client_msg_id=row.client_msg_id if row.sender == "visitor" else None,
-                    )
-                )
-                self.delivered_seq = row.seq
-            if len(rows) < _PAGE:
+            if not await self._send_rows(rows) or len(rows) < _PAGE:
                 return
+
+    async def _send_rows(self, rows: list[MessageView]) -> bool:
+        """Send in order; False if it stopped at the connection's own unacked message."""
+        for row in rows:
+            if (
+                self._awaiting is not None
+                and row.sender == "visitor"
+                and row.client_msg_id == self._awaiting
+            ):
+                return False
+            await self._send(
+                frames.message_frame(
+                    seq=row.seq,
+                    sender=row.sender,
+                    text=row.text,
+                    sent_at=row.sent_at,
+                    kind=row.kind,
+                    client_msg_id=row.client_msg_id if row.sender == "visitor" else None,
+                )
+            )
+            self.delivered_seq = row.seq
+        return True
