@@ -69,11 +69,11 @@ def _limits(info: ValidationInfo) -> RequestLimits:
 NON_BLANK_PATTERN = (
     r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 )
-_NON_BLANK = re.compile(NON_BLANK_PATTERN)
+NON_BLANK_RE = re.compile(NON_BLANK_PATTERN)
 
 
 def _check_text(value: str, info: ValidationInfo) -> str:
-    if _NON_BLANK.search(value) is None:
+    if NON_BLANK_RE.search(value) is None:
         raise PydanticCustomError("blank_text", "text must contain a non-whitespace character")
     try:
         size = len(value.encode("utf-8"))

@@ -34,13 +34,14 @@ async def test_single_text_gets_a_triage_result(
     client: httpx.AsyncClient, make_key: KeyFactory
 ) -> None:
     key = await make_key()
-    request = {"text": "I have them right here", "context": ["I want to swallow all my pills"]}
+    text, context = "I have them right here", ["I want to swallow all my pills"]
+    request = {"text": text, "context": context}
     response = await client.post("/v1/triage", json=request, headers=key.headers)
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == RESULT_FIELDS
     TriageResultOut.model_validate(body)
-    assert _contract(body) == assess(request["text"], request["context"]).as_dict()
+    assert _contract(body) == assess(text, context).as_dict()
     assert body["elapsed_ms"] >= 0
     assert response.headers["x-request-id"].isdigit()
     assert "idempotent-replayed" not in response.headers
@@ -247,7 +248,10 @@ async def test_malformed_idempotency_key_is_422(
     response = await client.post(
         "/v1/triage",
         json={"text": "hi"},
-        headers={**key.headers, "Idempotency-Key": value.encode()},
+        headers=[
+            (b"Authorization", key.headers["Authorization"].encode()),
+            (b"Idempotency-Key", value.encode()),
+        ],
     )
     _assert_error(response, 422, "invalid_idempotency_key")
 
