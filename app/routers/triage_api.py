@@ -80,8 +80,23 @@ def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str,
     return {"description": description, "schema": schema or {"type": "string"}}
 
 
+# The stable `error` codes each status can carry (see app/partners/errors.py for when).
+_ERROR_CODES = {
+    400: "invalid_json",
+    401: "missing_api_key, invalid_api_key or key_revoked",
+    403: "insufficient_scope",
+    409: "idempotency_key_reused",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error or invalid_idempotency_key",
+    429: "rate_limited",
+}
+
+
 def _responses() -> dict[int | str, dict[str, Any]]:
-    responses = error_responses(400, 401, 403, 409, 413, 415, 422, 429)
+    responses = error_responses(*_ERROR_CODES)
+    for status, codes in _ERROR_CODES.items():
+        responses[status]["description"] = f"`error`: {codes}"
     responses[200] = {
         "description": "One TriageResult, or for a batch the results in request order.",
         "headers": {

@@ -341,6 +341,9 @@ async def test_openapi_describes_both_request_shapes_and_every_error(
         ref = operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
         assert ref == "#/components/schemas/ErrorBody"
     assert "Retry-After" in operation["responses"]["429"]["headers"]
+    assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    for code in ("missing_api_key", "invalid_api_key", "key_revoked"):
+        assert code in operation["responses"]["401"]["description"]
     ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert {r["$ref"].rsplit("/", 1)[1] for r in ok["anyOf"]} == {
         "TriageResultOut",
