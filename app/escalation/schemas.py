@@ -97,12 +97,3 @@ class RescueOut(BaseModel):
 class CallbackAck(BaseModel):
     handoff_id: uuid.UUID
     status: str
-
-
-class HandoffFrame(BaseModel):
-    """Volunteer socket: hand this session off to a hotline partner now."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["handoff"]
-    session_id: uuid.UUID

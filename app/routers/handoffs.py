@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
+from app.core.db import transaction
 from app.core.errors import BadRequest, Unauthorized, error_responses
 from app.escalation import service
 from app.escalation.partners import select_partners
@@ -18,6 +19,9 @@ from app.escalation.signing import SignatureError, verify
 from app.routers.dashboard import current_volunteer
 from app.routers.deps import DbDep, get_state
 from app.routing.accounts import Principal
+
+if TYPE_CHECKING:
+    from app.main import AppState
 
 router = APIRouter(tags=["handoffs"])
 Me = Annotated[Principal, Depends(current_volunteer)]
@@ -162,3 +166,17 @@ async def cancel_rescue(rescue_id: uuid.UUID, request: Request, db: DbDep, me: M
         db, state.bus, state.settings, me, rescue_id, confirm=False
     )
     return RescueOut.of(rescue)
+
+
+async def over_socket(state: AppState, me: Principal, session_id: uuid.UUID) -> dict[str, Any]:
+    """The volunteer socket's ``handoff`` frame: same rules as the REST call, own transaction."""
+    async with transaction(state.sessionmaker) as db:
+        handoff = await service.request_handoff(db, state.bus, state.settings, me, session_id)
+    state.escalation.wake()
+    return {
+        "type": "handoff",
+        "session_id": str(session_id),
+        "handoff_id": str(handoff.id),
+        "status": handoff.status,
+        "trigger": handoff.trigger,
+    }

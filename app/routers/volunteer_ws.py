@@ -22,6 +22,7 @@ from app.chat.frames import CloseCode
 from app.chat.ratelimit import FrameRateLimiter, Verdict
 from app.core.db import transaction
 from app.core.errors import BeaconError, Unauthorized
+from app.routers import handoffs
 from app.routing import accounts, frames
 from app.routing.live import VolunteerLink, error_frame
 
@@ -123,7 +124,10 @@ async def volunteer_socket(websocket: WebSocket) -> None:
                 frame = frames.parse_client_frame(message["text"])
                 if isinstance(frame, frames.AuthFrame):
                     raise frames.UnexpectedFrame("already authenticated")
-                await link.handle(frame)
+                if isinstance(frame, frames.HandoffFrame):
+                    await send(await handoffs.over_socket(state, principal, frame.session_id))
+                else:
+                    await link.handle(frame)
             except BeaconError as exc:
                 await send(error_frame(exc, **_frame_context(frame)))
             except DBAPIError as exc:

@@ -143,6 +143,13 @@ class PingFrame(_Frame):
     type: Literal["ping"]
 
 
+class HandoffFrame(_Frame):
+    """Hand this session off to a hotline partner now (escalation; app/routers/handoffs.py)."""
+
+    type: Literal["handoff"]
+    session_id: uuid.UUID
+
+
 ClientFrame = Annotated[
     PresenceFrame
     | AcceptFrame
@@ -154,6 +161,7 @@ ClientFrame = Annotated[
     | CloseFrame
     | SyncFrame
     | PingFrame
+    | HandoffFrame
     | AuthFrame,
     Field(discriminator="type"),
 ]
