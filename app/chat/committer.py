@@ -47,9 +47,9 @@ from app.bus import Bus, Event
 from app.chat import events
 from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
 from app.chat.models import ChatSession, Message
-from app.chat.recent import RecentMessages
+from app.chat.recent import RecentMessages, Staged
 from app.chat.service import TERMINAL_STATUSES, MessageView
-from app.core.db import UTCDateTime, transaction, utcnow
+from app.core.db import UTCDateTime, utcnow
 from app.core.metrics import Metrics
 from app.triage import Level, TriageResult, assess
 
@@ -294,8 +294,19 @@ class MessageCommitter:
         attempt = 0
         while attempt < _ATTEMPTS:
             try:
-                async with transaction(self._sessionmaker) as db:
-                    stored = await self._store(db, batch, check_duplicates=check_duplicates)
+                staged: Staged | None = None
+                try:
+                    async with self._sessionmaker() as db:
+                        async with db.begin():
+                            stored = await self._store(db, batch, check_duplicates=check_duplicates)
+                            # The bus hints may reach local sockets before COMMIT returns here.
+                            staged = self.recent.stage(stored.views)
+                        self._remember(stored, staged)
+                except BaseException:
+                    if staged is not None:
+                        self.recent.settle(staged, committed=False)
+                    stored = None
+                    raise
                 break
             except _ResendInBatch:
                 # Rolled back; run again with the explicit duplicate check (not a failure).
@@ -318,10 +329,6 @@ class MessageCommitter:
                 return
             self._fail(batch, StoreUnavailable("message could not be stored; resend it"))
             return
-        # Committed: only now may the caches learn the new conversations.
-        self._contexts_cache.update(stored.contexts)
-        for session_id, view in stored.views:
-            self.recent.add(session_id, view)
         for pending, outcome in zip(batch, stored.outcomes, strict=True):
             if isinstance(outcome, StoredMessage) and not outcome.duplicate:
                 self._metrics.messages.labels(sender=outcome.sender).inc()
@@ -331,6 +338,11 @@ class MessageCommitter:
                 pending.future.set_exception(outcome)
             else:
                 pending.future.set_result(outcome)
+
+    def _remember(self, stored: _Batch, staged: Staged) -> None:
+        """Only committed batches may teach the caches anything."""
+        self._contexts_cache.update(stored.contexts)
+        self.recent.settle(staged, committed=True)
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: Exception) -> None:

@@ -94,7 +94,7 @@ class VisitorFeed:
         """Caller holds the lock. Stops before the connection's own unacked message. With a
         known ``upto`` (a hint), this process's just-committed messages are used first."""
         if upto is not None and self._recent is not None:
-            cached = self._recent.range(self.session_id, self.delivered_seq + 1, upto)
+            cached = await self._recent.read(self.session_id, self.delivered_seq + 1, upto)
             if not await self._send_rows(cached) or self.delivered_seq >= upto:
                 return
         while True:

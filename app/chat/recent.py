@@ -8,10 +8,26 @@ erasure.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from app.chat.service import MessageView
+
+# How long a socket waits for a commit it has already heard about to be remembered here (it is
+# microseconds in practice: the hint and the commit's own reply race each other).
+_SETTLE_WAIT_S = 0.5
+
+
+@dataclass(slots=True)
+class Staged:
+    """A batch whose COMMIT is in flight: its hints may arrive before the commit returns."""
+
+    views: Sequence[tuple[uuid.UUID, MessageView]]
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class RecentMessages:
@@ -19,6 +35,46 @@ class RecentMessages:
         self._max_sessions = max_sessions
         self._per_session = per_session
         self._sessions: OrderedDict[uuid.UUID, deque[MessageView]] = OrderedDict()
+        self._staged: dict[uuid.UUID, list[Staged]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    # -- the committer's side ------------------------------------------------------------------
+
+    def stage(self, views: Sequence[tuple[uuid.UUID, MessageView]]) -> Staged:
+        """Just before COMMIT: announce what is about to exist (not readable yet)."""
+        staged = Staged(views)
+        for session_id in {session_id for session_id, _ in views}:
+            self._staged.setdefault(session_id, []).append(staged)
+        return staged
+
+    def settle(self, staged: Staged, *, committed: bool) -> None:
+        """After COMMIT returned (or failed): only committed messages become readable."""
+        if committed:
+            for session_id, view in staged.views:
+                self.add(session_id, view)
+        for session_id in {session_id for session_id, _ in staged.views}:
+            waiting = self._staged.get(session_id)
+            if waiting is not None and staged in waiting:
+                waiting.remove(staged)
+                if not waiting:
+                    del self._staged[session_id]
+        staged.settled.set()
+
+    # -- the sockets' side -----------------------------------------------------------------------
+
+    async def read(self, session_id: uuid.UUID, first_seq: int, last_seq: int) -> list[MessageView]:
+        """Like :meth:`range`, but if ``first_seq`` belongs to a batch whose commit is still
+        returning, wait (briefly) for it instead of missing."""
+        found = self.range(session_id, first_seq, last_seq)
+        if found:
+            return found
+        for staged in tuple(self._staged.get(session_id, ())):
+            if any(sid == session_id and v.seq == first_seq for sid, v in staged.views):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(staged.settled.wait(), _SETTLE_WAIT_S)
+                return self.range(session_id, first_seq, last_seq)
+        return []
 
     def add(self, session_id: uuid.UUID, message: MessageView) -> None:
         kept = self._sessions.get(session_id)
@@ -37,7 +93,9 @@ class RecentMessages:
         prefix of the range, possibly empty)."""
         kept = self._sessions.get(session_id)
         if not kept or first_seq < kept[0].seq or first_seq > kept[-1].seq:
+            self.misses += 1
             return []
+        self.hits += 1
         start = first_seq - kept[0].seq
         return [m for m in list(kept)[start:] if m.seq <= last_seq]
 
