@@ -18,7 +18,9 @@ transaction:
 6. commit, and only then resolve each sender's future, so an ``ack`` always means committed.
 
 While one batch commits, new messages queue up and share the next commit: at low load a message
-commits alone (no added delay), at high load many share one fsync.
+commits alone (no added delay), at high load many share one fsync. A second worker (the default)
+builds the next batch while the first waits for its fsync; two batches touching the same session
+simply serialise on its row lock, so seqs stay gap-free with any number of workers.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     # Group commit (SPEC §10): messages arriving while a commit runs share the next one.
     chat_commit_max_batch: int = Field(default=256, ge=1)
     chat_commit_linger_ms: float = Field(default=0.0, ge=0)
-    chat_commit_workers: int = Field(default=1, ge=1)
+    chat_commit_workers: int = Field(default=2, ge=1)
     # Earlier visitor messages of the session given to triage as context.
     chat_triage_context: int = Field(default=10, ge=0)
     # Queue position / wait estimate for waiting visitors, and the abandonment sweeper.
