@@ -45,7 +45,7 @@ class VisitorPresence:
         self._grace_s = grace_s
         self._sweep_interval_s = sweep_interval_s
         # A heartbeat well inside the grace period, so a live visitor never looks stale.
-        self._heartbeat_s = min(60.0, max(0.5, grace_s / 4))
+        self._heartbeat_s = min(60.0, max(0.05, grace_s / 4))
         self._local: Counter[uuid.UUID] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
 

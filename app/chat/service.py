@@ -241,6 +241,8 @@ async def change_status(
     values: dict[str, Any] = {"status": to.value, "updated_at": now}
     if to in TERMINAL_STATUSES:
         values["closed_at"] = now
+    elif current.status in TERMINAL_STATUSES:
+        values["closed_at"] = None  # reopened (an abandoned visitor came back)
     await db.execute(
         update(ChatSession)
         .where(ChatSession.id == session_id)

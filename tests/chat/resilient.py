@@ -44,6 +44,7 @@ class ResilientVisitor:
     drops: int = 0
     resends: int = 0
     errors: list[Frame] = field(default_factory=list)
+    _sent: set[str] = field(default_factory=set)
 
     def cid(self, index: int) -> str:
         return f"{self.name}-{index}"
@@ -101,9 +102,9 @@ class ResilientVisitor:
         text: str,
     ) -> None:
         event = acks.setdefault(cid, asyncio.Event())
-        if cid in self._sent_once:
+        if cid in self._sent:
             self.resends += 1
-        self._sent_once.add(cid)
+        self._sent.add(cid)
         await ws.send(json.dumps({"type": "message", "client_msg_id": cid, "text": text}))
         if self.rng.random() < self.drop_probability / 2:
             # Gone before the ack: the message may or may not be committed.
@@ -117,12 +118,6 @@ class ResilientVisitor:
             if reader in done:
                 reader.result()  # raises what ended the reader
             raise TimeoutError(f"{self.name}: no ack for {cid}")
-
-    @property
-    def _sent_once(self) -> set[str]:
-        if not hasattr(self, "_sent"):
-            self._sent: set[str] = set()
-        return self._sent
 
     async def _read(self, ws: ClientConnection, acks: dict[str, asyncio.Event]) -> None:
         async for raw in ws:

@@ -524,12 +524,11 @@ async def test_gone_visitor_is_abandoned_after_grace_but_never_at_high(
     await calm.close()
     await urgent.close()
 
-    async def status_of(session_id: str) -> str:
+    async def status_of(session_id: str) -> str | None:
         async with engine.connect() as conn:
-            status: str = await conn.scalar(
+            return await conn.scalar(
                 select(ChatSession.status).where(ChatSession.id == uuid.UUID(session_id))
             )
-        return status
 
     for _ in range(100):
         if await status_of(calm_session["session_id"]) == "abandoned":
@@ -544,3 +543,65 @@ async def test_gone_visitor_is_abandoned_after_grace_but_never_at_high(
     resumed = await back.hello(resume_token=calm_session["resume_token"], last_seq=1)
     assert resumed["status"] == "waiting"
     await back.close()
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(ChatSession).where(ChatSession.id == uuid.UUID(calm_session["session_id"]))
+            )
+        ).one()
+    assert row.closed_at is None
+
+
+async def test_store_unavailable_is_reported_not_acked_and_resend_works(
+    visitor_factory: VisitorFactory, chat_server: LiveServer, engine: AsyncEngine
+) -> None:
+    v = await visitor_factory()
+    session = await v.hello()
+    committer = chat_server.app.state.beacon.committer
+    await committer.stop()  # as during a shutdown: nothing can be stored
+    try:
+        await v.send({"type": "message", "client_msg_id": "later", "text": "are you there"})
+        error = await v.recv_until("error")
+        assert error["code"] == "temporarily_unavailable"
+        assert error["client_msg_id"] == "later"
+        assert not [f for f in v.frames if f["type"] == "ack"]
+        await v.send({"type": "ping"})
+        await v.recv_until("pong")  # the connection survived
+    finally:
+        await committer.start()
+    assert (await v.say("are you there", "later"))["seq"] == 1
+    assert len(await stored_messages(engine, session["session_id"])) == 1
+
+
+async def test_live_delivery_survives_a_lost_bus_listener(
+    visitor_factory: VisitorFactory,
+    chat_server: LiveServer,
+    live_server_factory: Callable[..., Any],
+    engine: AsyncEngine,
+) -> None:
+    from sqlalchemy import text
+
+    other = await live_server_factory()
+    v = await visitor_factory()
+    session = await v.hello()
+    await v.recv_until("status")
+    bus = chat_server.app.state.beacon.bus
+    pid = bus._conn.get_server_pid()
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    # Sent while this instance may not be listening: the resync after reconnecting finds it.
+    await other.app.state.beacon.committer.submit(
+        NewMessage(session_id=uuid.UUID(session["session_id"]), sender="volunteer", text="hi")
+    )
+    frame = await v.recv_until("message", wait_s=15)
+    assert frame["seq"] == 1
+    for _ in range(100):
+        if bus.reconnects:
+            break
+        await asyncio.sleep(0.05)
+    assert bus.reconnects >= 1
+    # ... and live delivery works on the new listener.
+    await other.app.state.beacon.committer.submit(
+        NewMessage(session_id=uuid.UUID(session["session_id"]), sender="volunteer", text="still")
+    )
+    assert (await v.recv_until("message"))["seq"] == 2
