@@ -128,7 +128,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        body = ErrorBody(error="validation_error", detail=_json_safe_errors(exc))
+        errors = _json_safe_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            # Unparseable bodies are a different client bug from well-formed but wrong ones.
+            body = ErrorBody(error="invalid_json", detail="request body is not valid JSON")
+            return JSONResponse(body.model_dump(), status_code=400)
+        body = ErrorBody(error="validation_error", detail=errors)
         return JSONResponse(body.model_dump(), status_code=422)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:

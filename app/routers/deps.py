@@ -25,4 +25,6 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 StateDep = Annotated["AppState", Depends(get_state)]
-DbDep = Annotated[AsyncSession, Depends(get_db)]
+# scope="function": the transaction commits before the response is sent, so a client is never
+# told "done" about something that then fails to commit.
+DbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -19,7 +19,6 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from app.core.errors import (
@@ -34,7 +33,7 @@ from app.core.errors import (
 from app.partners import service
 from app.partners.ratelimit import TokenBucketLimiter
 from app.partners.schemas import RequestLimits, TriageResponse, request_body_openapi
-from app.routers.deps import StateDep, get_db
+from app.routers.deps import DbDep, StateDep
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +55,6 @@ _bearer = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 # scope="function": the transaction commits before the response is sent, so a client that
 # got its answer can rely on the request log (and its Idempotency-Key) being durable.
-FunctionDbDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 _IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
     "name": "Idempotency-Key",
@@ -176,9 +174,7 @@ def _limiter(request: Request) -> TokenBucketLimiter:
         "parameters": [_IDEMPOTENCY_KEY_PARAM],
     },
 )
-async def triage(
-    request: Request, state: StateDep, db: FunctionDbDep, credentials: BearerDep
-) -> Response:
+async def triage(request: Request, state: StateDep, db: DbDep, credentials: BearerDep) -> Response:
     started = perf_counter()
     settings = state.settings
     principal: service.PartnerPrincipal | None = None
