@@ -60,6 +60,7 @@ log = structlog.get_logger(__name__)
 SENDERS: Final = ("visitor", "volunteer", "system")
 MAX_SESSION_SIGNALS: Final = 100
 _ATTEMPTS: Final = 3
+_TRIAGE_SLICE_S: Final = 0.005
 
 _PG_WRITE_SEQS = text(
     "UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now"
@@ -422,6 +423,7 @@ class MessageCommitter:
 
         rows: list[dict[str, Any]] = []
         bus_events: list[Event] = []
+        last_yield = time.perf_counter()
         for i in todo:
             message = batch[i].message
             state = states[message.session_id]
@@ -443,6 +445,10 @@ class MessageCommitter:
                 "triage_ms": None,
             }
             if message.sender == "visitor":
+                if time.perf_counter() - last_yield > _TRIAGE_SLICE_S:
+                    # A big batch of triage must not starve every other socket of the loop.
+                    await asyncio.sleep(0)
+                    last_yield = time.perf_counter()
                 result, elapsed_ms = self._assess(message.text, state.context or [])
                 if state.context is not None:
                     state.context.append(message.text)
