@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -46,13 +46,16 @@ class Subscription:
     def __init__(self, bus: Bus, channel: str, backlog: int) -> None:
         self.bus = bus
         self.channel = channel
+        # Optional: payloads it rejects are dropped on arrival, without waking the consumer
+        # (a socket skipping hints for what it has already delivered).
+        self.accept: Callable[[Payload], bool] | None = None
         self._queue: asyncio.Queue[Payload] = asyncio.Queue(maxsize=backlog)
         self._overflowed = False
         self._closed = False
 
     def deliver(self, payload: Payload) -> None:
         """Called by the bus (and by local producers such as the queue monitor); never blocks."""
-        if self._closed:
+        if self._closed or (self.accept is not None and not self.accept(payload)):
             return
         try:
             self._queue.put_nowait(payload)

@@ -221,6 +221,12 @@ class MessageCommitter:
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
+        # Label lookups resolved once, not per message.
+        self._stored_by_sender = {s: metrics.messages.labels(sender=s) for s in SENDERS}
+        self._triage_latency = metrics.triage_latency_ms.labels(source="chat")
+        self._triage_levels = {
+            level: metrics.triage_levels.labels(source="chat", level=level.name) for level in Level
+        }
         self._contexts_cache = _ContextCache(size=context_cache_sessions, keep=context_size)
         # Just-committed messages, for local sockets to deliver without a query.
         self.recent = RecentMessages()
@@ -334,7 +340,7 @@ class MessageCommitter:
             return
         for pending, outcome in zip(batch, stored.outcomes, strict=True):
             if isinstance(outcome, StoredMessage) and not outcome.duplicate:
-                self._metrics.messages.labels(sender=outcome.sender).inc()
+                self._stored_by_sender[outcome.sender].inc()
             if pending.future.done():  # the sender went away; the message is stored anyway
                 continue
             if isinstance(outcome, Exception):
@@ -610,8 +616,8 @@ class MessageCommitter:
                 level=Level.moderate, score=0.5, signals=("triage:error",), model_version="error"
             )
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self._metrics.triage_latency_ms.labels(source="chat").observe(elapsed_ms)
-        self._metrics.triage_levels.labels(source="chat", level=result.level.name).inc()
+        self._triage_latency.observe(elapsed_ms)
+        self._triage_levels[result.level].inc()
         return result, elapsed_ms
 
     async def _lock_sessions(

@@ -171,6 +171,7 @@ class VisitorConnection:
         deps.presence.attach(session.id)
         # Subscribe before reading anything: a message committed meanwhile is heard, not lost.
         subscription = deps.bus.subscribe(session_channel(session.id))
+        subscription.accept = feed.wants
         unwatch = deps.queue.watch(session.id, lambda info: _deliver_queue_info(subscription, info))
         pump: asyncio.Task[None] | None = None
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -59,6 +60,26 @@ class VisitorFeed:
         """Deliver everything committed after ``delivered_seq`` (replay on resume, resync)."""
         async with self._lock:
             await self._deliver(upto=None)
+
+    def wants(self, payload: dict[str, Any]) -> bool:
+        """Cheap, synchronous pre-filter for bus hints (see Subscription.accept): a hint for a
+        seq already delivered, or for the ack that is on its way, needs no work at all."""
+        if payload.get("kind") != "message":
+            return True
+        seq = payload.get("seq")
+        if not isinstance(seq, int):
+            return False
+        if seq <= self.delivered_seq:
+            return False
+        own = (
+            payload.get("sender") == "visitor"
+            and self._awaiting is not None
+            and payload.get("client_msg_id") == self._awaiting
+        )
+        if own and seq == self.delivered_seq + 1:
+            self._heard_seq = max(self._heard_seq, seq)
+            return False
+        return True
 
     async def on_hint(self, seq: int, sender: str | None, client_msg_id: str | None) -> None:
         self._heard_seq = max(self._heard_seq, seq)
