@@ -43,6 +43,8 @@ def _serve(argv: Sequence[str]) -> int:
         log_level=settings.log_level.lower(),
         access_log=False,
         ws_max_size=settings.max_frame_bytes,
+        # Chat frames are a few hundred bytes: deflate costs more CPU than it saves bandwidth.
+        ws_per_message_deflate=False,
         # The app's own error path answers bad frames; uvicorn's ping keeps NATs open.
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

@@ -158,6 +158,7 @@ class LiveServer:
                 log_level="warning",
                 lifespan="on",
                 ws_max_size=app.state.ws_max_size,
+                ws_per_message_deflate=False,
             )
         )
         self._task: asyncio.Task[None] | None = None
