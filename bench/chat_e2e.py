@@ -26,88 +26,28 @@ import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from sqlalchemy.engine import make_url
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-
-
-def echo_app() -> FastAPI:
-    """The baseline: a bare FastAPI WebSocket that sends every text frame straight back."""
-    app = FastAPI()
-
-    @app.websocket("/echo")
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-
-    return app
-
-
-# -- processes ---------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(admin_url: str) -> AsyncIterator[str]:
-    name = f"beacon_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_dsn(admin_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@contextlib.contextmanager
-def child(args: list[str], env: dict[str, str], port: int) -> Any:
-    proc = subprocess.Popen(
-        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            if proc.poll() is not None:
-                raise RuntimeError(f"{args} exited with {proc.returncode}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
+from bench._common import (
+    BEACON,
+    ROOT,
+    beacon_env,
+    child,
+    default_admin_url,
+    echo_server_args,
+    free_port,
+    fresh_database,
+    metric_sample,
+)
 
 # -- load ----------------------------------------------------------------------------------------
 
@@ -291,16 +231,10 @@ async def chat_paced(
 
 async def main(args: argparse.Namespace) -> None:
     async with fresh_database(args.admin_url) as url:
-        env = {
-            **os.environ,
-            "BEACON_DATABASE_URL": url,
-            "BEACON_ENV": "test",
-            "BEACON_LOG_LEVEL": "WARNING",
-            "BEACON_WS_RATE_LIMIT_PER_S": "100000",
-            "BEACON_WS_RATE_LIMIT_BURST": "100000",
-            "BEACON_DB_POOL_SIZE": "10",
-        }
-        run = [sys.executable, "-m", "app.cli"]
+        env = beacon_env(
+            url, ws_rate_limit_per_s="100000", ws_rate_limit_burst="100000", db_pool_size="10"
+        )
+        run = BEACON
         await asyncio.to_thread(
             subprocess.run,
             [*run, "db", "upgrade"],
@@ -309,19 +243,8 @@ async def main(args: argparse.Namespace) -> None:
             check=True,
             capture_output=True,
         )
-        chat_port, echo_port = _free_port(), _free_port()
-        echo_cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "bench.chat_e2e:echo_app",
-            "--port",
-            str(echo_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+        chat_port, echo_port = free_port(), free_port()
+        echo_cmd = echo_server_args(echo_port)
         with (
             child([*run, "serve", "--port", str(chat_port)], env, chat_port),
             child(echo_cmd, env, echo_port),
@@ -343,8 +266,8 @@ async def main(args: argparse.Namespace) -> None:
             print(f"saturation throughput ratio chat/echo: {ratio:.3f}")
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
-            batches = _sample(metrics, "beacon_chat_commit_batch_size_count")
-            messages = _sample(metrics, "beacon_chat_commit_batch_size_sum")
+            batches = metric_sample(metrics, "beacon_chat_commit_batch_size_count") or 0.0
+            messages = metric_sample(metrics, "beacon_chat_commit_batch_size_sum") or 0.0
             if batches:
                 print(
                     f"group commit: {messages:.0f} messages in {batches:.0f} commits "
@@ -354,21 +277,12 @@ async def main(args: argparse.Namespace) -> None:
                 await client.close()
 
 
-def _sample(metrics_text: str, name: str) -> float:
-    for line in metrics_text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
-
-
 def cli() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.chat_e2e", description=__doc__)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument(
-        "--admin-url", default=os.environ.get("BEACON_BENCH_ADMIN_URL", DEFAULT_ADMIN_URL)
-    )
+    parser.add_argument("--admin-url", default=default_admin_url())
     args = parser.parse_args()
     asyncio.run(main(args))
 

@@ -13,48 +13,19 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _create_db(admin_url: str, name: str) -> str:
-    admin = await asyncpg.connect(_dsn(admin_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_db(admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(_dsn(admin_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+from bench._common import ROOT, default_admin_url
+from bench._common import create_database as _create_db
+from bench._common import drop_database as _drop_db
+from bench._common import free_port as _free_port
 
 
 def main(n: int, admin_url: str) -> None:
@@ -159,8 +130,6 @@ async def _measure(ws_url: str, token: str, n: int) -> tuple[list[float], list[f
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=300)
-    parser.add_argument(
-        "--admin-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-    )
+    parser.add_argument("--admin-url", default=default_admin_url())
     args = parser.parse_args()
     main(args.n, args.admin_url)
