@@ -14,6 +14,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, BigIntPK, JSONType, UTCDateTime, new_uuid, utcnow
@@ -41,6 +42,8 @@ class ChatSession(Base):
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A high+ visitor found gone past the grace period (supervisors alerted); see routing.at_risk.
+    visitor_lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_chat_sessions_queue", "status", "urgency", "waiting_since"),)
 
@@ -69,5 +72,12 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("session_id", "seq"),
         UniqueConstraint("session_id", "sender", "client_msg_id"),
-        Index("ix_messages_sent_at", "sent_at"),
+        # Retention finds text still stored past the period; purged rows leave the index.
+        # (``sql_text``: inside this class body ``text`` is the column.)
+        Index(
+            "ix_messages_unpurged_sent_at",
+            "sent_at",
+            postgresql_where=sql_text("text IS NOT NULL"),
+            sqlite_where=sql_text("text IS NOT NULL"),
+        ),
     )

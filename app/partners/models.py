@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, BigIntPK, JSONType, UTCDateTime, new_uuid, utcnow
@@ -44,4 +44,8 @@ class TriageRequest(Base):
     duration_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key"),
+        # Retention deletes rows past the period (app/retention).
+        Index("ix_triage_requests_created_at", "created_at"),
+    )

@@ -118,4 +118,13 @@ class Disposition(Base):
     risk_level: Mapped[int] = mapped_column(SmallInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (Index("ix_dispositions_session_id", "session_id"),)
+    __table_args__ = (
+        Index("ix_dispositions_session_id", "session_id"),
+        # Retention purges notes past the period (app/retention).
+        Index(
+            "ix_dispositions_unpurged_created_at",
+            "created_at",
+            postgresql_where=text("notes IS NOT NULL"),
+            sqlite_where=text("notes IS NOT NULL"),
+        ),
+    )
