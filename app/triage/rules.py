@@ -68,8 +68,9 @@ _DISTRESS_WORDS = tuple(
     miss them so much|lost my|don't know what to do|need someone to talk to|
     need somebody to talk to|need help|please help|help me|mental health|therapist|therapy|
     psychiatrist
-    """.replace("\n", "").replace(" |", "|").replace("| ", "|").strip().split("|")
+    """.split("|")
 )
+_DISTRESS_WORDS = tuple(word.strip() for word in _DISTRESS_WORDS if word.strip())
 _PILL_KEYS = tuple(
     "mg" if "\\d" in word else re.sub(r"(?:s\?|\?|\\w\*)$", "", word)
     for word in _PILLS[3:-1].split("|")
@@ -83,7 +84,8 @@ _CLAUSE_BREAK = re.compile(r"[.!?;:\n,]|\bbut\b|\bbecause\b|\bthough\b|\bhowever
 _SUBJECT = re.compile(
     r"\b(?:(?P<first>i|i'm|i've|i'll|i'd|me|myself|we|we're|you|you're|you've|you'll)|"
     r"(?P<third>she|he|they|she's|he's|they're|she'll|he'll|they'll|she'd|he'd|they'd|"
-    + _PERSON[3:-1] + r"))\b"
+    + _PERSON[3:-1]
+    + r"))\b"
 )
 _NEGATED_TAIL = re.compile(
     r"(?:\b(?:not|never|no|nor|without)|n't)"
@@ -109,7 +111,9 @@ _NON_PERSON_SUBJECT = re.compile(
 def _not_person_subject(match: re.Match[str], text: str) -> bool:
     """'X is killing me' is hyperbole unless X is a person (then it may be real danger)."""
     prefix = text[max(0, match.start() - 40) : match.start()]
-    return _NON_PERSON_SUBJECT.search(prefix) is None or re.search(_LAUGH, match.group(0)) is not None
+    return (
+        _NON_PERSON_SUBJECT.search(prefix) is None or re.search(_LAUGH, match.group(0)) is not None
+    )
 
 
 _IdiomCheck = Callable[[re.Match[str], str], bool]
@@ -117,11 +121,13 @@ _IdiomCheck = Callable[[re.Match[str], str], bool]
 _IDIOM_SOURCES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], _IdiomCheck | None], ...] = (
     (
         "idiom:dead_laughing",
-        ('dead', 'dying', 'ded', 'deceased', 'died', 'crying', 'kill', 'laugh'),
+        ("dead", "dying", "ded", "deceased", "died", "crying", "kill", "laugh"),
         re.compile(
             r"(?:\b(?:i'm\s+|i\s+)?(?:literally\s+|actually\s+|so\s+|just\s+)?(?:dead|dying|ded|"
             r"deceased|died|crying)\b\s*" + _LAUGH + r"+"
-            r"|" + _LAUGH + r"+\s*(?:i'm\s+)?(?:literally\s+|actually\s+)?(?:dead|dying|ded|deceased)\b"
+            r"|"
+            + _LAUGH
+            + r"+\s*(?:i'm\s+)?(?:literally\s+|actually\s+)?(?:dead|dying|ded|deceased)\b"
             r"|\b(?:dying|died|dead|killing myself|killed me|kill me)\s+(?:of|from|with)?\s*"
             r"(?:laughter|laughing|cringe|embarrassment)"
             r"|\b(?:almost|nearly|literally)\s+died\s+(?:laughing|of|from|when)\b"
@@ -132,23 +138,26 @@ _IDIOM_SOURCES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], _IdiomCheck |
     ),
     (
         "idiom:killing_me",
-        ('killing me',),
+        ("killing me",),
         re.compile(
             r"\b(?:literally\s+|actually\s+|really\s+|so\s+|slowly\s+|honestly\s+|lowkey\s+)?"
-            r"killing\s+me(?:\s+(?:inside|softly|rn|right now|today|lol|haha))?\b(?:\s*" + _LAUGH
+            r"killing\s+me(?:\s+(?:inside|softly|rn|right now|today|lol|haha))?\b(?:\s*"
+            + _LAUGH
             + r")?"
         ),
         _not_person_subject,
     ),
     (
         "idiom:kill_time",
-        ('time',),
-        re.compile(r"\bkill(?:ing|ed|s)?\s+(?:some\s+|the\s+|a\s+little\s+|a\s+bit\s+of\s+)?time\b"),
+        ("time",),
+        re.compile(
+            r"\bkill(?:ing|ed|s)?\s+(?:some\s+|the\s+|a\s+little\s+|a\s+bit\s+of\s+)?time\b"
+        ),
         None,
     ),
     (
         "idiom:killed_it",
-        ('killed', 'killing', 'killin', 'slay', 'murder', 'crushed', 'nailed'),
+        ("killed", "killing", "killin", "slay", "murder", "crushed", "nailed"),
         re.compile(
             r"\b(?:killed|killing|killin'?|slayed|slaying|murdered|murdering|crushed|nailed)\s+"
             r"(?:it|that|the (?:game|exam|test|interview|presentation|show|set|competition))\b"
@@ -157,7 +166,7 @@ _IDIOM_SOURCES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], _IdiomCheck |
     ),
     (
         "idiom:dying_to",
-        ('dying', 'die', 'dead', 'to death'),
+        ("dying", "die", "dead", "to death", "kill"),
         re.compile(
             r"\bdying\s+to\s+(?:see|know|try|meet|go|get|hear|watch|tell|eat|read|play|visit|"
             r"find|ask|talk|show|share)\b|\bdying\s+for\s+(?:a|an|some|the)\s+"
@@ -171,7 +180,20 @@ _IDIOM_SOURCES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], _IdiomCheck |
     ),
     (
         "idiom:hyperbole",
-        ('dead', 'deathly', 'gorgeous', 'died', 'dying', 'kill', 'breathe', 'die', 'cry', 'scream', 'shoot me', 'over my dead'),
+        (
+            "dead",
+            "deathly",
+            "gorgeous",
+            "died",
+            "dying",
+            "kill",
+            "breathe",
+            "die",
+            "cry",
+            "scream",
+            "shoot me",
+            "over my dead",
+        ),
         re.compile(
             r"\b(?:dead|deathly)\s+(?:tired|serious|beat|set|on|wrong|right|silent|center|centre|"
             r"last|even|ringer|weight|end|heat|zone|air|link|lock|inside lol)\b"
@@ -184,18 +206,49 @@ _IDIOM_SOURCES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], _IdiomCheck |
             r"|\bkill\s+me\s*" + _LAUGH + r"|\bi\s+could\s+(?:just\s+|literally\s+)?kill\s+"
             r"(?:him|her|them|you|my \w+)\s*(?:" + _LAUGH + r"|\bfor\b|\bsometimes\b|\bright now\b"
             r"\s*" + _LAUGH + r")"
-            r"|\bkill\s+(?:you|u)\s*" + _LAUGH + r"|\bcan't breathe\s*" + _LAUGH
-            + r"|\b(?:i'm\s+)?(?:going to|about to)\s+(?:die|cry|scream)\s*" + _LAUGH
+            r"|\bkill\s+(?:you|u)\s*"
+            + _LAUGH
+            + r"|\bcan't breathe\s*"
+            + _LAUGH
+            + r"|\b(?:i'm\s+)?(?:going to|about to)\s+(?:die|cry|scream)\s*"
+            + _LAUGH
             + r"|\bshoot me now\b|\bover my dead body\b|\bwould rather die than\b"
         ),
         None,
     ),
     (
         "idiom:homonym",
-        ("kill", "terminat", "abort", "execut", "shoot", "photo", "hang", "hung", "blow", "cut",
-         "jump", "suicide", "overdos", "gun", "rope", "bridge", "pill", "tablet", "tylenol",
-         "advil", "ibuprofen", "aspirin", "paracetamol", "motrin", "nurofen", "shot", "dye",
-         "dying", "knife"),
+        (
+            "kill",
+            "terminat",
+            "abort",
+            "execut",
+            "shoot",
+            "photo",
+            "hang",
+            "hung",
+            "blow",
+            "cut",
+            "jump",
+            "suicide",
+            "overdos",
+            "gun",
+            "rope",
+            "bridge",
+            "pill",
+            "tablet",
+            "tylenol",
+            "advil",
+            "ibuprofen",
+            "aspirin",
+            "paracetamol",
+            "motrin",
+            "nurofen",
+            "shot",
+            "dye",
+            "dying",
+            "knife",
+        ),
         re.compile(
             # technical, household, sport and media senses of violent words
             r"\b(?:kill|killing|killed|kills|terminate|terminating|terminated|abort|aborting)\s+"
@@ -211,7 +264,7 @@ _IDIOM_SOURCES: tuple[tuple[str, tuple[str, ...], re.Pattern[str], _IdiomCheck |
             r"|\bexecut(?:e|ed|ing)\s+(?:a\s+|an\s+|the\s+|this\s+|that\s+|my\s+)?(?:\w+\s+)?"
             r"(?:command|code|script|program|order|query|trade|task|function|move|strategy|"
             r"project|file|sql|contract|will|query|plan)\b"
-            r"|\bshoot(?:ing)?\s+(?:a\s+|the\s+|some\s+|me\s+an?\s+|you\s+an?\s+|him\s+an?\s+|"
+            r"|\bshoot(?:ing)?\s+(?:a\s+(?:\w+\s+)?|the\s+(?:\w+\s+)?|some\s+|me\s+an?\s+|you\s+an?\s+|him\s+an?\s+|"
             r"her\s+an?\s+|them\s+an?\s+)?(?:photos?|pictures?|pics?|videos?|films?|movies?|scenes?|"
             r"emails?|messages?|texts?|dms?|shots?|hoops?|baskets?|breeze|idea|question|goals?|"
             r"for the (?:stars|moon)|your shot|my shot)\b|\bphoto\s*shoots?\b"
@@ -365,7 +418,7 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 _RECENT = re.compile(
-    r"\b(?:just|right now|now|minutes? ago|an hour ago|hours? ago|\d+ (?:min|mins|minutes|"
+    r"\b(?:just|right now|minutes? ago|an hour ago|hours? ago|\d+ (?:min|mins|minutes|"
     r"hours?) ago|tonight|today|this morning|this evening|earlier|as i (?:write|type|speak)|"
     r"waiting|kick(?:ing)? in|i think i'm dying|going to die|am i going to die|will i die|"
     r"feel (?:sick|dizzy|sleepy|weird|nothing)|vomit\w*|throwing up|puk\w+|don't feel anything|"
@@ -374,22 +427,29 @@ _RECENT = re.compile(
 _PAST = re.compile(
     r"\b(?:last (?:year|month|summer|winter|spring|fall|time)|years? ago|months ago|weeks ago|"
     r"when i was|in (?:19|20)\d\d|as a (?:kid|child|teen|teenager)|back in|in the past|"
-    r"previous|before|once|twice|used to|survived|hospital|ago)\b"
+    r"previous|before|once|twice|used to|survived|hospital|ago|yesterday|last night|"
+    r"the other day|last week)\b"
 )
 
 
 def _attempt_timing(match: re.Match[str], text: str) -> str | None:
     """An ingestion or act described without a past marker is treated as happening now."""
     window = text[max(0, match.start() - 60) : match.end() + 120]
-    if _RECENT.search(window):
-        return "behavior:attempt_now"
-    if _PAST.search(window):
+    if _PAST.search(window) and not _RECENT.search(window):
         return "behavior:attempt"
     return "behavior:attempt_now"
 
 
+_HYPOTHETICAL = re.compile(
+    r"\b(?:if|from|what happens|can you|could you|can i|could i|would|should|how many|how much|"
+    r"whether|thinking (?:about|of)|want to|wanted to|planning|plan to|going to)\b"
+)
+
+
 def _took_quantity(match: re.Match[str], text: str) -> str | None:
     """'took my pills' is routine; 'took 30 pills' / 'a whole bottle' is an overdose."""
+    if _HYPOTHETICAL.search(_clause_prefix(text, match.start())):
+        return None  # "can you die from taking too many sleeping pills" asks, it does not report
     if _QUANTITY.search(match.group(0)) is None and "mg" not in match.group(0):
         return "?" + str(_attempt_timing(match, text))  # ambiguous: needs a risk phrase nearby
     return _attempt_timing(match, text)
@@ -441,8 +501,14 @@ def _abuse_past_or_recent(match: re.Match[str], text: str) -> str | None:
     if re.search(r"\b(?:right now|just now)\b", window):
         return "danger:now"
     if re.search(
+        r"\b(?:when i was|as a (?:kid|child|teen|teenager)|growing up|years ago|childhood|"
+        r"in the past|used to)\b",
+        window,
+    ):
+        return "abuse:past"
+    if re.search(
         r"\b(?:today|tonight|last night|yesterday|this morning|again|earlier|keeps|every day|"
-        r"still|this week)\b",
+        r"still|this week|last week|recently|days ago|a few days ago)\b",
         window,
     ):
         return "abuse:ongoing"
@@ -479,11 +545,13 @@ _RULES: tuple[_Rule, ...] = (
     # --- suicidal ideation, active ---------------------------------------------------------
     _Rule(
         "ideation:active",
-        ('myself',), _rx(r"\bkill(?:ing|ed)?\s+myself\b|\bend(?:ing)?\s+myself\b"),
-          directed=True),
+        ("myself",),
+        _rx(r"\bkill(?:ing|ed)?\s+myself\b|\bend(?:ing)?\s+myself\b"),
+        directed=True,
+    ),
     _Rule(
         "ideation:active",
-        ('commit',),
+        ("commit",),
         _rx(
             r"\b(?:feel(?:ing)? like|want to|going to|might|considering|consider|contemplating)\s+"
             r"(?:just\s+)?commit(?:ting)?\b(?!\s+(?:to|a|an|the|my|this|that|crimes?|fraud))"
@@ -491,22 +559,38 @@ _RULES: tuple[_Rule, ...] = (
         directed=True,
     ),
     _Rule(
+        "ideation:active",
+        ("myself",),
+        _rx(
+            r"\b(?:use|using)\s+(?:it|them|a gun|the gun|my gun|a knife|the knife|the pills|"
+            r"the rope)\s+on\s+myself\b"
+        ),
+        directed=True,
+    ),
+    _Rule(
         "ideation:passive",
-        ('kill me',),
-        _rx(r"\b(?:god|someone|somebody|please|wish (?:someone|somebody|something) would)\s+"
-            r"(?:\w+\s+){0,2}kill me\b"),
+        ("kill me",),
+        _rx(
+            r"\b(?:god|someone|somebody|please|wish (?:someone|somebody|something) would)\s+"
+            r"(?:\w+\s+){0,2}kill me\b"
+        ),
         directed=True,
     ),
     _Rule(
         "ideation:active",
-        ('life',), _rx(r"\b(?:end|ending|take|taking)\s+my\s+(?:own\s+)?life\b"),
-          directed=True),
+        ("life",),
+        _rx(r"\b(?:end|ending|take|taking)\s+my\s+(?:own\s+)?life\b"),
+        directed=True,
+    ),
     _Rule(
         "ideation:active",
-        ('suicid',), _rx(r"\bcommit(?:ting)?\s+suicide\b|\bsuicidal\b"), directed=True),
+        ("suicid",),
+        _rx(r"\bcommit(?:ting)?\s+suicide\b|\bsuicidal\b"),
+        directed=True,
+    ),
     _Rule(
         "ideation:active",
-        ('suicid', 'myself', 'ending', 'taking my', 'committing', 'overdos'),
+        ("suicid", "myself", "ending", "taking my", "committing", "overdos"),
         _rx(
             r"\b(?:think|thinking|thought|thoughts|considering|consider|considered|contemplat\w+|"
             r"debating|fantasi[sz]\w+|ideation|urges?|obsess\w+|planning|research\w*|googl\w+|"
@@ -518,7 +602,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "ideation:active",
-        ('die', 'dead', 'commit', 'alive'),
+        ("die", "dead", "commit", "alive"),
         _rx(
             r"\bwant(?:ed|ing|s)?\s+to\s+(?:\w+\s+)?(?:die|be dead|commit|not be alive)\b"
             r"|\b(?:ready|deserve|deserved|prepared)\s+to\s+die\b"
@@ -528,7 +612,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "ideation:active",
-        ('want',),
+        ("want",),
         _rx(
             r"\bwant(?:ed|ing|s)?\s+to\s+(?:just\s+)?(?:swallow|overdose|hang myself|shoot myself|"
             r"jump off|jump from|slit|drown myself|take (?:all|a bunch|the whole|every|\d+)|"
@@ -538,7 +622,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "ideation:active",
-        ('end',),
+        ("end",),
         _rx(
             r"\bend\s+it\s+all\b|\b(?:want|wanted|going|ready|decided|planning|plan|about|"
             r"trying|tempted|urge|urges)\s+to\s+(?:just\s+)?end\s+(?:it|things|everything)\b"
@@ -549,7 +633,28 @@ _RULES: tuple[_Rule, ...] = (
     # --- suicidal ideation, passive (wish to be dead) ---------------------------------------
     _Rule(
         "ideation:passive",
-        ('want', 'wish', 'better off', 'reason', 'point', 'purpose', 'live', 'worth', 'tired', 'sick', 'hope', 'need', 'care', "wouldn't", 'dying', 'death', 'not being', 'not existing', 'being dead', "can't"),
+        (
+            "want",
+            "wish",
+            "better off",
+            "reason",
+            "point",
+            "purpose",
+            "live",
+            "worth",
+            "tired",
+            "sick",
+            "hope",
+            "need",
+            "care",
+            "wouldn't",
+            "dying",
+            "death",
+            "not being",
+            "not existing",
+            "being dead",
+            "can't",
+        ),
         _rx(
             r"\b(?:don't|no longer|never|not|didn't)\s+(?:really\s+|even\s+)?want(?:ing)?\s+to\s+"
             r"(?:live|be alive|exist|be here|wake up|go on|keep going|continue living|carry on|"
@@ -557,6 +662,10 @@ _RULES: tuple[_Rule, ...] = (
             r"|\bwish(?:ing|ed)?\s+(?:that\s+)?i\s+(?:was|were|'d|had|could|would|wouldn't|didn't|"
             r"never)\s+(?:\w+\s+)?(?:dead|die|died|disappear|gone|never been born|been born|"
             r"not exist|exist|not alive|not here|sleep forever|not wake up|wake up|born)\b"
+            r"|\bwish(?:ing|ed)?\s+(?:that\s+)?i\s+(?:wasn't|weren't)\s+(?:\w+\s+)?(?:alive|here|"
+            r"born|around)\b"
+            r"|\bwhat's the point (?:of|in) (?:living|life|being alive|going on|staying alive)\b"
+            r"|\b(?:go to sleep|sleep|fall asleep|close my eyes) and (?:never|not) wake up\b"
             r"|\bbetter off\s+(?:dead|without me|if i (?:was|were)n't|if i (?:was|were) (?:gone|"
             r"dead))"
             r"|\b(?:no|nothing|not (?:a|one|any))\s+(?:\w+\s+)?(?:reasons?|point|purpose)\s+"
@@ -584,13 +693,11 @@ _RULES: tuple[_Rule, ...] = (
         directed=True,
     ),
     # --- bare mention of suicide (topic, not yet about the person) -------------------------
-    _Rule(
-        "mention:suicide",
-        ('suicide',), _rx(r"\bsuicide\b"), directed=True),
+    _Rule("mention:suicide", ("suicide",), _rx(r"\bsuicide\b"), directed=True),
     # --- self-harm ----------------------------------------------------------------------------
     _Rule(
         "self_harm",
-        ('myself', 'self harm', 'urge', 'cutting', 'relaps', 'cuts'),
+        ("myself", "self harm", "urge", "cutting", "relaps", "cuts"),
         _rx(
             r"\b(?:cut|cutting|cuts|burn|burning|burned|burnt|hurt|hurting|harm|harming|scratch|"
             r"scratching|hit|hitting|punch|punching|bite|biting|stab|stabbing|carve|carving|"
@@ -607,7 +714,7 @@ _RULES: tuple[_Rule, ...] = (
     # --- methods ------------------------------------------------------------------------------
     _Rule(
         "method:overdose",
-        ('overdos', '💊', 'mg', 'lethal', 'pills', 'tablets', 'medication'),
+        ("overdos", "💊", "mg", "lethal", "pills", "tablets", "medication"),
         _rx(
             r"\boverdos(?:e|ed|es|ing)\b|💊|\b\d{3,}mg\b|\blethal dose\b"
             r"|\b(?:all|whole|entire|bottle|box|pack|handful|bunch|stash|rest)\s+(?:of\s+)?"
@@ -617,7 +724,19 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "method:overdose",
-        ('paracetamol', 'tylenol', 'ibuprofen', 'advil', 'motrin', 'aspirin', 'nurofen', 'excedrin', 'aleve', 'naproxen', 'sleeping pills'),
+        (
+            "paracetamol",
+            "tylenol",
+            "ibuprofen",
+            "advil",
+            "motrin",
+            "aspirin",
+            "nurofen",
+            "excedrin",
+            "aleve",
+            "naproxen",
+            "sleeping pills",
+        ),
         _rx(
             r"\b(?:paracetamol|tylenol|ibuprofen|advil|motrin|aspirin|nurofen|excedrin|aleve|"
             r"naproxen|sleeping pills)\b"
@@ -631,99 +750,213 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "method:poison",
-        ('antifreeze', 'anti-freeze', 'ethylene', 'poison', 'cyanide', 'nitrite', 'arsenic', 'pesticide', 'weed killer', 'paraquat', 'drain cleaner', 'bleach', 'cleaner', 'chemicals', 'detergent'),
-          _rx(r"\b(?:antifreeze|anti-freeze|ethylene glycol|rat poison|cyanide|sodium nitrite|"
-              r"nitrite|arsenic|pesticide|weed killer|paraquat|drain cleaner|poison myself|"
-              r"(?:drink|drinking|drank|swallow|swallowed)\s+(?:\w+\s+)?(?:bleach|cleaner|"
-              r"poison|chemicals|detergent))\b"),
-          strong=True),
-    _Rule(
-        "method:poison",
-        ('bleach', 'poison'), _rx(r"\b(?:bleach|poison)\b"), needs_risk=True),
+        (
+            "antifreeze",
+            "anti-freeze",
+            "ethylene",
+            "poison",
+            "cyanide",
+            "nitrite",
+            "arsenic",
+            "pesticide",
+            "weed killer",
+            "paraquat",
+            "drain cleaner",
+            "bleach",
+            "cleaner",
+            "chemicals",
+            "detergent",
+        ),
+        _rx(
+            r"\b(?:antifreeze|anti-freeze|ethylene glycol|rat poison|cyanide|sodium nitrite|"
+            r"nitrite|arsenic|pesticide|weed killer|paraquat|drain cleaner|poison myself|"
+            r"(?:drink|drinking|drank|swallow|swallowed)\s+(?:\w+\s+)?(?:bleach|cleaner|"
+            r"poison|chemicals|detergent))\b"
+        ),
+        strong=True,
+    ),
+    _Rule("method:poison", ("bleach", "poison"), _rx(r"\b(?:bleach|poison)\b"), needs_risk=True),
     _Rule(
         "method:hanging",
-        ('myself', 'noose', 'neck'),
-          _rx(r"\b(?:hang|hanging|hanged|hung)\s+myself\b|\bnoose\b|\brope\s+around\s+my\s+neck\b"
-              r"|\bbelt\s+around\s+my\s+neck\b|\bstrangle myself\b"),
-          strong=True),
+        ("myself", "noose", "neck"),
+        _rx(
+            r"\b(?:hang|hanging|hanged|hung)\s+myself\b|\bnoose\b|\brope\s+around\s+my\s+neck\b"
+            r"|\bbelt\s+around\s+my\s+neck\b|\bstrangle myself\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:hanging",
-        ('rope', 'hang', 'belt', 'cord', 'ligature', 'beam', 'rafter'),
-          _rx(r"\b(?:rope|ropes|hang|hanging|belt|cord|ligature|beam|rafters?)\b"),
-          needs_risk=True),
+        ("rope", "hang", "belt", "cord", "ligature", "beam", "rafter"),
+        _rx(r"\b(?:rope|ropes|hang|hanging|belt|cord|ligature|beam|rafters?)\b"),
+        needs_risk=True,
+    ),
     _Rule(
         "method:firearm",
-        ('myself', 'trigger', 'blow my', '🔫', 'gun', 'bullet', 'barrel', 'pistol'),
-          _rx(r"\bshoot(?:ing)?\s+myself\b|\bpull(?:ing)?\s+the\s+trigger\b|\bblow\s+my\s+"
-              r"(?:brains|head)\b|\bgun\s+(?:to|in|against)\s+my\s+(?:head|mouth|temple|chest)\b"
-              r"|🔫|\b(?:bullet|barrel|pistol)\s+(?:in|through|to|against)\s+my\s+(?:head|brain|"
-              r"mouth|temple)\b"),
-          strong=True),
+        ("myself", "trigger", "blow my", "🔫", "gun", "bullet", "barrel", "pistol"),
+        _rx(
+            r"\bshoot(?:ing)?\s+myself\b|\bpull(?:ing)?\s+the\s+trigger\b|\bblow\s+my\s+"
+            r"(?:brains|head)\b|\bgun\s+(?:to|in|against)\s+my\s+(?:head|mouth|temple|chest)\b"
+            r"|🔫|\b(?:bullet|barrel|pistol)\s+(?:in|through|to|against)\s+my\s+(?:head|brain|"
+            r"mouth|temple)\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:firearm",
-        ('gun', 'pistol', 'rifle', 'shotgun', 'firearm', 'bullet', 'revolver', 'handgun', 'glock', 'ammo', 'shells'),
-          _rx(r"\b(?:guns?|pistol|rifle|shotgun|firearm|bullets?|revolver|handgun|glock|ammo|"
-              r"shells)\b"),
-          needs_risk=True),
+        (
+            "gun",
+            "pistol",
+            "rifle",
+            "shotgun",
+            "firearm",
+            "bullet",
+            "revolver",
+            "handgun",
+            "glock",
+            "ammo",
+            "shells",
+        ),
+        _rx(
+            r"\b(?:guns?|pistol|rifle|shotgun|firearm|bullets?|revolver|handgun|glock|ammo|"
+            r"shells)\b"
+        ),
+        needs_risk=True,
+    ),
     _Rule(
         "method:jumping",
-        ('jump', 'bridge', 'enough', 'survive'),
-          _rx(r"\bjump(?:ing|ed)?\s+(?:off of|off|from|out of|in front of)\s+(?:a|the|my|this|that|an)?\s*"
-              r"(?:\w+\s+)?(?:bridge|building|roof|rooftop|cliff|balcony|window|ledge|overpass|"
-              r"tower|parking|train|car|truck|bus|\d+)"
-              r"|\bhow\s+(?:tall|high)\s+(?:is|are)\s+(?:the|a)\s+(?:\w+\s+){0,3}bridge\b"
-              r"|\b(?:high|tall)\s+enough\s+to\s+(?:die|kill)\b|\b\d+\s+floors\s+enough\b"
-              r"|\bsurvive\s+(?:a|the)\s+(?:fall|jump)\b"),
-          strong=True),
+        ("jump", "bridge", "enough", "survive"),
+        _rx(
+            r"\bjump(?:ing|ed)?\s+(?:off of|off|from|out of|in front of)\s+(?:a|the|my|this|that|an)?\s*"
+            r"(?:\w+\s+)?(?:bridge|building|roof|rooftop|cliff|balcony|window|ledge|overpass|"
+            r"tower|parking|train|car|truck|bus|\d+)"
+            r"|\bhow\s+(?:tall|high)\s+(?:is|are|does|do|would|should)\s+(?:the|a)\s+"
+            r"(?:\w+\s+){0,3}bridge\b"
+            r"|\b(?:high|tall)\s+enough\s+to\s+(?:die|kill)\b|\b\d+\s+floors\s+enough\b"
+            r"|\bsurvive\s+(?:a|the)\s+(?:fall|jump)\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:jumping",
-        ('bridge', 'roof', 'cliff', 'ledge', 'balcony', 'overpass', 'floors', 'jump'),
-          _rx(r"\b(?:bridge|bridges|rooftop|roof|cliff|ledge|balcony|overpass|\d+ floors|"
-              r"jump|jumping)\b"),
-          needs_risk=True),
+        ("bridge", "roof", "cliff", "ledge", "balcony", "overpass", "floors", "jump"),
+        _rx(
+            r"\b(?:bridge|bridges|rooftop|roof|cliff|ledge|balcony|overpass|\d+ floors|"
+            r"jump|jumping)\b"
+        ),
+        needs_risk=True,
+    ),
     _Rule(
         "method:cutting",
-        ('wrist', 'throat', 'vein', 'arter', 'bleed', 'cut', 'stab'),
-          _rx(r"\b(?:slit|slitting|slice|slicing|cut|cutting|open)\s+(?:my\s+|your\s+|the\s+)?"
-              r"(?:wrists?|throat|veins?|arteries|artery)\b|\bbleed(?:ing)?\s+out\b"
-              r"|\bcut\s+(?:deep|deeper|vertically)\b|\bstab(?:bing)?\s+myself\b"),
-          strong=True),
+        ("wrist", "throat", "vein", "arter", "bleed", "cut", "stab"),
+        _rx(
+            r"\b(?:slit|slitting|slice|slicing|cut|cutting|open)\s+(?:my\s+|your\s+|the\s+)?"
+            r"(?:wrists?|throat|veins?|arteries|artery)\b|\bbleed(?:ing)?\s+out\b"
+            r"|\bcut\s+(?:deep|deeper|vertically)\b|\bstab(?:bing)?\s+myself\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:cutting",
-        ('razor', 'blade', 'knife', 'knives', 'box cutter', 'scissors', '🔪'),
-          _rx(r"\b(?:razor|razors|blade|blades|knife|knives|box cutter|scissors)\b|🔪"),
-          needs_risk=True),
+        ("razor", "blade", "knife", "knives", "box cutter", "scissors", "🔪"),
+        _rx(r"\b(?:razor|razors|blade|blades|knife|knives|box cutter|scissors)\b|🔪"),
+        needs_risk=True,
+    ),
     _Rule(
         "method:vehicle",
-        ('train', 'bus', 'truck', 'lorry', 'traffic', 'subway', 'tube', 'crash', 'driv', 'drove', 'swerve', 'steer', 'ram'),
-          _rx(r"\b(?:in front of|under|into)\s+(?:a|the|an)?\s*(?:oncoming\s+|moving\s+)?"
-              r"(?:train|bus|truck|lorry|traffic|subway|tube)\b|\btrain\s*tracks\b"
-              r"|\b(?:crash|drive|drove|driving|swerve|steer|ram)\s+(?:my\s+car\s+|myself\s+)?"
-              r"(?:off|into)\s+(?:a|the)\s+(?:tree|wall|pole|bridge|cliff|river|lake|oncoming|"
-              r"truck|barrier|building|ditch|ocean|sea)\b"),
-          strong=True),
+        (
+            "train",
+            "bus",
+            "truck",
+            "lorry",
+            "traffic",
+            "subway",
+            "tube",
+            "crash",
+            "driv",
+            "drove",
+            "swerve",
+            "steer",
+            "ram",
+        ),
+        _rx(
+            r"\b(?:in front of|under|into)\s+(?:a|the|an)?\s*(?:oncoming\s+|moving\s+)?"
+            r"(?:train|bus|truck|lorry|traffic|subway|tube)\b|\btrain\s*tracks\b"
+            r"|\b(?:crash|drive|drove|driving|swerve|steer|ram)\s+(?:my\s+car\s+|myself\s+)?"
+            r"(?:off|into)\s+(?:a|the)\s+(?:tree|wall|pole|bridge|cliff|river|lake|oncoming|"
+            r"truck|barrier|building|ditch|ocean|sea)\b"
+        ),
+        strong=True,
+    ),
+    _Rule(
+        "method:vehicle",
+        ("tracks", "railway", "railroad", "train", "traffic", "highway", "motorway", "freeway"),
+        _rx(r"\b(?:tracks|railway|railroad|train|traffic|highway|motorway|freeway)\b"),
+        needs_risk=True,
+    ),
     _Rule(
         "method:drowning",
-        ('drown', 'walk'),
-          _rx(r"\bdrown(?:ing)?\s+myself\b|\bwalk(?:ing|ed)?\s+into\s+the\s+(?:ocean|sea|river|"
-              r"lake|water|waves|surf)\b"),
-          strong=True),
+        ("drown", "walk"),
+        _rx(
+            r"\bdrown(?:ing)?\s+myself\b|\bwalk(?:ing|ed)?\s+into\s+the\s+(?:ocean|sea|river|"
+            r"lake|water|waves|surf)\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:suffocation",
-        ('suffocat', 'plastic bag', 'helium', 'carbon monoxide', 'exit bag', 'charcoal', 'exhaust'),
-          _rx(r"\bsuffocat\w+\s+myself\b|\bplastic\s+bag\s+over\s+my\s+head\b|\bhelium\b|"
-              r"\bcarbon\s+monoxide\b|\bexit\s+bag\b|\bcharcoal\s+(?:burning|grill|burner)\b|"
-              r"\bexhaust\s+(?:pipe|fumes)\b"),
-          strong=True),
+        ("suffocat", "plastic bag", "helium", "carbon monoxide", "exit bag", "charcoal", "exhaust"),
+        _rx(
+            r"\bsuffocat\w+\s+myself\b|\bplastic\s+bag\s+over\s+my\s+head\b|\bhelium\b|"
+            r"\bcarbon\s+monoxide\b|\bexit\s+bag\b|\bcharcoal\s+(?:burning|grill|burner)\b|"
+            r"\bexhaust\s+(?:pipe|fumes)\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:fire",
-        ('fire', 'burn myself', 'immolat', 'douse'),
-          _rx(r"\bset\s+myself\s+on\s+fire\b|\bburn\s+myself\s+(?:alive|to death)\b|"
-              r"\bself[\s-]?immolat\w+\b|\bdouse\s+myself\b"),
-          strong=True),
+        ("fire", "burn myself", "immolat", "douse"),
+        _rx(
+            r"\bset\s+myself\s+on\s+fire\b|\bburn\s+myself\s+(?:alive|to death)\b|"
+            r"\bself[\s-]?immolat\w+\b|\bdouse\s+myself\b"
+        ),
+        strong=True,
+    ),
     _Rule(
         "method:seeking",
-        ('way', 'method', 'means', 'option', 'painless', 'pain free', 'pain-free', 'least painful', 'suicide', 'kill myself', 'end my life', 'end it', 'commit', 'lethal', 'fatal', 'deadly', 'toxic', 'how many', 'how much', 'kill me', 'kill you', 'enough', 'die', 'get killed', 'how long', 'survive', 'what happens', 'research', 'look', 'googl'),
+        (
+            "overdose",
+            "way",
+            "method",
+            "means",
+            "option",
+            "painless",
+            "pain free",
+            "pain-free",
+            "least painful",
+            "suicide",
+            "kill myself",
+            "end my life",
+            "end it",
+            "commit",
+            "lethal",
+            "fatal",
+            "deadly",
+            "toxic",
+            "how many",
+            "how much",
+            "kill me",
+            "kill you",
+            "enough",
+            "die",
+            "get killed",
+            "how long",
+            "survive",
+            "what happens",
+            "research",
+            "look",
+            "googl",
+        ),
         _rx(
             r"\b(?:painless|painlessly|easiest|easy|quickest|quick|fastest|best|surest|most "
             r"effective|reliable|peaceful|least painful|foolproof|effective|successful|quiet)\s+"
@@ -744,25 +977,55 @@ _RULES: tuple[_Rule, ...] = (
             r"be (?:enough|lethal|fatal)|enough to (?:kill|die|do it|od|overdose|be fatal)|"
             r"lethal|fatal)\b"
             r"|\bcan\s+(?:you|i|someone|a person|people)\s+(?:die|get killed)\s+(?:from|of|by|if)\b"
-            r"|\bhow\s+long\s+(?:does|would|will|did)\s+it\s+take\s+to\s+(?:die|bleed out|pass "
-            r"out|lose consciousness|suffocate|drown)\b"
+            r"|\bhow\s+long\s+(?:(?:does|would|will|did)\s+it\s+take|it\s+takes?)\s+to\s+"
+            r"(?:die|bleed out|pass out|lose consciousness|suffocate|drown)\b"
             r"|\bis\s+\d+\s*\w*\s+enough\b|\bsurvive\s+(?:a|an|the)?\s*(?:fall|overdose|od)\b"
             r"|\bwhat\s+happens\s+if\s+(?:you|i)\s+(?:take|swallow|drink|overdose)\b"
+            r"|\bhow\s+(?:many|much)\s+(?:\w+\s+){0,4}(?:is|are)\s+(?:too much|too many|"
+            r"dangerous|lethal|fatal|deadly|an overdose)\b"
+            r"|\bcan\s+(?:you|i|someone|a person|people)\s+overdose\b"
             r"|\b(?:methods?|ways?)\s+(?:to|of)\s+(?:suicide|kill myself|die|commit|end it)\b"
         ),
         needs_risk=False,
     ),
+    _Rule(
+        "method:seeking",
+        ("how many", "how much"),
+        _rx(r"\bhow\s+(?:many|much)\s+(?:would|do|will|should)\s+i\s+(?:need|take)\b"),
+        needs_risk=True,
+    ),
     # --- intent and plan ------------------------------------------------------------------------
     _Rule(
         "intent",
-        ('kill myself', 'end my life', 'take my', 'commit', 'overdose', 'hang myself', 'shoot myself', 'slit', 'jump', 'drown', 'suffocate', 'gas myself', 'end it', 'kill me', 'pills', 'medication', 'tablets', 'swallow', 'finish myself'),
+        (
+            "kill myself",
+            "end my life",
+            "take my",
+            "commit",
+            "overdose",
+            "hang myself",
+            "shoot myself",
+            "slit",
+            "jump",
+            "drown",
+            "suffocate",
+            "gas myself",
+            "end it",
+            "kill me",
+            "pills",
+            "medication",
+            "tablets",
+            "swallow",
+            "finish myself",
+        ),
         _rx(
             r"(?:\bgoing to|'ll|\bwill|\babout to|\bintend to|\bdecided to|\bready to|\bmight|"
             r"\bdetermined to|\bmade up my mind to|\bplanning to|\bplan to|\bplanning on)\s+"
             r"(?:(?:finally|just|really|actually|definitely|probably|try to)\s+)*"
             r"(?:kill myself|end my life|take my (?:own )?life|commit suicide|commit|overdose|"
-            r"hang myself|shoot myself|slit my wrists|jump off|jump from|drown myself|suffocate|"
-            r"gas myself|end it(?: all)?|kill me|take (?:all\s+)?(?:the|my|them|these|those)\s+(?:pills|"
+            r"hang myself|shoot myself|slit my wrists|jump|drown myself|suffocate|"
+            r"gas myself|end it(?: all)?|kill me|take them all|swallow them all|take (?:all\s+)?"
+            r"(?:the|my|them|these|those)\s+(?:pills|"
             r"medication|tablets)|swallow (?:them|all|the pills|my pills)|finish myself)\b"
         ),
         directed=True,
@@ -770,7 +1033,21 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "intent",
-        ('do it', 'go through', 'try again', 'attempt again', 'do this', 'end things', 'finish it', 'this is it', 'made up my mind', 'stop me', 'decided', 'doing it', "it's time"),
+        (
+            "do it",
+            "go through",
+            "try again",
+            "attempt again",
+            "do this",
+            "end things",
+            "finish it",
+            "this is it",
+            "made up my mind",
+            "stop me",
+            "decided",
+            "doing it",
+            "it's time",
+        ),
         _rx(
             r"(?:\bgoing to|'ll|\bwill|\babout to|\bready to|\bdecided to|\bfinally going to)\s+"
             r"(?:(?:finally|just|really|actually|definitely|probably)\s+)*(?:do it|go through "
@@ -784,7 +1061,16 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "intent",
-        ('killing myself', 'tonight', 'today', 'tomorrow', 'right now', 'this week', 'dead', 'gone'),
+        (
+            "killing myself",
+            "tonight",
+            "today",
+            "tomorrow",
+            "right now",
+            "this week",
+            "dead",
+            "gone",
+        ),
         _rx(
             r"\bi'm\s+(?:\w+\s+)?killing myself\b|\bkilling myself\s+(?:tonight|today|tomorrow|"
             r"soon|now|right now|this week)\b"
@@ -798,7 +1084,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "plan",
-        ('plan',),
+        ("plan",),
         _rx(
             r"\b(?:suicide|exit)\s+plan\b|\bplan(?:ned|ning)?\s+(?:to|on|for)\s+(?:\w+\s+)?"
             r"(?:kill myself|killing myself|end (?:it|my life)|ending (?:it|my life)|die|dying|"
@@ -810,7 +1096,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "plan",
-        ('plan', 'date', 'day', 'time', 'place', 'method', 'know'),
+        ("plan", "date", "day", "time", "place", "method", "know"),
         _rx(
             r"\b(?:i've|got|made|making|have|had|i've made|i've had|i've got)\s+(?:a|the|my|"
             r"it all)\s+(?:\w+\s+)?plan(?:ned)?\b|\bmy plan is\b|\bplanned\s+(?:it|everything|this|"
@@ -825,37 +1111,79 @@ _RULES: tuple[_Rule, ...] = (
     # --- time ------------------------------------------------------------------------------------
     _Rule(
         "time:now",
-        ('right now', 'as i', 'as we', 'at this moment', 'it now', 'this minute'), _rx(r"\bright now\b|\bas (?:i|we) (?:speak|type|write)\b|\bat this moment\b"
-                          r"|\b(?:do|doing) it now\b|\bthis minute\b")),
+        ("right now", "as i", "as we", "at this moment", "it now", "this minute", "about to"),
+        _rx(
+            r"\bright now\b|\babout to\b|\bas (?:i|we) (?:speak|type|write)\b|\bat this moment\b"
+            r"|\b(?:do|doing) it now\b|\bthis minute\b"
+        ),
+    ),
     _Rule(
         "time:tonight",
-        ('tonight', 'evening', 'midnight', 'before', 'when'), _rx(r"\btonight\b|\bthis evening\b|\bmidnight\b|\bbefore (?:morning|"
-                              r"sunrise|dawn)\b|\bwhen (?:everyone|they|my \w+) (?:is|are|goes?|"
-                              r"falls?) (?:asleep|to sleep|to bed|out)\b")),
+        ("tonight", "evening", "midnight", "before", "when"),
+        _rx(
+            r"\btonight\b|\bthis evening\b|\bmidnight\b|\bbefore (?:morning|"
+            r"sunrise|dawn)\b|\bwhen (?:everyone|they|my \w+) (?:is|are|goes?|"
+            r"falls?) (?:asleep|to sleep|to bed|out)\b"
+        ),
+    ),
     _Rule(
         "time:today",
-        ('today', 'this morning', 'this afternoon', 'hour', 'min'), _rx(r"\btoday\b|\bthis (?:morning|afternoon)\b|\bin (?:an|a few|\d+|a "
-                            r"couple of) (?:hours?|minutes?|mins?)\b")),
-    _Rule(
-        "time:tomorrow",
-        ('tomorrow',), _rx(r"\btomorrow\b")),
+        ("today", "this morning", "this afternoon", "hour", "min"),
+        _rx(
+            r"\btoday\b|\bthis (?:morning|afternoon)\b|\bin (?:an|a few|\d+|a "
+            r"couple of) (?:hours?|minutes?|mins?)\b"
+        ),
+    ),
+    _Rule("time:tomorrow", ("tomorrow",), _rx(r"\btomorrow\b")),
     _Rule(
         "time:soon",
-        ('week', 'day', 'soon', 'after', 'birthday', 'eve', 'end of', 'deadline', 'count'), _rx(r"\b(?:this|next) (?:weekend|week|friday|saturday|sunday|monday|"
-                           r"tuesday|wednesday|thursday)\b|\bon (?:monday|tuesday|wednesday|"
-                           r"thursday|friday|saturday|sunday)\b|\bsoon\b|\bin (?:a|\d+|a few|a "
-                           r"couple of) days\b|\bafter (?:christmas|the holidays|new year'?s?|my "
-                           r"birthday|the funeral|exams|graduation)\b|\bon my birthday\b|"
-                           r"\bnew year'?s? eve\b|\bby the end of (?:the|this) (?:week|month)\b|"
-                           r"\bdeadline\b|\bcount(?:ing)?\s*down\b|\bwithin (?:a|the) week\b")),
+        ("week", "day", "soon", "after", "birthday", "eve", "end of", "deadline", "count"),
+        _rx(
+            r"\b(?:this|next) (?:weekend|week|friday|saturday|sunday|monday|"
+            r"tuesday|wednesday|thursday)\b|\bon (?:monday|tuesday|wednesday|"
+            r"thursday|friday|saturday|sunday)\b|\bsoon\b|\bin (?:a|\d+|a few|a "
+            r"couple of) days\b|\bafter (?:christmas|the holidays|new year'?s?|my "
+            r"birthday|the funeral|exams|graduation)\b|\bon my birthday\b|"
+            r"\bnew year'?s? eve\b|\bby the end of (?:the|this) (?:week|month)\b|"
+            r"\bdeadline\b|\bcount(?:ing)?\s*down\b|\bwithin (?:a|the) week\b"
+        ),
+    ),
     _Rule(
         "time:date",
-        ('jan', 'feb', 'mar', 'apr', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec', 'on the '), _rx(r"\b(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+"
-                           r"\d{1,2}(?:st|nd|rd|th)?\b|\bon the \d{1,2}(?:st|nd|rd|th)\b")),
+        ("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "oct", "nov", "dec", "on the "),
+        _rx(
+            r"\b(?:jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+"
+            r"\d{1,2}(?:st|nd|rd|th)?\b|\bon the \d{1,2}(?:st|nd|rd|th)\b"
+        ),
+    ),
     # --- access to means --------------------------------------------------------------------------
     _Rule(
         "means:access",
-        ('pills', 'tablets', 'medication', 'gun', 'pistol', 'rifle', 'shotgun', 'rope', 'noose', 'knife', 'blade', 'razor', 'bottle', 'poison', 'antifreeze', 'bleach', 'helium', 'charcoal', 'bullet', 'ammo', 'paracetamol', 'tylenol', 'ibuprofen'),
+        (
+            "pills",
+            "tablets",
+            "medication",
+            "gun",
+            "pistol",
+            "rifle",
+            "shotgun",
+            "rope",
+            "noose",
+            "knife",
+            "blade",
+            "razor",
+            "bottle",
+            "poison",
+            "antifreeze",
+            "bleach",
+            "helium",
+            "charcoal",
+            "bullet",
+            "ammo",
+            "paracetamol",
+            "tylenol",
+            "ibuprofen",
+        ),
         _rx(
             r"\b(?:i've|i've got|got|have|holding|hold|stockpil\w+|hoard\w+|saved up|saving up|"
             r"collected|collecting|hiding|hid|keep|kept|sitting (?:here )?with|staring at)\s+"
@@ -870,7 +1198,30 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "means:access",
-        ('here', 'with me', 'in my', 'in front of me', 'next to me', 'beside me', 'ready', 'on me', 'lined up', 'counted out', 'loaded', 'cocked', 'noose', 'tied', 'edge', 'ledge', 'roof', 'bridge', 'tracks', 'top of', 'cliff', 'balcony'),
+        (
+            "here",
+            "with me",
+            "in my",
+            "in front of me",
+            "next to me",
+            "beside me",
+            "ready",
+            "on me",
+            "lined up",
+            "counted out",
+            "loaded",
+            "cocked",
+            "noose",
+            "tied",
+            "edge",
+            "ledge",
+            "roof",
+            "bridge",
+            "tracks",
+            "top of",
+            "cliff",
+            "balcony",
+        ),
         _rx(
             r"\b(?:i've|i've got|got|have|holding|it's|they're|it is|they are|everything's|"
             r"everything is)\s+(?:(?:them|it|everything|all of them|all|the stuff|enough|the "
@@ -893,8 +1244,18 @@ _RULES: tuple[_Rule, ...] = (
     # --- suicidal behaviour: attempts and preparation --------------------------------------------
     _Rule(
         "behavior:attempt",
-        ("tried", "attempt", "surviv", "pumped", "almost", "nearly", "edge", "bridge", "roof",
-         "overdose"),
+        (
+            "tried",
+            "attempt",
+            "surviv",
+            "pumped",
+            "almost",
+            "nearly",
+            "edge",
+            "bridge",
+            "roof",
+            "overdose",
+        ),
         _rx(
             r"\b(?:tried|attempted|attempting)\s+to\s+(?:kill myself|end (?:my life|"
             r"it(?: all)?)|take my (?:own )?life|commit(?: suicide)?|overdose|hang myself|"
@@ -912,13 +1273,15 @@ _RULES: tuple[_Rule, ...] = (
         directed=True,
         refine=lambda match, text: (
             "behavior:attempt_now"
-            if re.search(r"\b(?:just|right now)\s+$", text[max(0, match.start() - 20) : match.start()])
+            if re.search(
+                r"\b(?:just|right now)\s+$", text[max(0, match.start() - 20) : match.start()]
+            )
             else "behavior:attempt"
         ),
     ),
     _Rule(
         "behavior:attempt",
-        ('attempt', 'hospitali', 'psych', 'inpatient', 'icu', 'a&e'),
+        ("attempt", "hospitali", "psych", "inpatient", "icu", "a&e"),
         _rx(
             r"\b(?:my|first|second|third|last|previous|past|latest|recent|\d+(?:st|nd|rd|th))\s+"
             r"attempts?\b(?!\s+(?:at|to (?!kill|end|die)))|\battempted\b"
@@ -930,35 +1293,104 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "behavior:attempt_now",
-        ('took', 'taken', 'swallow', 'downed', 'popped', 'ingested', 'chugged', 'drank', 'drunk', 'overdosed on', 'taking'),
+        (
+            "took",
+            "taken",
+            "swallow",
+            "downed",
+            "popped",
+            "ingested",
+            "chugged",
+            "drank",
+            "drunk",
+            "overdosed on",
+            "taking",
+        ),
         _rx(
             r"\b(?:took|taken|swallowed|downed|popped|ingested|chugged|drank|drunk|overdosed on|"
             r"taking|swallowing)\b(?:\s+\S+){0,6}?\s+(?:pills|tablets|capsules|paracetamol|"
             r"tylenol|ibuprofen|advil|aspirin|medication|\d+mg|bottle|antifreeze|bleach|poison|"
             r"rat poison|xanax|insulin|sleeping pills|painkillers|eye drops|visine|cough "
-            r"(?:medicine|syrup)|hand sanitizer|cleaning (?:powder|product)|" + _PILLS[3:-1] + r")\b"
+            r"(?:medicine|syrup)|hand sanitizer|cleaning (?:powder|product)|"
+            + _PILLS[3:-1]
+            + r")\b"
         ),
         directed=True,
         refine=_took_quantity,
     ),
     _Rule(
         "behavior:attempt_now",
-        ('wrist', 'throat', 'vein', 'bleeding', 'waiting', 'taking', "i've", 'did it', 'done', 'took'),
+        (
+            "wrist",
+            "throat",
+            "vein",
+            "bleeding",
+            "waiting",
+            "taking",
+            "i've",
+            "did it",
+            "done",
+            "took",
+        ),
         _rx(
-            r"\b(?:i\s+(?:just\s+)?(?:cut|slit|sliced|opened)\s+my\s+(?:wrists?|throat|veins?))\b"
-            r"|\bi'm\s+bleeding\s+(?:a lot|out|heavily|everywhere|badly)\b"
-            r"|\bjust\s+waiting\s+(?:now|to die|for it to (?:kick in|work|happen))\b"
-            r"|\bwaiting\s+for\s+(?:the pills|it|them|the meds|the medication)\s+to\s+"
-            r"(?:kick in|work)\b|\bi'm\s+(?:actively\s+)?taking\s+(?:the\s+)?pills\b"
-            r"|\bi've\s+(?:just\s+)?(?:taken|swallowed|done it)\b|\bi\s+(?:just\s+)?did\s+it\b"
+            r"\bi've\s+(?:just\s+)?(?:taken|swallowed|done it)\b|\bi\s+(?:just\s+)?did\s+it\b"
             r"|\bit's done\b|\bi\s+took\s+(?:them|it|everything)\b|\bi've\s+taken\s+(?:them|it)\b"
         ),
         directed=True,
         needs_risk=True,
     ),
     _Rule(
+        "behavior:attempt_now",
+        ("wrist", "throat", "vein", "bleeding", "waiting", "taking"),
+        _rx(
+            r"\b(?:i\s+(?:just\s+)?(?:cut|slit|sliced|opened)\s+my\s+(?:wrists?|throat|veins?))\b"
+            r"|\bi'm\s+bleeding\s+(?:a lot|out|heavily|everywhere|badly)\b"
+            r"|\bjust\s+waiting\s+(?:now|to die|for it to (?:kick in|work|happen))\b"
+            r"|\bwaiting\s+for\s+(?:the pills|it|them|the meds|the medication)\s+to\s+"
+            r"(?:kick in|work)\b|\bi'm\s+(?:actively\s+)?taking\s+(?:the\s+)?pills\b"
+        ),
+        directed=True,
+        refine=_attempt_timing,
+    ),
+    _Rule(
+        "behavior:attempt_now",
+        ("edge", "ledge", "roof", "bridge", "tracks", "railway", "cliff", "balcony", "top of"),
+        _rx(
+            r"\bi'm\s+(?:standing\s+|sitting\s+|lying\s+|laying\s+)?(?:on|at)\s+(?:the\s+)?"
+            r"(?:edge|ledge|roof|rooftop|bridge|tracks|railway|cliff|balcony|top of)\b"
+        ),
+        directed=True,
+        needs_risk=True,
+    ),
+    _Rule(
         "behavior:preparatory",
-        ('note', 'letter', 'message', 'video', 'away', 'affairs', 'loose ends', 'will', 'funeral', 'rope', 'noose', 'practi', 'rehears', 'helium', 'nitrite', 'charcoal'),
+        ("stockpil", "hoard", "saving up", "saved up"),
+        _rx(
+            r"\b(?:stockpil\w+|hoard\w+|saving up|saved up)\s+(?:\w+\s+){0,2}(?:pills|tablets|"
+            r"medication|antidepressants|painkillers|sleeping pills|\w+mg)\b"
+        ),
+        directed=True,
+    ),
+    _Rule(
+        "behavior:preparatory",
+        (
+            "note",
+            "letter",
+            "message",
+            "video",
+            "away",
+            "affairs",
+            "loose ends",
+            "will",
+            "funeral",
+            "rope",
+            "noose",
+            "practi",
+            "rehears",
+            "helium",
+            "nitrite",
+            "charcoal",
+        ),
         _rx(
             r"\b(?:wrote|written|writing|write|drafted|drafting|left|leaving|finished|prepared|"
             r"preparing|typed|typing)\s+(?:\w+\s+){0,2}?(?:suicide|goodbye|farewell|last)\s+"
@@ -975,7 +1407,23 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "behavior:preparatory",
-        ('note', 'letter', 'arrangements', 'got rid', 'goodbye', 'deleted', 'last', 'bought', 'buying', 'ordered', 'purchased', 'got', 'getting', 'picked up', 'went and'),
+        (
+            "note",
+            "letter",
+            "arrangements",
+            "got rid",
+            "goodbye",
+            "deleted",
+            "last",
+            "bought",
+            "buying",
+            "ordered",
+            "purchased",
+            "got",
+            "getting",
+            "picked up",
+            "went and",
+        ),
         _rx(
             r"\b(?:wrote|written|writing|drafted|drafting|left|leaving|finished|prepared|"
             r"preparing)\s+(?:my\s+(?:\w+\s+)?(?:note|notes|letter|letters)|(?:\w+\s+)?(?:notes|"
@@ -993,7 +1441,17 @@ _RULES: tuple[_Rule, ...] = (
     # --- farewells ---------------------------------------------------------------------------------
     _Rule(
         "farewell",
-        ('by the time', 'other side', 'goodbye', 'my last', 'my final', 'love', 'sorry', "won't be", "i'll be"),
+        (
+            "by the time",
+            "other side",
+            "goodbye",
+            "my last",
+            "my final",
+            "love",
+            "sorry",
+            "won't be",
+            "i'll be",
+        ),
         _rx(
             r"\bby the time (?:you|anyone|someone|they|people) (?:read|reads|see|sees|find|finds) "
             r"this\b|\bsee (?:you|ya|y'all) (?:all )?on the other side\b"
@@ -1010,16 +1468,18 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "farewell",
-        ('goodbye', 'sorry for everything', 'forgive me', 'the end', 'thank you for everything'),
-        _rx(r"\bgoodbye\b|\bi'm sorry for everything\b|\bplease forgive me\b|\bforgive me\b"
-            r"|\bthis is the end\b|\bthank you for everything\b"),
+        ("goodbye", "sorry for everything", "forgive me", "the end", "thank you for everything"),
+        _rx(
+            r"\bgoodbye\b|\bi'm sorry for everything\b|\bplease forgive me\b|\bforgive me\b"
+            r"|\bthis is the end\b|\bthank you for everything\b"
+        ),
         directed=True,
         needs_risk=True,
     ),
     # --- harm to others -------------------------------------------------------------------------------
     _Rule(
         "harm_others",
-        ('kill', 'murder', 'stab', 'shoot', 'hurt', 'strangl', 'beat', 'attack', 'poison'),
+        ("kill", "murder", "stab", "shoot", "hurt", "strangl", "beat", "attack", "poison"),
         _rx(
             r"(?:\bgoing to|'ll|\bwill|\bwant to|\babout to|\bplanning to|\bplan to|\bready to|"
             r"\bcould|\bfantasi[sz]e about|\bfantasi[sz]ing about|\bthinking about|\bthink about|"
@@ -1034,7 +1494,19 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "harm_others",
-        ('shoot', 'mass', 'bring', 'pay', 'blow', 'bomb', 'hurt', 'hit', 'stab', 'attack', 'strangl'),
+        (
+            "shoot",
+            "mass",
+            "bring",
+            "pay",
+            "blow",
+            "bomb",
+            "hurt",
+            "hit",
+            "stab",
+            "attack",
+            "strangl",
+        ),
         _rx(
             r"\bshoot(?:ing)?\s+up\s+(?:the|my|a|our)\s+(?:school|office|work|workplace|church|"
             r"mall|class|campus|party)\b|\bmass\s+(?:shooting|murder|killing)\b"
@@ -1049,12 +1521,36 @@ _RULES: tuple[_Rule, ...] = (
     # --- abuse and danger from others -------------------------------------------------------------------
     _Rule(
         "abuse:ongoing",
-        ('hit', 'beat', 'hurt', 'chok', 'strangl', 'punch', 'kick', 'slap', 'rap', 'molest', 'touch', 'abus', 'threat', 'burn', 'whip', 'starv', 'lock', 'stalk', 'follow', 'being', 'getting'),
+        (
+            "hit",
+            "beat",
+            "hurt",
+            "chok",
+            "strangl",
+            "punch",
+            "kick",
+            "slap",
+            "rap",
+            "molest",
+            "touch",
+            "abus",
+            "threat",
+            "burn",
+            "whip",
+            "starv",
+            "lock",
+            "stalk",
+            "follow",
+            "being",
+            "getting",
+        ),
         _rx(
             r"\b" + _AGENT + r"\s+(?:still\s+|always\s+|keeps?\s+|constantly\s+|often\s+|"
             r"sometimes\s+|regularly\s+)?(?:hits|beats|hurts|chokes|strangles|punches|kicks|"
             r"slaps|rapes|molests|touches|abuses|threatens|burns|whips|starves|locks)\s+me\b"
-            r"|\b" + _AGENT + r"(?:'s|'re|\s+(?:is|are|has been|have been|keeps|kept))\s+(?:\w+\s+)?"
+            r"|\b"
+            + _AGENT
+            + r"(?:'s|'re|\s+(?:is|are|has been|have been|keeps|kept))\s+(?:\w+\s+)?"
             r"(?:hitting|beating|hurting|killing|choking|strangling|punching|kicking|slapping|raping|"
             r"molesting|touching|abusing|threatening|stalking|following)\s+me\b"
             r"|\bi'm\s+(?:being|getting)\s+(?:abused|beaten|hit|raped|molested|trafficked|"
@@ -1064,7 +1560,23 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "abuse:past",
-        ('hit', 'beat', 'hurt', 'chok', 'strangl', 'punch', 'kick', 'slap', 'rape', 'molest', 'touch', 'abuse', 'threat', 'assault', 'groom'),
+        (
+            "hit",
+            "beat",
+            "hurt",
+            "chok",
+            "strangl",
+            "punch",
+            "kick",
+            "slap",
+            "rape",
+            "molest",
+            "touch",
+            "abuse",
+            "threat",
+            "assault",
+            "groom",
+        ),
         _rx(
             r"\b" + _AGENT + r"\s+(?:\w+\s+)?(?:hit|beat|hurt|choked|strangled|punched|kicked|"
             r"slapped|raped|molested|touched|abused|threatened|assaulted|groomed)\s+me\b"
@@ -1073,15 +1585,16 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "abuse:ongoing",
-        ('kill me', 'hurt me'),
+        ("kill me", "hurt me", "threaten"),
         _rx(
             r"\b(?:said|says|threatened|threatens|keeps saying)\s+(?:that\s+)?(?:he|she|they)"
             r"(?:'d| would| will|'ll| is going to|'s going to)\s+(?:kill|hurt)\s+me\b"
+            r"|\bthreaten(?:s|ed|ing)?\s+to\s+(?:kill|hurt|beat|hit|stab|shoot)\s+me\b"
         ),
     ),
     _Rule(
         "abuse:past",
-        ('abus', 'rape', 'molest', 'assault', 'beaten', 'groom', 'traffick'),
+        ("abus", "rape", "molest", "assault", "beaten", "groom", "traffick"),
         _rx(
             r"\bi\s+was\s+(?:\w+\s+)?(?:abused|raped|molested|assaulted|beaten|groomed|"
             r"trafficked)\b|\b(?:sexually|physically|emotionally|verbally)\s+abus\w+\b"
@@ -1090,7 +1603,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "abuse:ongoing",
-        ('domestic', 'abusive', 'afraid', 'scared', 'terrified', "won't let me", 'locked me'),
+        ("domestic", "abusive", "afraid", "scared", "terrified", "won't let me", "locked me"),
         _rx(
             r"\b(?:domestic\s+(?:violence|abuse)|abusive\s+(?:relationship|home|household|partner|"
             r"husband|boyfriend|girlfriend|wife|parents?|father|mother|dad|mom|family))\b"
@@ -1102,20 +1615,62 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "danger:now",
-        ('kill me', 'hurt me', 'attack me', 'stab me', 'shoot me', 'rape me', 'break', 'broke', 'intruder', 'hiding', 'gun', 'knife'),
+        (
+            "kill me",
+            "hurt me",
+            "attack me",
+            "stab me",
+            "shoot me",
+            "rape me",
+            "break",
+            "broke",
+            "intruder",
+            "hiding",
+            "gun",
+            "knife",
+        ),
         _rx(
             r"\b" + _AGENT + r"(?:'s|'re|\s+(?:is|are))\s+(?:trying to|going to|about to|coming to|"
             r"threatening to)\s+(?:kill|hurt|attack|stab|shoot|rape)\s+me\b"
             r"|\b(?:break|breaking|broke)\s+(?:in|into (?:my|the|our) (?:house|home|room|flat|"
             r"apartment))\b|\bintruder\b"
             r"|\bi'm\s+hiding\s+(?:from|in)\b"
+            r"|\b(?:outside|at)\s+(?:my|the)\s+(?:door|window|house|room|flat)\s+with\s+a\s+"
+            r"(?:gun|knife|weapon|bat)\b"
             r"|\b" + _AGENT + r"\s+(?:has|is holding|is waving|pulled)\s+a\s+(?:gun|knife)\b"
         ),
     ),
     # --- medical emergencies ---------------------------------------------------------------------------
     _Rule(
         "medical:emergency",
-        ('breath', 'unconscious', 'unresponsive', 'wak', 'pulse', 'seiz', 'convuls', 'heart attack', 'stroke', 'chest pain', 'overdosing', 'anaphyla', 'allergic', 'throat', 'blue', 'blood', 'bleeding', 'ambulance', '911', '999', '112', 'bleach', 'poison', 'antifreeze', 'drain cleaner', 'passed out'),
+        (
+            "breath",
+            "unconscious",
+            "unresponsive",
+            "wak",
+            "pulse",
+            "seiz",
+            "convuls",
+            "heart attack",
+            "stroke",
+            "chest pain",
+            "overdosing",
+            "anaphyla",
+            "allergic",
+            "throat",
+            "blue",
+            "blood",
+            "bleeding",
+            "ambulance",
+            "911",
+            "999",
+            "112",
+            "bleach",
+            "poison",
+            "antifreeze",
+            "drain cleaner",
+            "passed out",
+        ),
         _rx(
             r"\b(?:isn't|not|stopped|is not)\s+breathing\b|\bunconscious\b|\bunresponsive\b"
             r"|\b(?:won't|can't|isn't|not|doesn't)\s+wak(?:e|ing)\s+(?:him|her|them)\b"
@@ -1137,12 +1692,16 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "medical:breathing",
-        ('breath',), _rx(r"\b(?:can't|cannot|can not|hard to|struggling to)\s+"
-                                   r"breathe?\b")),
+        ("breath",),
+        _rx(
+            r"\b(?:can't|cannot|can not|hard to|struggling to)\s+"
+            r"breathe?\b"
+        ),
+    ),
     # --- other people at risk (reflexive forms are inherently third person) ----------------------------
     _Rule(
         "third_party",
-        ('herself', 'himself', 'themselves', 'themself'),
+        ("herself", "himself", "themselves", "themself"),
         _rx(
             r"\b(?P<verb>kill|killing|kills|killed|hurt|hurting|harm|harming|cut|cutting|hang|"
             r"hanging|hanged|hung|shoot|shooting|shot|drown|drowning|drowned|poison|poisoning|"
@@ -1153,15 +1712,21 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "third_party",
-        ('her own', 'his own', 'their own', 'her life', 'his life', 'their life'),
-        _rx(
-            r"\b(?:end|ending|take|taking)\s+(?:her|his|their)\s+(?:own\s+)?life\b"
-        ),
+        ("her own", "his own", "their own", "her life", "his life", "their life"),
+        _rx(r"\b(?:end|ending|take|taking)\s+(?:her|his|their)\s+(?:own\s+)?life\b"),
         refine=lambda match, text: "ideation:active",
     ),
     _Rule(
         "bereavement:suicide",
-        ('suicide', 'took her', 'took his', 'took their', 'killed herself', 'killed himself', 'killed themselves'),
+        (
+            "suicide",
+            "took her",
+            "took his",
+            "took their",
+            "killed herself",
+            "killed himself",
+            "killed themselves",
+        ),
         _rx(
             r"\b(?:committed|died by|died of|death by|lost (?:\w+ )?(?:\w+ )?to|after (?:her|his|"
             r"their))\s+suicide\b|\btook\s+(?:her|his|their)\s+(?:own\s+)?life\b"
@@ -1171,7 +1736,25 @@ _RULES: tuple[_Rule, ...] = (
     # --- retractions never lower urgency, but volunteers should see them ------------------------------
     _Rule(
         "retraction",
-        ('jk', 'j/k', 'jking', 'kidding', 'joking', 'mind', 'nvm', 'forget', 'ignore', "didn't mean", 'disregard', 'joke', 'scratch that', 'fine now', 'ok now', 'okay now', "doesn't matter"),
+        (
+            "jk",
+            "j/k",
+            "jking",
+            "kidding",
+            "joking",
+            "mind",
+            "nvm",
+            "forget",
+            "ignore",
+            "didn't mean",
+            "disregard",
+            "joke",
+            "scratch that",
+            "fine now",
+            "ok now",
+            "okay now",
+            "doesn't matter",
+        ),
         _rx(
             r"\b(?:jk|j/k|jking|just kidding|just joking|only joking|i'm joking|i was joking|"
             r"kidding|never ?mind|nvm|nevermind|forget (?:it|that|what i said|i said anything)|"
@@ -1183,7 +1766,19 @@ _RULES: tuple[_Rule, ...] = (
     # --- distress without suicidal content ------------------------------------------------------------
     _Rule(
         "distress:hopeless",
-        ('hope', 'better', 'future', 'point', 'change', 'way out', 'trapped', 'give up', 'giving up', 'gave up', "i'm done"),
+        (
+            "hope",
+            "better",
+            "future",
+            "point",
+            "change",
+            "way out",
+            "trapped",
+            "give up",
+            "giving up",
+            "gave up",
+            "i'm done",
+        ),
         _rx(
             r"\b(?:hopeless|hopelessness|no hope|never (?:going to )?get better|no future|"
             r"pointless|what's the point|no point|nothing will (?:ever )?change|can't see a "
@@ -1192,7 +1787,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _Rule(
         "distress:severe",
-        ("can't", 'breaking point', 'end of my rope', 'falling apart', 'breakdown', 'burden'),
+        ("can't", "breaking point", "end of my rope", "falling apart", "breakdown", "burden"),
         _rx(
             r"\bcan't (?:go on|keep (?:going|doing this)|do (?:this|it|life) anymore|take "
             r"(?:it|this|much more|any more|anymore)|handle (?:this|it|life) anymore|cope)\b"
@@ -1235,9 +1830,7 @@ _ANCHORS = frozenset(
         "farewell",
     }
 )
-_METHODS = frozenset(
-    s for s in _ANCHORS if s.startswith("method:") and s != "method:seeking"
-)
+_METHODS = frozenset(s for s in _ANCHORS if s.startswith("method:") and s != "method:seeking")
 _NEAR_TIME = frozenset({"time:now", "time:tonight", "time:today", "time:tomorrow"})
 _ANY_TIME = _NEAR_TIME | {"time:soon", "time:date"}
 _IDEATION = frozenset({"ideation:active", "ideation:passive", "mention:suicide"})
@@ -1268,7 +1861,8 @@ class Findings:
 
     signals: frozenset[str]
     pending: frozenset[str]
-    normalized: str
+    # The normalised text with idioms masked: what the statistical model reads.
+    text: str
 
 
 def _clause_prefix(text: str, start: int) -> str:
@@ -1311,7 +1905,8 @@ _IDIOMS = tuple(
 )
 
 _ALL_KEYS = sorted(
-    {key for rule in _RULES for key in rule.keys} | {key for _, keys, _, _ in _IDIOMS for key in keys}
+    {key for rule in _RULES for key in rule.keys}
+    | {key for _, keys, _, _ in _IDIOMS for key in keys}
 )
 # One pass finds, at every position, the longest key starting there; every key contained in it
 # is then present too. Exact, and far cheaper than testing each key with ``in``.
@@ -1333,8 +1928,10 @@ _NEAR = 120
 
 
 def _near(start: int, end: int, spans: list[tuple[int, int]], reach: int) -> bool:
-    return any(other_start - reach <= end and start <= other_end + reach
-               for other_start, other_end in spans)
+    return any(
+        other_start - reach <= end and start <= other_end + reach
+        for other_start, other_end in spans
+    )
 
 
 def _scan(text: str) -> Findings:
@@ -1411,7 +2008,7 @@ def _scan(text: str) -> Findings:
                 pending.add("third_party")
     if "💊" in normalized:
         signals.add("emoji:pill")
-    return Findings(frozenset(signals), frozenset(pending - signals), normalized)
+    return Findings(frozenset(signals), frozenset(pending - signals), masked)
 
 
 @lru_cache(maxsize=8192)
@@ -1464,8 +2061,10 @@ def rule_level(signals: frozenset[str]) -> Level:
         or has("danger:now")
         or has("medical:emergency")
         or has("farewell")
-        or ((intent or plan) and (near_time or means))
-        or ((ideation or method or seeking) and means)
+        or ((intent or plan) and (any_time or means))
+        or ((ideation or seeking or intent or plan) and means)
+        or (method and means and near_time)
+        or (strong_method and bool(signals & {"time:now", "time:tonight"}))
         or (prep and (near_time or means or intent))
         or (has("harm_others") and (near_time or means or has("method:firearm")))
         or (third and risk_about_person and (near_time or means))
@@ -1501,6 +2100,13 @@ def rule_level(signals: frozenset[str]) -> Level:
     return Level.none
 
 
-RISK_SIGNALS = _ANCHORS | {"harm_others", "abuse:ongoing", "abuse:past", "danger:now",
-                           "medical:emergency", "medical:breathing", "third_party",
-                           "means:access"}
+RISK_SIGNALS = _ANCHORS | {
+    "harm_others",
+    "abuse:ongoing",
+    "abuse:past",
+    "danger:now",
+    "medical:emergency",
+    "medical:breathing",
+    "third_party",
+    "means:access",
+}
