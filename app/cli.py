@@ -12,6 +12,7 @@ _DOMAIN_COMMANDS = {
     "triage": "app.triage.cli",
     "partner": "app.partners.cli",
     "volunteer": "app.routing.cli",
+    "retention": "app.retention.cli",
 }
 
 _USAGE = """usage: beacon <command> [...]
@@ -22,6 +23,7 @@ commands:
   triage "text" | batch | eval     triage text, a CSV, or measure quality on a labelled CSV
   partner add NAME | revoke ID     manage partner API keys
   volunteer add NAME [...]         create volunteer / supervisor accounts
+  retention purge [--dry-run]      purge transcripts older than BEACON_RETENTION_DAYS now
 """
 
 

@@ -23,7 +23,9 @@ from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
 from app.escalation.partners import load_partners
 from app.escalation.worker import EscalationWorker
+from app.retention.worker import RetentionWorker
 from app.routers import chat_ws, dashboard, handoffs, health, triage_api, volunteer_ws
+from app.routing.at_risk import LostVisitorWatch
 from app.routing.queue import QueueMonitor
 from app.routing.worker import RoutingWorker
 
@@ -49,6 +51,10 @@ class AppState:
     visitors: VisitorPresence
     # Safety messages, supervisor alerts, the handoff clock and partner webhooks (SPEC §5).
     escalation: EscalationWorker
+    # High+ visitors gone past the grace: supervisors' at-risk list and alert (SPEC §3).
+    lost_visitors: LostVisitorWatch
+    # Periodic purge of transcript text past the retention period (SPEC §9).
+    retention: RetentionWorker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -108,6 +114,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             http=partner_http,
         )
         await escalation.start()
+        lost_visitors = LostVisitorWatch(
+            sessionmaker=sessionmaker,
+            bus=bus,
+            grace_s=settings.visitor_grace_s,
+            interval_s=settings.visitor_sweep_interval_s,
+            is_local=visitors.is_local,
+        )
+        await lost_visitors.start()
+        retention = RetentionWorker(sessionmaker=sessionmaker, settings=settings, metrics=metrics)
+        await retention.start()
         app.state.beacon = AppState(
             settings=settings,
             engine=engine,
@@ -119,12 +135,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue=queue,
             visitors=visitors,
             escalation=escalation,
+            lost_visitors=lost_visitors,
+            retention=retention,
         )
         log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
         try:
             yield
         finally:
             # Messages already submitted are committed (and acked) before the database goes.
+            await retention.stop()
+            await lost_visitors.stop()
             await escalation.stop()
             await partner_http.aclose()
             await visitors.stop()

@@ -105,8 +105,12 @@ class Settings(BaseSettings):
     # Told to partners so they know where to send status callbacks (optional).
     public_base_url: str | None = None
 
-    # Retention (SPEC §9)
+    # Retention (SPEC §9; app/retention): message text, wrap-up notes and the partner request
+    # log older than this are purged by every instance every interval (0: only by the CLI).
     retention_days: int = Field(default=90, ge=1)
+    retention_interval_s: float = Field(default=3600.0, ge=0)
+    # Rows per purge transaction: keeps row locks short on a busy messages table.
+    retention_batch_size: int = Field(default=2000, ge=1)
 
     @property
     def is_sqlite(self) -> bool:

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.routers.deps import DbDep, get_db, get_state
-from app.routing import accounts, assignments, dispatch, notify, presence, schemas, views
+from app.routing import accounts, assignments, at_risk, dispatch, notify, presence, schemas, views
 from app.routing.accounts import Principal
 from app.routing.models import Volunteer
 from app.triage.types import Level
@@ -216,6 +216,15 @@ async def set_presence(
 async def volunteer_list(db: DbDep, supervisor: Supervisor) -> schemas.VolunteerList:
     """Supervisors: everyone's presence, load and sessions."""
     return await views.volunteers(db)
+
+
+@router.get("/at-risk", response_model=at_risk.AtRiskList, responses=error_responses(*_AUTH))
+async def at_risk_sessions(
+    request: Request, db: DbDep, supervisor: Supervisor
+) -> at_risk.AtRiskList:
+    """Supervisors: `high`+ sessions whose visitor has been gone past the grace period. Software
+    never closes these (SPEC §3); they stay in their state until a person acts."""
+    return await at_risk.listing(db, grace_s=get_state(request).settings.visitor_grace_s)
 
 
 @router.get("/metrics", response_model=schemas.MetricsSummary, responses=error_responses(*_AUTH))
