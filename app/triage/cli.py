@@ -6,7 +6,7 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -87,7 +87,17 @@ def _batch(argv: list[str]) -> int:
     )
     parser.add_argument("--input", required=True, help="CSV file with a header row ('-': stdin)")
     parser.add_argument("--text-column", default="text", help="column to triage (default: text)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); rows are still read, triaged and printed in order, "
+        f"{_BATCH_ROWS} at a time",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     from app.triage import assess
 
     raise_csv_field_limit()
@@ -107,11 +117,38 @@ def _batch(argv: list[str]) -> int:
                 f"(columns: {', '.join(reader.fieldnames or [])})"
             )
         write = sys.stdout.write
-        for row in reader:
-            result = assess(row.get(args.text_column) or "")
-            write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
+        texts = (row.get(args.text_column) or "" for row in reader)
+        if args.jobs == 1:
+            for text in texts:
+                write(json.dumps(assess(text).as_dict(), ensure_ascii=False) + "\n")
+        else:
+            _batch_parallel(texts, args.jobs, write)
     sys.stdout.flush()
     return 0
+
+
+# Rows handed to worker processes per round: bounds memory (the file is never read ahead by more
+# than this) while keeping the workers busy.
+_BATCH_ROWS = 4096
+
+
+def _assess_line(text: str) -> str:
+    from app.triage import assess
+
+    return json.dumps(assess(text).as_dict(), ensure_ascii=False)
+
+
+def _batch_parallel(texts: Iterator[str], jobs: int, write: Callable[[str], object]) -> None:
+    import multiprocessing
+    from itertools import islice
+
+    from app.triage import MODEL_VERSION
+
+    del MODEL_VERSION  # load the model before forking: workers share it copy-on-write
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        while chunk := list(islice(texts, _BATCH_ROWS)):
+            for line in pool.map(_assess_line, chunk, chunksize=max(1, len(chunk) // (jobs * 4))):
+                write(line + "\n")
 
 
 _FLOORS = {
@@ -149,7 +186,9 @@ held-out fold is scored by rules + that fold's model.
 Exit status: 0 ok, 1 a floor was violated, 2 bad input.""",
     )
     parser.add_argument("file", type=Path, help="labelled CSV")
-    parser.add_argument("--text-column", default="text", help="column with the text (default: text)")
+    parser.add_argument(
+        "--text-column", default="text", help="column with the text (default: text)"
+    )
     parser.add_argument("--label-column", help="label column (default: severity, else level)")
     parser.add_argument(
         "--context-column",
@@ -175,8 +214,8 @@ Exit status: 0 ok, 1 a floor was violated, 2 bad input.""",
         "--floors",
         type=Path,
         metavar="FILE",
-        help="JSON file of floors per data set, e.g. {\"cssrs-reddit-dev.csv\": "
-        "{\"min_urgent_recall\": 0.9}}; explicit options override it",
+        help='JSON file of floors per data set, e.g. {"cssrs-reddit-dev.csv": '
+        '{"min_urgent_recall": 0.9}}; explicit options override it',
     )
     floors.add_argument(
         "--floors-key", help="section of --floors to use (default: the CSV's file name)"
@@ -222,10 +261,8 @@ def _check_floors(measured: dict[str, float], floors: dict[str, float]) -> list[
 def _eval(argv: list[str]) -> int:
     args = _eval_parser().parse_args(argv)
     floors = _load_floors(args)
-    if args.safe_value is not None:
-        report = _false_alarm_report(args)
-    else:
-        report = _labelled_report(args)
+    labelled = args.safe_value is None
+    report = _labelled_report(args) if labelled else _false_alarm_report(args)
     checks = _check_floors(report["measured"], floors)
     report["floors"] = checks
     del report["measured"]
@@ -298,9 +335,12 @@ def _labelled_report(args: argparse.Namespace) -> dict[str, Any]:
         scored = Scored(
             results=results,
             milliseconds=milliseconds,
-            protocol="packaged model" + (
+            protocol="packaged model"
+            + (
                 f"; WARNING: {overlap} of {len(labeled.rows)} rows were used to train it, so "
-                "these figures are optimistic — use --cv K" if overlap else ""
+                "these figures are optimistic — use --cv K"
+                if overlap
+                else ""
             ),
             training_overlap=overlap,
         )
@@ -376,7 +416,9 @@ def _render(report: dict[str, Any]) -> str:
                 f"{figs['urgent_precision']:>11.3f}{figs['under_triage']:>7}"
                 f"{figs['over_triage']:>6}{figs['quadratic_kappa']:>7.3f}{figs['macro_f1']:>9.3f}"
             )
-        missing = {k: v["unlabelled_rows"] for k, v in report["llms"].items() if v["unlabelled_rows"]}
+        missing = {
+            k: v["unlabelled_rows"] for k, v in report["llms"].items() if v["unlabelled_rows"]
+        }
         if missing:
             lines.append(
                 "(LLM rows without a label are excluded from that LLM's figures: "

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from app.triage.features import char_terms, rule_terms, tokens, word_terms
+from app.triage.features import rule_terms, tokens
 from app.triage.model import LinearModel, sigmoid
 from app.triage.rules import Findings, resolve, rule_level, scan
 from app.triage.types import Level, TriageResult
@@ -107,7 +107,7 @@ class Engine:
         signals = set(resolve([findings]))
         level = rule_level(frozenset(signals))
         words = tokens(findings.text)
-        decision = self.model.decision(word_terms(words), char_terms(words), rule_terms(findings))
+        decision = self.model.decision(words, rule_terms(findings))
         thresholds = self.model.thresholds
         if (
             level < Level.high

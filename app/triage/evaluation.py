@@ -103,7 +103,9 @@ def read_labeled(
         for column in llm_columns:
             value = (row.get(column) or "").strip()
             llm[column] = int(float(value)) if value else None
-        context = _context(row.get(context_column) or "", f"{path}:{number}") if context_column else ()
+        context = (
+            _context(row.get(context_column) or "", f"{path}:{number}") if context_column else ()
+        )
         rows.append(LabeledRow(row[text_column] or "", context, truth, urgent, ideation, llm))
     if not rows:
         raise DataError(f"{path} has no rows")
@@ -168,9 +170,7 @@ def macro_f1(truth: Sequence[int], predicted: Sequence[int]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
-def figures(
-    truth: Sequence[int], urgent: Sequence[bool], predicted: Sequence[int]
-) -> Figures:
+def figures(truth: Sequence[int], urgent: Sequence[bool], predicted: Sequence[int]) -> Figures:
     """``predicted`` is in evaluation classes; caught = predicted class >= high (2)."""
     flagged = [p >= 2 for p in predicted]
     caught = sum(1 for u, f in zip(urgent, flagged, strict=True) if u and f)
@@ -236,9 +236,7 @@ def cross_validate(
     extra = [e for e in extra_training if text_id(e.text) not in held_texts]
     # A row with context is labelled as a conversation: it is scored, but its last message alone
     # is not a training example (same rule as for the case table).
-    examples = [
-        Example(row.text, row.urgent, row.ideation, source="evaluated") for row in rows
-    ]
+    examples = [Example(row.text, row.urgent, row.ideation, source="evaluated") for row in rows]
     trainable = {i for i, row in enumerate(rows) if not row.context}
     strata = [row.truth for row in rows]
     if min(strata.count(value) for value in set(strata)) < folds:

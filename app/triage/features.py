@@ -12,6 +12,7 @@ cannot drift apart:
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 from app.triage.rules import Findings, resolve, rule_level
 
@@ -26,22 +27,26 @@ def tokens(text: str) -> list[str]:
 def word_terms(words: list[str]) -> list[str]:
     """Unigrams and bigrams."""
     terms = list(words)
-    terms.extend([f"{first} {second}" for first, second in zip(words, words[1:], strict=False)])
+    terms.extend([f"{first} {second}" for first, second in pairwise(words)])
     return terms
 
 
-def char_terms(words: list[str]) -> list[str]:
-    """Character n-grams of each space-padded word (scikit-learn's ``char_wb`` analyser)."""
+def word_char_grams(word: str) -> list[str]:
+    """Character n-grams of one space-padded word (scikit-learn's ``char_wb`` analyser)."""
     low, high = CHAR_NGRAMS
+    padded = f" {word} "
+    length = len(padded)
+    grams: list[str] = []
+    for size in range(low, min(high, length) + 1):
+        grams.extend([padded[start : start + size] for start in range(length - size + 1)])
+    return grams
+
+
+def char_terms(words: list[str]) -> list[str]:
+    """Character n-grams of every word occurrence."""
     terms: list[str] = []
-    extend = terms.extend
     for word in words:
-        padded = f" {word} "
-        length = len(padded)
-        for size in range(low, high + 1):
-            if size > length:
-                break
-            extend([padded[start : start + size] for start in range(length - size + 1)])
+        terms.extend(word_char_grams(word))
     return terms
 
 

@@ -6,7 +6,8 @@ so scoring a message is a sparse dot product over the terms it contains:
 
     z = intercept + Σ_block (Σ_term tfidf(term) · weight(term)) / ‖tfidf‖₂ + Σ_rule weight(rule)
 
-exactly what scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` + ``LogisticRegression`` compute.
+exactly what scikit-learn's ``TfidfVectorizer(sublinear_tf=True)`` + ``LogisticRegression`` compute
+(numpy does the arithmetic; the test suite checks equality with scikit-learn).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from app.triage.features import word_char_grams, word_terms
 
 MODEL_PATH = Path(__file__).resolve().parent / "model" / "triage-model.json"
 FORMAT = 1
@@ -42,8 +46,35 @@ class Thresholds:
     ideation: float
 
 
+class _TextBlock:
+    """One TF-IDF block: term → row of (idf, urgent weight, ideation weight)."""
+
+    def __init__(self, entries: Mapping[str, Sequence[float]]) -> None:
+        self.index = {term: position for position, term in enumerate(entries)}
+        table = np.array([[float(v[0]), float(v[1]), float(v[2])] for v in entries.values()])
+        table = table.reshape(-1, 3)
+        self.idf = np.ascontiguousarray(table[:, 0])
+        self.urgent = np.ascontiguousarray(table[:, 1])
+        self.ideation = np.ascontiguousarray(table[:, 2])
+
+    def score(self, ids: list[int]) -> tuple[float, float]:
+        """(urgent, ideation) contribution of a document given its term ids (with repeats)."""
+        if not ids:
+            return 0.0, 0.0
+        unique, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+        values = (1.0 + np.log(counts)) * self.idf[unique]
+        norm = math.sqrt(float(values @ values))
+        return float(values @ self.urgent[unique]) / norm, float(
+            values @ self.ideation[unique]
+        ) / norm
+
+
 class LinearModel:
-    """Scores feature lists with the weights of a trained model document (see module doc)."""
+    """Scores a message with the weights of a trained model document (see module doc)."""
+
+    # Bound on the per-word cache of character n-gram ids (chat vocabulary is small; this only
+    # guards memory against a stream of unique junk words).
+    WORD_CACHE_LIMIT = 200_000
 
     def __init__(self, document: Mapping[str, Any]) -> None:
         if document.get("format") != FORMAT:
@@ -53,10 +84,8 @@ class LinearModel:
             self._intercept_urgent = float(intercepts["urgent"])
             self._intercept_ideation = float(intercepts["ideation"])
             blocks = document["blocks"]
-            self._text_blocks: tuple[dict[str, tuple[float, float, float]], ...] = tuple(
-                {term: (float(v[0]), float(v[1]), float(v[2])) for term, v in blocks[name].items()}
-                for name in ("word", "char")
-            )
+            self._word = _TextBlock(blocks["word"])
+            self._char = _TextBlock(blocks["char"])
             self._rules: dict[str, tuple[float, float]] = {
                 term: (float(v[0]), float(v[1])) for term, v in blocks["rule"].items()
             }
@@ -65,32 +94,32 @@ class LinearModel:
                 urgent=float(thresholds["urgent"]), ideation=float(thresholds["ideation"])
             )
             self.version = str(document["model_version"])
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise ModelFormatError(f"malformed model document: {exc}") from exc
         self.document = document
+        self._word_grams: dict[str, list[int]] = {}
 
-    def decision(
-        self, word: Sequence[str], char: Sequence[str], rule: Sequence[str]
-    ) -> HeadScores:
-        urgent = self._intercept_urgent
-        ideation = self._intercept_ideation
-        for terms, vocabulary in zip((word, char), self._text_blocks, strict=True):
-            squares = 0.0
-            dot_urgent = 0.0
-            dot_ideation = 0.0
-            get = vocabulary.get
-            for term, count in Counter(terms).items():
-                entry = get(term)
-                if entry is None:
-                    continue
-                value = (1.0 + math.log(count)) * entry[0] if count > 1 else entry[0]
-                squares += value * value
-                dot_urgent += value * entry[1]
-                dot_ideation += value * entry[2]
-            if squares > 0.0:
-                norm = math.sqrt(squares)
-                urgent += dot_urgent / norm
-                ideation += dot_ideation / norm
+    def _char_ids(self, word: str) -> list[int]:
+        ids = self._word_grams.get(word)
+        if ids is None:
+            index = self._char.index
+            ids = [index[gram] for gram in word_char_grams(word) if gram in index]
+            if len(self._word_grams) >= self.WORD_CACHE_LIMIT:
+                self._word_grams.clear()
+            self._word_grams[word] = ids
+        return ids
+
+    def decision(self, words: Sequence[str], rule: Sequence[str]) -> HeadScores:
+        """Decision values for a message given its tokens and rule terms (features module)."""
+        index = self._word.index
+        word_ids = [index[term] for term in word_terms(list(words)) if term in index]
+        char_ids: list[int] = []
+        for word in words:
+            char_ids.extend(self._char_ids(word))
+        word_urgent, word_ideation = self._word.score(word_ids)
+        char_urgent, char_ideation = self._char.score(char_ids)
+        urgent = self._intercept_urgent + word_urgent + char_urgent
+        ideation = self._intercept_ideation + word_ideation + char_ideation
         for term in rule:
             weights = self._rules.get(term)
             if weights is not None:

@@ -43,6 +43,9 @@ _REPEATS = re.compile(r"([a-z])\1{2,}")
 _SPACES = re.compile(r"\s+")
 
 
+_Trie = dict[str, "_Trie"]
+
+
 def trie_pattern(words: Iterable[str]) -> str:
     """A regex alternation of ``words`` factored into a trie.
 
@@ -50,21 +53,21 @@ def trie_pattern(words: Iterable[str]) -> str:
     trie rejects a position after one character test, which makes a several-hundred-word
     alternation cost about as much as a single literal.
     """
-    trie: dict[str, dict[str, object]] = {}
+    trie: _Trie = {}
     for word in words:
-        node: dict[str, object] = trie
+        node = trie
         for char in word:
-            node = node.setdefault(char, {})  # type: ignore[assignment]
+            node = node.setdefault(char, {})
         node[""] = {}
 
-    def build(node: dict[str, object]) -> str:
+    def build(node: _Trie) -> str:
         branches: list[str] = []
         optional = False
         for char, child in sorted(node.items()):
             if char == "":
                 optional = True
                 continue
-            branches.append(re.escape(char) + build(child))  # type: ignore[arg-type]
+            branches.append(re.escape(char) + build(child))
         if not branches:
             return ""
         body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
@@ -139,8 +142,21 @@ _WORDS: dict[str, str] = {
     "cannot": "can't",
     "wont": "won't",
 }
-for _aux in ("do", "does", "did", "is", "are", "was", "were", "would", "could", "should", "have",
-             "has", "had"):
+for _aux in (
+    "do",
+    "does",
+    "did",
+    "is",
+    "are",
+    "was",
+    "were",
+    "would",
+    "could",
+    "should",
+    "have",
+    "has",
+    "had",
+):
     _WORDS[_aux + "nt"] = _aux + "n't"
 
 _WORD_CODES = re.compile(r"\b(?:" + trie_pattern(_WORDS) + r")(?![\w'])")
@@ -155,8 +171,11 @@ _GUARDED: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
     (guard, re.compile(pattern), replacement)
     for guard, pattern, replacement in (
         ("sewer", r"\bsewer[\s-]*slid(?:e|es|ing)\b", "suicide"),
-        ("self", r"\bself[\s-]*(?:delete|deleting|terminate|terminating|unalive|unaliving)\b",
-         "kill myself"),
+        (
+            "self",
+            r"\bself[\s-]*(?:delete|deleting|terminate|terminating|unalive|unaliving)\b",
+            "kill myself",
+        ),
         ("alive", r"\bun[\s-]alive\b", "kill"),
         (" self", r"\b(my|her|him|them|your) self\b", r"\1self"),
         ("off", r"\boff(?:ing)? myself\b", "kill myself"),
@@ -171,8 +190,11 @@ _GUARDED: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("s.h.", r"\bs\.h\.", "self harm"),
         ("self", r"\bself[\s-]*har(?:m|ming|med)\b", "self harm"),
         ("o.d", r"\bo\.d\.?(?=\s|$)", "overdose"),
-        (" not", r"\b(do|does|did|is|are|was|were|would|could|should|have|has|had)\s+not\b",
-         r"\1n't"),
+        (
+            " not",
+            r"\b(do|does|did|is|are|was|were|would|could|should|have|has|had)\s+not\b",
+            r"\1n't",
+        ),
         (" not", r"\bcan not\b", "can't"),
         (" not", r"\bwill not\b", "won't"),
         ("mg", r"\b(\d+)\s*(?:mg|mgs)\b", r"\1mg"),

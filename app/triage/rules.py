@@ -54,23 +54,104 @@ _PILLS = (
     r"pain killers?|\d+mg)"
 )
 # Distress without suicidal content (SPEC level "low"). Plain phrases, matched as whole words.
-_DISTRESS_WORDS = tuple(
-    """
-    sad|sadness|depressed|depression|depressing|lonely|loneliness|so alone|all alone|feel alone|
-    isolated|anxious|anxiety|panic|panicking|stressed|stress|overwhelmed|worthless|empty|numb|
-    crying|cried|cry|tears|hate myself|hate my life|miserable|heartbroken|grief|grieving|scared|
-    afraid|terrified|exhausted|burnt out|burned out|struggling|suffering|in pain|hurting|upset|
-    devastated|desperate|despair|trauma|traumatized|ptsd|failure|useless|pathetic|unloved|
-    unwanted|abandoned|rejected|ashamed|guilty|insomnia|can't sleep|no one cares|nobody cares|
-    no friends|hate everything|tired of everything|self loathing|self-loathing|selfloathing|
-    bullied|bullying|bad place|dark place|unhappy|dumped|broke up|breakup|fired|laid off|
-    evicted|homeless|divorce|passed away|funeral|miss her so much|miss him so much|
-    miss them so much|lost my|don't know what to do|need someone to talk to|
-    need somebody to talk to|need help|please help|help me|mental health|therapist|therapy|
-    psychiatrist
-    """.split("|")
+_DISTRESS_WORDS = (
+    "sad",
+    "sadness",
+    "depressed",
+    "depression",
+    "depressing",
+    "lonely",
+    "loneliness",
+    "so alone",
+    "all alone",
+    "feel alone",
+    "isolated",
+    "anxious",
+    "anxiety",
+    "panic",
+    "panicking",
+    "stressed",
+    "stress",
+    "overwhelmed",
+    "worthless",
+    "empty",
+    "numb",
+    "crying",
+    "cried",
+    "cry",
+    "tears",
+    "hate myself",
+    "hate my life",
+    "miserable",
+    "heartbroken",
+    "grief",
+    "grieving",
+    "scared",
+    "afraid",
+    "terrified",
+    "exhausted",
+    "burnt out",
+    "burned out",
+    "struggling",
+    "suffering",
+    "in pain",
+    "hurting",
+    "upset",
+    "devastated",
+    "desperate",
+    "despair",
+    "trauma",
+    "traumatized",
+    "ptsd",
+    "failure",
+    "useless",
+    "pathetic",
+    "unloved",
+    "unwanted",
+    "abandoned",
+    "rejected",
+    "ashamed",
+    "guilty",
+    "insomnia",
+    "can't sleep",
+    "no one cares",
+    "nobody cares",
+    "no friends",
+    "hate everything",
+    "tired of everything",
+    "self loathing",
+    "self-loathing",
+    "selfloathing",
+    "bullied",
+    "bullying",
+    "bad place",
+    "dark place",
+    "unhappy",
+    "dumped",
+    "broke up",
+    "breakup",
+    "fired",
+    "laid off",
+    "evicted",
+    "homeless",
+    "divorce",
+    "passed away",
+    "funeral",
+    "miss her so much",
+    "miss him so much",
+    "miss them so much",
+    "lost my",
+    "don't know what to do",
+    "need someone to talk to",
+    "need somebody to talk to",
+    "need help",
+    "please help",
+    "help me",
+    "mental health",
+    "therapist",
+    "therapy",
+    "psychiatrist",
 )
-_DISTRESS_WORDS = tuple(word.strip() for word in _DISTRESS_WORDS if word.strip())
 _PILL_KEYS = tuple(
     "mg" if "\\d" in word else re.sub(r"(?:s\?|\?|\\w\*)$", "", word)
     for word in _PILLS[3:-1].split("|")
@@ -606,7 +687,8 @@ _RULES: tuple[_Rule, ...] = (
         _rx(
             r"\bwant(?:ed|ing|s)?\s+to\s+(?:\w+\s+)?(?:die|be dead|commit|not be alive)\b"
             r"|\b(?:ready|deserve|deserved|prepared)\s+to\s+die\b"
-            r"|\bshould\s+(?:just\s+)?(?:go\s+)?die\b|\blet me die\b|\bi\s+(?:just\s+)?need to die\b"
+            r"|\bshould\s+(?:just\s+)?(?:go\s+)?die\b|\blet me die\b"
+            r"|\bi\s+(?:just\s+)?need to die\b"
         ),
         directed=True,
     ),
@@ -686,7 +768,8 @@ _RULES: tuple[_Rule, ...] = (
             r"|\b(?:no|lost the|losing the|lost my) will to live\b|\bgiv(?:e|en|ing) up on life\b"
             r"|\b(?:think|thinking|thought|dream|dreaming)\s+(?:a lot\s+)?(?:about|of)\s+"
             r"(?:dying|death|my death|not being here|not existing|being dead)\b"
-            r"|\bcan't (?:live|keep living|go on living) (?:like this|anymore|any longer|this way)\b"
+            r"|\bcan't (?:live|keep living|go on living) (?:like this|anymore|any longer|"
+            r"this way)\b"
             r"|\bwant(?:s)? out\b(?=\s*(?:[.!,]|$|of (?:this|life|here)))"
             r"|\bi\s+(?:just\s+)?want\s+to\s+(?:sleep|rest)\s+(?:forever|and not wake up)\b"
         ),
@@ -827,7 +910,8 @@ _RULES: tuple[_Rule, ...] = (
         "method:jumping",
         ("jump", "bridge", "enough", "survive"),
         _rx(
-            r"\bjump(?:ing|ed)?\s+(?:off of|off|from|out of|in front of)\s+(?:a|the|my|this|that|an)?\s*"
+            r"\bjump(?:ing|ed)?\s+(?:off of|off|from|out of|in front of)\s+"
+            r"(?:a|the|my|this|that|an)?\s*"
             r"(?:\w+\s+)?(?:bridge|building|roof|rooftop|cliff|balcony|window|ledge|overpass|"
             r"tower|parking|train|car|truck|bus|\d+)"
             r"|\bhow\s+(?:tall|high)\s+(?:is|are|does|do|would|should)\s+(?:the|a)\s+"
@@ -970,10 +1054,12 @@ _RULES: tuple[_Rule, ...] = (
             r"|\b(?:research(?:ing|ed)?|look(?:ing|ed)? up|googl(?:e|ing|ed))\s+(?:\w+\s+)?"
             r"(?:ways|methods|how to (?:die|do it|kill))\b|\bways to (?:finally )?do it\b"
             r"|\b(?:lethal|fatal|deadly|toxic)\s+(?:dose|amount|dosage|quantity)\b"
-            r"|\bhow\s+(?:many|much)\s+(?:\w+\s+){0,4}(?:to|would|will|does it take to|do i need to|"
+            r"|\bhow\s+(?:many|much)\s+(?:\w+\s+){0,4}(?:to|would|will|does it take to|"
+            r"do i need to|"
             r"until|till|before|is|are|can)\s+(?:\w+\s+){0,2}(?:kill|die|od|overdose|fatal|lethal|"
             r"stop my heart|end it|do it|do the job|work|enough)\b"
-            r"|\b(?:would|will|could|can|does|do|is|are)\s+(?:\w+\s+){0,3}(?<!to )(?:kill me|kill you|"
+            r"|\b(?:would|will|could|can|does|do|is|are)\s+(?:\w+\s+){0,3}(?<!to )"
+            r"(?:kill me|kill you|"
             r"be (?:enough|lethal|fatal)|enough to (?:kill|die|do it|od|overdose|be fatal)|"
             r"lethal|fatal)\b"
             r"|\bcan\s+(?:you|i|someone|a person|people)\s+(?:die|get killed)\s+(?:from|of|by|if)\b"
@@ -1438,7 +1524,7 @@ _RULES: tuple[_Rule, ...] = (
         directed=True,
         needs_risk=True,
     ),
-    # --- farewells ---------------------------------------------------------------------------------
+    # --- farewells -------------------------------------------------------------------------------
     _Rule(
         "farewell",
         (
@@ -1476,7 +1562,7 @@ _RULES: tuple[_Rule, ...] = (
         directed=True,
         needs_risk=True,
     ),
-    # --- harm to others -------------------------------------------------------------------------------
+    # --- harm to others --------------------------------------------------------------------------
     _Rule(
         "harm_others",
         ("kill", "murder", "stab", "shoot", "hurt", "strangl", "beat", "attack", "poison"),
@@ -1518,7 +1604,7 @@ _RULES: tuple[_Rule, ...] = (
         ),
         directed=True,
     ),
-    # --- abuse and danger from others -------------------------------------------------------------------
+    # --- abuse and danger from others ------------------------------------------------------------
     _Rule(
         "abuse:ongoing",
         (
@@ -1607,7 +1693,8 @@ _RULES: tuple[_Rule, ...] = (
         _rx(
             r"\b(?:domestic\s+(?:violence|abuse)|abusive\s+(?:relationship|home|household|partner|"
             r"husband|boyfriend|girlfriend|wife|parents?|father|mother|dad|mom|family))\b"
-            r"|\b(?:afraid|scared|terrified)\s+(?:to go home|of (?:my (?:\w+ )?(?:husband|boyfriend|"
+            r"|\b(?:afraid|scared|terrified)\s+(?:to go home|of (?:my (?:\w+ )?"
+            r"(?:husband|boyfriend|"
             r"dad|father|partner|stepdad|stepfather|mom|mother)|him|her))\b"
             r"|\bwon't let me (?:leave|go out|see)\b|\blocked me in\b"
         ),
@@ -1640,7 +1727,7 @@ _RULES: tuple[_Rule, ...] = (
             r"|\b" + _AGENT + r"\s+(?:has|is holding|is waving|pulled)\s+a\s+(?:gun|knife)\b"
         ),
     ),
-    # --- medical emergencies ---------------------------------------------------------------------------
+    # --- medical emergencies ---------------------------------------------------------------------
     _Rule(
         "medical:emergency",
         (
@@ -1674,8 +1761,10 @@ _RULES: tuple[_Rule, ...] = (
         _rx(
             r"\b(?:isn't|not|stopped|is not)\s+breathing\b|\bunconscious\b|\bunresponsive\b"
             r"|\b(?:won't|can't|isn't|not|doesn't)\s+wak(?:e|ing)\s+(?:him|her|them)\b"
-            r"|\b(?:he|she|they|my \w+)\s+(?:won't|isn't|is not|can't|doesn't)\s+wak(?:e|ing)\s+up\b"
-            r"|\bno pulse\b|\b(?:having|had|is having) (?:a )?seizures?\b|\bseizing\b|\bconvuls\w+\b"
+            r"|\b(?:he|she|they|my \w+)\s+(?:won't|isn't|is not|can't|doesn't)\s+"
+            r"wak(?:e|ing)\s+up\b"
+            r"|\bno pulse\b|\b(?:having|had|is having) (?:a )?seizures?\b|\bseizing\b"
+            r"|\bconvuls\w+\b"
             r"|\b(?:having|had|is having|'s having|i'm having) (?:a )?(?:heart attack|stroke)\b"
             r"|\bchest pains?\b|\boverdosing\b"
             r"|\banaphyla\w+\b|\ballergic reaction\b|\bthroat (?:is )?closing\b|\blips (?:are |"
@@ -1698,7 +1787,7 @@ _RULES: tuple[_Rule, ...] = (
             r"breathe?\b"
         ),
     ),
-    # --- other people at risk (reflexive forms are inherently third person) ----------------------------
+    # --- other people at risk (reflexive forms are inherently third person) ----------------------
     _Rule(
         "third_party",
         ("herself", "himself", "themselves", "themself"),
@@ -1733,7 +1822,7 @@ _RULES: tuple[_Rule, ...] = (
             r"|\bkilled\s+(?:herself|himself|themselves)\b"
         ),
     ),
-    # --- retractions never lower urgency, but volunteers should see them ------------------------------
+    # --- retractions never lower urgency, but volunteers should see them -------------------------
     _Rule(
         "retraction",
         (
@@ -1763,7 +1852,7 @@ _RULES: tuple[_Rule, ...] = (
             r"i'm fine now|i'm ok(?:ay)? now|doesn't matter)\b"
         ),
     ),
-    # --- distress without suicidal content ------------------------------------------------------------
+    # --- distress without suicidal content -------------------------------------------------------
     _Rule(
         "distress:hopeless",
         (
@@ -1872,10 +1961,9 @@ def _clause_prefix(text: str, start: int) -> str:
 
 
 def _about_third_party(prefix: str) -> bool:
-    last = None
-    for last in _SUBJECT.finditer(prefix):
-        pass
-    return last is not None and last.group("third") is not None
+    """Is the last subject named before the match someone else ("my friend said she ...")?"""
+    subjects = _SUBJECT.findall(prefix)
+    return bool(subjects) and bool(subjects[-1][1])
 
 
 def _mask(text: str, signals: set[str], present: frozenset[str]) -> str:
@@ -1953,14 +2041,14 @@ def _scan(text: str) -> Findings:
                     signals.add("_method:strong")
             continue
         for match in rule.pattern.finditer(masked):
-            signal: str | None = rule.signal
+            signal = rule.signal
             needs_risk = rule.needs_risk
             if rule.refine is not None:
-                signal = rule.refine(match, masked)
-                if signal is None:
+                refined = rule.refine(match, masked)
+                if refined is None:
                     continue
-                if signal.startswith("?"):
-                    signal, needs_risk = signal[1:], True
+                signal = refined.removeprefix("?")
+                needs_risk = needs_risk or refined.startswith("?")
             third = rule.signal == "third_party"
             if rule.directed:
                 prefix = _clause_prefix(masked, match.start())

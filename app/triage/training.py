@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy.sparse import csr_matrix, hstack
+from scipy.sparse import csr_matrix, hstack  # type: ignore[import-untyped]
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import normalize
@@ -84,9 +84,7 @@ def featurize(text: str) -> _Features:
         rule=rule_terms(findings),
         rule_level=int(rule_level(signals)),
         crisis=crisis_content(signals) or crisis_content(findings.pending),
-        urgent_gate=may_raise_urgent(
-            signals, findings.pending, len(words), first_person(words)
-        ),
+        urgent_gate=may_raise_urgent(signals, findings.pending, len(words), first_person(words)),
     )
 
 
@@ -196,8 +194,10 @@ class _Fitted:
             terms = self.corpus.counts[name][1]
             entries: dict[str, list[float]] = {}
             for position, column in enumerate(block.columns):
-                weights = [_round(coef_u[offset + position] * block.scale),
-                           _round(coef_i[offset + position] * block.scale)]
+                weights = [
+                    _round(coef_u[offset + position] * block.scale),
+                    _round(coef_i[offset + position] * block.scale),
+                ]
                 if block.idf is not None:
                     weights.insert(0, _round(block.idf[position]))
                 entries[terms[column]] = weights
@@ -221,8 +221,12 @@ def _strata(examples: Sequence[Example]) -> list[str]:
 
 
 def _pick_threshold(
-    decision: np.ndarray, positive: np.ndarray, caught: np.ndarray, eligible: np.ndarray,
-    target_recall: float, beta: float | None,
+    decision: np.ndarray,
+    positive: np.ndarray,
+    caught: np.ndarray,
+    eligible: np.ndarray,
+    target_recall: float,
+    beta: float | None,
 ) -> float:
     """A threshold whose recall (rules' catches included) reaches ``target_recall``.
 
