@@ -56,6 +56,9 @@ def main(argv: Sequence[str]) -> int:
     except (DataError, ModelFormatError) as exc:
         print(f"beacon triage: {exc}", file=sys.stderr)
         return 2
+    except (UnicodeDecodeError, csv.Error) as exc:
+        print(f"beacon triage: input is not a UTF-8 CSV file: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `beacon triage batch ... | head`
         return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,20 +58,18 @@ def raise_csv_field_limit() -> None:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def open_csv(path: Path) -> tuple[Iterator[dict[str, str]], list[str]]:
+def open_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """All rows and the header of a labelled CSV (labelled sets are small; `batch` streams)."""
     raise_csv_field_limit()
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            return rows, list(reader.fieldnames or [])
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    reader = csv.DictReader(handle)
-    fields = list(reader.fieldnames or [])
-
-    def rows() -> Iterator[dict[str, str]]:
-        with handle:
-            yield from reader
-
-    return rows(), fields
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path} is not a UTF-8 CSV file: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)

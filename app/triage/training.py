@@ -259,8 +259,12 @@ def _out_of_fold(
 ) -> tuple[np.ndarray, np.ndarray]:
     urgent = np.zeros(len(examples))
     ideation = np.zeros(len(examples))
-    folds = StratifiedKFold(n_splits=config.inner_folds, shuffle=True, random_state=seed)
-    for train_rows, test_rows in folds.split(np.zeros(len(examples)), _strata(examples)):
+    strata = _strata(examples)
+    splits = min(config.inner_folds, *Counter(strata).values())
+    if splits < 2:
+        raise ValueError("too few examples per class for an inner cross-validation")
+    folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+    for train_rows, test_rows in folds.split(np.zeros(len(examples)), strata):
         fitted = _Fitted(corpus, train_rows, examples, config)
         urgent[test_rows], ideation[test_rows] = fitted.decisions(test_rows)
     return urgent, ideation
