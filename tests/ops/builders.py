@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatSession, Message
@@ -166,3 +167,55 @@ async def build(db: AsyncSession, now: datetime) -> Fixture:
         old_request_ids=old_requests,
         kept_request_id=kept_request,
     )
+
+
+async def texts(db: AsyncSession, ids: list[int]) -> list[str | None]:
+    rows = await db.execute(select(Message.id, Message.text).where(Message.id.in_(ids)))
+    by_id = {row.id: row.text for row in rows}
+    return [by_id[i] for i in ids]
+
+
+async def assert_purged_as_expected(db: AsyncSession, fx: Fixture) -> None:
+    assert await texts(db, fx.old_message_ids) == [None] * len(fx.old_message_ids)
+    assert None not in await texts(db, fx.kept_message_ids)
+    # Metadata of purged messages stays: seq, sender, level, signals, model version, time.
+    purged = (
+        await db.scalars(select(Message).where(Message.session_id == fx.closed_old).order_by("seq"))
+    ).all()
+    assert [m.seq for m in purged] == [1, 2, 3, 4]
+    assert [m.sender for m in purged][:3] == ["visitor", "volunteer", "system"]
+    assert purged[0].level == 3
+    assert purged[0].signals == ["method:overdose"]
+    assert purged[0].model_version == "test-1"
+    # Sessions stay, with their urgency and signals, in whatever state they were.
+    sessions = {
+        s.id: s
+        for s in (
+            await db.scalars(
+                select(ChatSession).where(ChatSession.id.in_([fx.closed_old, fx.open_old]))
+            )
+        ).all()
+    }
+    assert sessions[fx.closed_old].status == "closed"
+    assert sessions[fx.open_old].status == "active"
+    assert sessions[fx.open_old].urgency == 3
+    assert sessions[fx.open_old].signals == ["method:overdose"]
+    note_rows = await db.execute(
+        select(Disposition.id, Disposition.notes).where(
+            Disposition.id.in_([fx.old_note_id, fx.kept_note_id])
+        )
+    )
+    notes = {row.id: row.notes for row in note_rows}
+    assert notes == {fx.old_note_id: None, fx.kept_note_id: "said Y"}
+    codes = await db.scalars(select(Disposition.code).where(Disposition.id == fx.old_note_id))
+    assert codes.all() == ["resolved"]
+    requests = set(
+        (
+            await db.scalars(
+                select(TriageRequest.id).where(
+                    TriageRequest.id.in_([*fx.old_request_ids, fx.kept_request_id])
+                )
+            )
+        ).all()
+    )
+    assert requests == {fx.kept_request_id}
