@@ -311,6 +311,7 @@ def _false_alarm_report(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _labelled_report(args: argparse.Namespace) -> dict[str, Any]:
+    from app.triage.datasets import text_id
     from app.triage.evaluation import (
         CLASS_LEGEND,
         Scored,
@@ -321,7 +322,7 @@ def _labelled_report(args: argparse.Namespace) -> dict[str, Any]:
         read_labeled,
         score_rows,
     )
-    from app.triage.training import TrainingConfig, text_id
+    from app.triage.training import TrainingConfig
 
     labeled = read_labeled(args.file, args.text_column, args.label_column, args.context_column)
     if args.cv is not None:

@@ -7,12 +7,12 @@ place, never copied into the repository. Beacon's own hand-written cases ship in
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.triage.training import Example
 from app.triage.types import Level
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +26,18 @@ LLM_COLUMNS = ("gpt_label", "claude_label", "gemini_label", "llama_label", "mist
 # Four evaluation classes (the data README's mapping, with 5-6 read as imminent):
 #   0 = none/low (severity 0), 1 = moderate (1-2), 2 = high (3-4), 3 = imminent (5-6)
 CLASS_NAMES = ("none/low", "moderate", "high", "imminent")
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    urgent: bool  # C-SSRS severity >= 3, or level >= high
+    ideation: bool  # severity >= 1, or level >= moderate
+    source: str
+
+
+def text_id(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class DataError(ValueError):

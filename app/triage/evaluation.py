@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,13 +26,17 @@ from app.triage.datasets import (
     CLASS_NAMES,
     LLM_COLUMNS,
     DataError,
+    Example,
     level_class,
     open_csv,
     parse_level,
     severity_class,
+    text_id,
 )
-from app.triage.training import Example, TrainingConfig, text_id
 from app.triage.types import Level, TriageResult
+
+if TYPE_CHECKING:
+    from app.triage.training import TrainingConfig
 
 Assess = Callable[[str, Sequence[str]], TriageResult]
 

@@ -312,6 +312,8 @@ _HELP_WORDS = frozenset(
 
 def is_unsupported_language(text: str) -> bool:
     """True when the text is mostly a language or script other than English."""
+    # The first few hundred characters tell the language; long posts need not be read whole.
+    text = text[:400]
     words = _WORD.findall(text.lower())
     if not words:
         return False  # emoji, digits, punctuation: not a language question

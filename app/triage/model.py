@@ -98,6 +98,11 @@ class LinearModel:
             raise ModelFormatError(f"malformed model document: {exc}") from exc
         self.document = document
         self._word_grams: dict[str, list[int]] = {}
+        # Words of the model's own vocabulary are the common ones: map them to their character
+        # n-grams once, at load (tens of milliseconds), instead of on first sight.
+        for term in self._word.index:
+            if " " not in term:
+                self._char_ids(term)
 
     def _char_ids(self, word: str) -> list[int]:
         ids = self._word_grams.get(word)

@@ -40,7 +40,6 @@ _CHAR_MAP = str.maketrans(
 )
 
 _REPEATS = re.compile(r"([a-z])\1{2,}")
-_SPACES = re.compile(r"\s+")
 
 
 _Trie = dict[str, "_Trie"]
@@ -217,4 +216,4 @@ def normalize(text: str) -> str:
     for guard, pattern, replacement in _GUARDED:
         if guard in folded:
             folded = pattern.sub(replacement, folded)
-    return _SPACES.sub(" ", folded).strip()
+    return " ".join(folded.split())

@@ -18,7 +18,6 @@ procedure that produced the shipped model:
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -32,18 +31,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import normalize
 
+from app.triage.datasets import Example, text_id
 from app.triage.features import char_terms, rule_terms, tokens, word_terms
 from app.triage.model import FORMAT, content_version
 from app.triage.rules import resolve, rule_level, scan
 from app.triage.types import Level
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    text: str
-    urgent: bool  # C-SSRS severity >= 3, or level >= high
-    ideation: bool  # severity >= 1, or level >= moderate
-    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,10 +260,6 @@ def _out_of_fold(
         fitted = _Fitted(corpus, train_rows, examples, config)
         urgent[test_rows], ideation[test_rows] = fitted.decisions(test_rows)
     return urgent, ideation
-
-
-def text_id(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def train(examples: Sequence[Example], config: TrainingConfig = TrainingConfig()) -> dict[str, Any]:
