@@ -354,7 +354,8 @@ def _labelled_report(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "file": str(args.file),
         "mode": "labelled",
-        "label": f"{labeled.label_column} ({labeled.label_kind})",
+        "label": labeled.label_column
+        + (" (C-SSRS severity 0-6)" if labeled.label_kind == "severity" else " (level)"),
         "protocol": scored.protocol,
         "model_version": version,
         "training_overlap": scored.training_overlap,

@@ -269,8 +269,9 @@ def cross_validate(
         milliseconds=milliseconds,
         protocol=(
             f"{folds}-fold stratified cross-validation (seed {seed}); each fold re-trains the "
-            f"model on the other folds + {len(extra)} other training examples, thresholds from an "
-            f"inner {config.inner_folds}-fold CV of that training data only"
+            f"model on the other folds + {len(extra)} other training examples, thresholds from "
+            f"{config.inner_repeats}x repeated inner {config.inner_folds}-fold CVs of that "
+            "training data only"
         ),
         folds=fold_notes,
     )
