@@ -64,7 +64,7 @@ def _texts() -> tuple[list[str], list[str]]:
 
 
 def _fresh_engine() -> Engine:
-    rules.scan.cache_clear()
+    rules.clear_cache()
     model = load()
     return Engine(model)
 
@@ -110,8 +110,8 @@ def cold_latency(stream: Sequence[str], samples: int) -> dict[str, float]:
     cpu: list[float] = []
     step = max(1, (len(stream) - CONTEXT) // samples)
     for index in range(CONTEXT, len(stream), step):
-        rules.scan.cache_clear()
-        engine.message.cache_clear()  # type: ignore[attr-defined]
+        rules.clear_cache()
+        engine.clear_cache()
         context = stream[index - CONTEXT : index]
         spent = _timed(lambda: engine.assess(stream[index], context))  # noqa: B023
         wall.append(spent[0])
@@ -139,8 +139,8 @@ def batch_throughput(texts: Sequence[str]) -> dict[str, float]:
     engine = Engine(load())
 
     def reset() -> None:
-        rules.scan.cache_clear()
-        engine.message.cache_clear()  # type: ignore[attr-defined]
+        rules.clear_cache()
+        engine.clear_cache()
 
     return _throughput(engine.assess, texts, reset)
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from app.triage.features import rule_terms, tokens
 from app.triage.model import LinearModel, sigmoid
-from app.triage.rules import Findings, resolve, rule_level, scan
+from app.triage.rules import CACHE_MAX_CHARS, Findings, resolve, rule_level, scan
 from app.triage.types import Level, TriageResult
 
 # Earlier messages considered (most recent first). Each is analysed once and cached, so a long
@@ -100,7 +100,14 @@ class Engine:
     def __init__(self, model: LinearModel, cache_size: int = 8192) -> None:
         self.model = model
         self.model_version = model.version
-        self.message = lru_cache(maxsize=cache_size)(self._message)
+        self._cached = lru_cache(maxsize=cache_size)(self._message)
+
+    def message(self, text: str) -> MessageAssessment:
+        """One message judged alone; cached unless long (see rules.CACHE_MAX_CHARS)."""
+        return self._cached(text) if len(text) <= CACHE_MAX_CHARS else self._message(text)
+
+    def clear_cache(self) -> None:
+        self._cached.cache_clear()
 
     def _message(self, text: str) -> MessageAssessment:
         findings = scan(text)

@@ -2099,10 +2099,23 @@ def _scan(text: str) -> Findings:
     return Findings(frozenset(signals), frozenset(pending - signals), masked)
 
 
+# Chat messages are short; a long text (a pasted post) is analysed every time rather than pinned
+# in memory: 8192 cached entries of at most this many characters bound the cache's size.
+CACHE_MAX_CHARS = 4000
+
+
 @lru_cache(maxsize=8192)
+def _scan_cached(text: str) -> Findings:
+    return _scan(text)
+
+
 def scan(text: str) -> Findings:
     """Rule findings for one message (cached: chat context repeats the same messages)."""
-    return _scan(text)
+    return _scan_cached(text) if len(text) <= CACHE_MAX_CHARS else _scan(text)
+
+
+def clear_cache() -> None:
+    _scan_cached.cache_clear()
 
 
 def _anchored(signals: frozenset[str]) -> bool:
