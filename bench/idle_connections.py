@@ -129,6 +129,7 @@ class Phase:
     pong_s: float = 0.0
     server_cpu_open_s: float = 0.0
     client_cpu_open_s: float = 0.0
+    server_cpu_hold_share: float = 0.0
     frames_during_hold: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -154,7 +155,8 @@ class Phase:
             f"{self.per_connection_kib:.1f} KiB per connection",
             f"[{self.label}]   idle hold: RSS peak {self.rss_peak_hold_kib / 1024:.1f} MiB, end "
             f"{self.rss_end_hold_kib / 1024:.1f} MiB; still open {self.still_open}/{self.opened};"
-            f" {self.frames_during_hold} frames received while idle",
+            f" {self.frames_during_hold} frames received while idle; server CPU while idle "
+            f"{self.server_cpu_hold_share:.0%} of a core",
             f"[{self.label}]   liveness: {self.pongs}/{self.opened} answered a ping "
             f"(all within {self.pong_s:.2f} s)",
             f"[{self.label}]   after closing all: RSS {self.rss_closed_kib / 1024:.1f} MiB",
@@ -235,12 +237,14 @@ async def measure(
     phase.rss_after_kib = rss_kib(pid)
 
     frames_before = sum(c.frames for c in clients)
-    deadline = time.perf_counter() + hold_s
+    cpu_server, hold_started = cpu_s(pid), time.perf_counter()
+    deadline = hold_started + hold_s
     peak = phase.rss_after_kib
     while (left := deadline - time.perf_counter()) > 0:
         await asyncio.sleep(min(1.0, left))
         peak = max(peak, rss_kib(pid))
     phase.rss_peak_hold_kib = peak
+    phase.server_cpu_hold_share = (cpu_s(pid) - cpu_server) / (time.perf_counter() - hold_started)
     phase.rss_end_hold_kib = rss_kib(pid)
     phase.still_open = sum(c.open for c in clients)
     phase.frames_during_hold = sum(c.frames for c in clients) - frames_before
@@ -346,6 +350,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "echo_kib_per_connection": round(echo.per_connection_kib, 1),
         "ratio_to_echo": None if ratio is None else round(ratio, 2),
         "rss_mib": round(chat.rss_end_hold_kib / 1024, 1),
+        "idle_cpu_share": round(chat.server_cpu_hold_share, 3),
     }
     print(summary_line(summary))
     return summary
