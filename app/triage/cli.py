@@ -39,7 +39,7 @@ _COMMANDS = ("batch", "eval", "train")
 
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
-    if args and args[0] in {"-h", "--help", "help"}:
+    if args and args[0] in {"-h", "--help"}:
         print(_USAGE)
         return 0
     try:

@@ -136,6 +136,7 @@ _DISTRESS_WORDS = (
     "homeless",
     "divorce",
     "passed away",
+    "died",
     "funeral",
     "miss her so much",
     "miss him so much",
@@ -540,7 +541,7 @@ def _self_harm_timing(match: re.Match[str], text: str) -> str | None:
     window = text[match.start() : match.end() + 60]
     if re.search(
         r"\b(?:again|today|tonight|last night|yesterday|earlier|this morning|this week|"
-        r"\w+ (?:minutes|hours|days) ago|an hour ago|just now)\b",
+        r"\w+ (?:minutes|hours|days) ago|an hour ago|just now|right now)\b",
         window,
     ):
         return "self_harm:recent"
@@ -736,6 +737,13 @@ _RULES: tuple[_Rule, ...] = (
             "not existing",
             "being dead",
             "can't",
+            "no one",
+            "nobody",
+            "noone",
+            "go to sleep",
+            "sleep and",
+            "asleep and",
+            "close my eyes",
         ),
         _rx(
             r"\b(?:don't|no longer|never|not|didn't)\s+(?:really\s+|even\s+)?want(?:ing)?\s+to\s+"
@@ -747,6 +755,9 @@ _RULES: tuple[_Rule, ...] = (
             r"|\bwish(?:ing|ed)?\s+(?:that\s+)?i\s+(?:wasn't|weren't)\s+(?:\w+\s+)?(?:alive|here|"
             r"born|around)\b"
             r"|\bwhat's the point (?:of|in) (?:living|life|being alive|going on|staying alive)\b"
+            r"|\b(?:no one|nobody|noone) (?:would|will|'d|'ll) (?:even )?(?:miss|notice|care)"
+            r"(?: about)?(?: me)? if i (?:was|were|'m|am|died|disappeared|left|killed myself|"
+            r"was gone|were gone)\b"
             r"|\b(?:go to sleep|sleep|fall asleep|close my eyes) and (?:never|not) wake up\b"
             r"|\bbetter off\s+(?:dead|without me|if i (?:was|were)n't|if i (?:was|were) (?:gone|"
             r"dead))"
@@ -787,6 +798,9 @@ _RULES: tuple[_Rule, ...] = (
             r"starve|starving|choke|choking|strangle|strangling|bruise|bruising)\s+myself\b"
             r"(?!\s+(?:at the gym|playing|while|during|lifting|skiing|running|by accident|"
             r"accidentally|cooking))"
+            r"|\bi'm\s+(?:\w+\s+)?cutting\b(?!\s+(?:the|a|an|some|my\s+(?:hair|nails|fingers?)|"
+            r"onions?|vegetables|paper|back|down|out|class|classes|school|ties|corners|costs|"
+            r"it|them|off))"
             r"|\bself harm(?:ing|ed)?\b|\burges?\s+to\s+(?:cut|self harm|burn|hurt myself)\b"
             r"|\bcutting again\b|\b(?:relapsed|relapse)\s+(?:on|with|into)?\s*(?:self harm|"
             r"cutting)\b|\b(?:my|fresh|new|deep)\s+(?:cuts|self harm scars)\b"
@@ -1163,6 +1177,9 @@ _RULES: tuple[_Rule, ...] = (
             r"|\b(?:want|wanna|going|ready|need|planning|plan)\s+to\s+(?:die|end it(?: all)?|"
             r"kill myself|end my life)\s+(?:\w+\s+){0,2}?(?:tonight|today|tomorrow|right now|"
             r"this weekend|this week)\b"
+            r"|\b(?:thinking (?:of|about)|considering|contemplating)\s+(?:ending it(?: all)?|"
+            r"killing myself|ending my life|suicide|doing it)\s+(?:\w+\s+){0,2}?(?:tonight|"
+            r"today|tomorrow|right now|this weekend)\b"
             r"|\b(?:supposed to|going to|will|i'll)\s+be\s+(?:dead|gone)\s+(?:in|by|before|soon|"
             r"tomorrow|tonight)\b"
         ),
@@ -1483,7 +1500,8 @@ _RULES: tuple[_Rule, ...] = (
             r"(?:note|notes|letter|letters|message|messages|video)\b"
             r"|\b(?:gave|giving|give|given)\s+away\s+(?:all\s+)?(?:of\s+)?my\s+(?:stuff|things|"
             r"belongings|possessions|clothes|pets?|cat|dog|games|books|money|savings)\b"
-            r"|\b(?:affairs in order|loose ends|made (?:a|my) will|wrote (?:a|my) will|updated my "
+            r"|\b(?:affairs in order|loose ends|(?:made|wrote|written|writing|finished) (?:a|my) "
+            r"will|updated my "
             r"will|planned my (?:own )?funeral|tested the rope|practi[cs]ed (?:hanging|tying|it)|"
             r"tied (?:a|the) noose|rehears\w+ (?:it|my))\b"
             r"|\b(?:bought|ordered|purchased)\s+(?:a\s+|the\s+|some\s+)?(?:rope|noose|helium|"
@@ -1686,6 +1704,7 @@ _RULES: tuple[_Rule, ...] = (
             r"trafficked)\b|\b(?:sexually|physically|emotionally|verbally)\s+abus\w+\b"
             r"|\b(?:sexual (?:abuse|assault)|childhood (?:abuse|trauma)|rape|raped)\b"
         ),
+        refine=_abuse_past_or_recent,
     ),
     _Rule(
         "abuse:ongoing",
@@ -1854,6 +1873,11 @@ _RULES: tuple[_Rule, ...] = (
     ),
     # --- distress without suicidal content -------------------------------------------------------
     _Rule(
+        "distress",
+        ("help", "sos"),
+        _rx(r"\b(?:^(?:please\s+)?(?:help|sos)(?:\s+(?:please|me))?[\s!.?]*$)"),
+    ),
+    _Rule(
         "distress:hopeless",
         (
             "hope",
@@ -1881,7 +1905,8 @@ _RULES: tuple[_Rule, ...] = (
             r"\bcan't (?:go on|keep (?:going|doing this)|do (?:this|it|life) anymore|take "
             r"(?:it|this|much more|any more|anymore)|handle (?:this|it|life) anymore|cope)\b"
             r"|\bbreaking point\b|\bend of my rope\b|\bfalling apart\b|\bbreakdown\b"
-            r"|\b(?:i'm|i am) a burden\b|\bburden (?:to|on) (?:everyone|my family|them)\b"
+            r"|\b(?:i'm|i am|i feel like|feel like|feeling like) a burden\b"
+            r"|\bburden (?:to|on) (?:everyone|my family|them)\b"
         ),
     ),
     _Rule(
