@@ -48,7 +48,7 @@ def crisis_content(signals: Iterable[str]) -> bool:
 
 
 def may_raise_urgent(
-    signals: frozenset[str], pending: frozenset[str], words: int, first_person: bool
+    signals: frozenset[str], pending: frozenset[str], words: int, about_self: bool
 ) -> bool:
     """May the model call this message high when the rules did not?
 
@@ -60,14 +60,7 @@ def may_raise_urgent(
     """
     if words < MIN_WORDS_FOR_MODEL_URGENT:
         return False
-    return crisis_content(signals) or (first_person and crisis_content(pending))
-
-
-def risk_content(signals: Iterable[str]) -> bool:
-    """Something about risk itself — not only distress or a denial: the model may call it high."""
-    return any(
-        not signal.startswith((*_NEUTRAL_PREFIXES, "negated:", "distress")) for signal in signals
-    )
+    return crisis_content(signals) or (about_self and crisis_content(pending))
 
 
 def public(signals: Iterable[str]) -> tuple[str, ...]:

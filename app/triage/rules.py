@@ -2224,15 +2224,3 @@ def rule_level(signals: frozenset[str]) -> Level:
     if any(s.startswith(("distress", "negated:")) for s in signals) or has("retraction"):
         return Level.low
     return Level.none
-
-
-RISK_SIGNALS = _ANCHORS | {
-    "harm_others",
-    "abuse:ongoing",
-    "abuse:past",
-    "danger:now",
-    "medical:emergency",
-    "medical:breathing",
-    "third_party",
-    "means:access",
-}
