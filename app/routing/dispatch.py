@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.audit.models import Event
 from app.bus.base import Bus
 from app.chat.models import ChatSession
 from app.core.config import Settings
@@ -139,14 +140,38 @@ async def available_volunteers(
 async def recent_refusals(
     db: AsyncSession, settings: Settings, now: datetime
 ) -> set[tuple[uuid.UUID, uuid.UUID]]:
-    """(session, volunteer) pairs not to offer again yet: declined or let expire recently."""
+    """(session, volunteer) pairs not to offer again yet: declined or let expire recently.
+
+    A refusal stands only for the urgency the volunteer saw: if the session's urgency rose
+    after it (a calm chat turned imminent), the volunteer may be the one free person who can
+    help now, so the pair becomes eligible again at once."""
     since = now - timedelta(seconds=settings.offer_decline_cooldown_s)
-    rows = await db.execute(
-        select(Assignment.session_id, Assignment.volunteer_id).where(
-            Assignment.status.in_(("declined", "expired")), Assignment.responded_at >= since
+    rows = (
+        await db.execute(
+            select(Assignment.session_id, Assignment.volunteer_id, Assignment.responded_at).where(
+                Assignment.status.in_(("declined", "expired")), Assignment.responded_at >= since
+            )
         )
+    ).all()
+    if not rows:
+        return set()
+    rises = await db.execute(
+        select(Event.subject_id, func.max(Event.occurred_at))
+        .where(
+            Event.subject_type == "session",
+            Event.action == "urgency_raised",
+            Event.occurred_at >= since,
+            Event.subject_id.in_({str(row.session_id) for row in rows}),
+        )
+        .group_by(Event.subject_id)
     )
-    return {(row.session_id, row.volunteer_id) for row in rows}
+    last_rise = {subject_id: at for subject_id, at in rises}
+    refused: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    for row in rows:
+        rose_at = last_rise.get(str(row.session_id))
+        if rose_at is None or row.responded_at is None or rose_at <= row.responded_at:
+            refused.add((row.session_id, row.volunteer_id))
+    return refused
 
 
 def plan_offers(

@@ -10,9 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import Event
+from app.audit.service import record_event
 from app.chat.models import ChatSession, Message
+from app.core.config import Settings
 from app.core.db import utcnow
 from app.routing import assignments
+from app.routing.dispatch import recent_refusals
 from app.routing.models import Assignment, Disposition, Volunteer
 from tests.routing.helpers import add_session, add_volunteer, hide_other_sessions
 
@@ -179,3 +182,38 @@ async def test_offline_volunteer_chats_requeued(db: AsyncSession) -> None:
         await db.scalars(select(Assignment.status).where(Assignment.session_id == session_id))
     ).all()
     assert rows == ["requeued"]
+
+
+async def test_a_decline_stops_counting_once_urgency_rises(
+    db: AsyncSession, settings: Settings
+) -> None:
+    """A volunteer who declined a calm chat must still be offered it if it turns imminent."""
+    session_id = await add_session(db, urgency=1, waited_s=10)
+    _, volunteer = await add_volunteer(db)
+    assert await assignments.offer(db, session_id, volunteer.id, timeout_s=20) is not None
+    await assignments.decline(db, volunteer, session_id)
+    await db.flush()
+    now = utcnow() + timedelta(seconds=1)
+    assert (session_id, volunteer.id) in await recent_refusals(db, settings, now)
+
+    record_event(
+        db,
+        actor_type="system",
+        actor_id=None,
+        action="urgency_raised",
+        subject_type="session",
+        subject_id=str(session_id),
+        details={"from": 1, "to": 4},
+    )
+    db.add(
+        Event(
+            actor_type="system",
+            actor_id=None,
+            action="urgency_raised",
+            subject_type="session",
+            subject_id=str(uuid.uuid4()),
+            details={},
+        )
+    )
+    await db.flush()
+    assert (session_id, volunteer.id) not in await recent_refusals(db, settings, now)
