@@ -20,10 +20,15 @@ MAX_CONTEXT = 50
 # it shares with crisis posts.
 _NEUTRAL_PREFIXES = ("idiom:", "time:", "retraction", "emoji:", "lang:", "_")
 
-# Score bands: the score never contradicts the level (below 0.5 ⇔ below high).
-_HIGH_FLOOR = 0.5
-_IMMINENT_FLOOR = 0.8
-_BELOW_HIGH_CEILING = 0.499
+# Score bands per level: the score orders results exactly as the levels do (0.5 and above ⇔ high
+# or imminent); within its band a result sits where the model's urgency puts it.
+_BANDS = {
+    Level.none: (0.0, 0.1),
+    Level.low: (0.1, 0.25),
+    Level.moderate: (0.25, 0.5),
+    Level.high: (0.5, 0.8),
+    Level.imminent: (0.8, 1.0),
+}
 
 
 # The model raises a message to high only if it is long enough for n-gram evidence to mean
@@ -67,14 +72,10 @@ def public(signals: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(signal for signal in signals if not signal.startswith("_")))
 
 
-def _clamp(score: float, level: Level) -> float:
-    if level >= Level.imminent:
-        score = max(score, _IMMINENT_FLOOR)
-    elif level >= Level.high:
-        score = max(score, _HIGH_FLOOR)
-    else:
-        score = min(score, _BELOW_HIGH_CEILING)
-    return round(score, 4)
+def _score(level: Level, urgency: float) -> float:
+    """``urgency`` (0..1, 0.5 at the model's threshold) placed inside the level's band."""
+    low, high = _BANDS[level]
+    return round(low + (high - low) * min(max(urgency, 0.0), 0.999), 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class MessageAssessment:
     findings: Findings
     signals: frozenset[str]
     level: Level
-    score: float
+    urgency: float  # the urgent head's probability relative to its threshold
 
 
 class Engine:
@@ -125,8 +126,8 @@ class Engine:
         ):
             level = Level.moderate
             signals.add("model:ideation")
-        score = _clamp(sigmoid(decision.urgent - thresholds.urgent), level)
-        return MessageAssessment(findings, frozenset(signals), level, score)
+        urgency = sigmoid(decision.urgent - thresholds.urgent)
+        return MessageAssessment(findings, frozenset(signals), level, urgency)
 
     def assess(self, text: str, context: Sequence[str] = ()) -> TriageResult:
         if isinstance(context, str):  # a lone string is one message, not a list of characters
@@ -135,7 +136,7 @@ class Engine:
         if not context:
             return TriageResult(
                 level=current.level,
-                score=current.score,
+                score=_score(current.level, current.urgency),
                 signals=public(current.signals),
                 model_version=self.model_version,
             )
@@ -153,10 +154,10 @@ class Engine:
                 for signal in combined - signals
                 if crisis_content((signal,)) or signal.startswith("time:")
             )
-        score = max(current.score, *(item.score for item in earlier))
+        urgency = max(current.urgency, *(item.urgency for item in earlier))
         return TriageResult(
             level=level,
-            score=_clamp(score, level),
+            score=_score(level, urgency),
             signals=public(signals),
             model_version=self.model_version,
         )

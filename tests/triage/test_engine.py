@@ -72,18 +72,15 @@ def test_unsupported_language_is_at_least_moderate() -> None:
         assert "lang:unsupported" in result.signals
 
 
-def test_score_agrees_with_level() -> None:
-    for text in (
-        "hello",
-        "I feel sad",
-        "I want to die",
-        "I tried to kill myself",
-        "I took 30 pills",
-    ):
-        result = assess(text)
-        assert (result.score >= 0.5) == (result.level >= Level.high), (text, result)
-        if result.level == Level.imminent:
-            assert result.score >= 0.8
+def test_score_orders_results_as_levels_do() -> None:
+    texts = ["hello", "I feel sad", "I want to die", "I tried to kill myself", "I took 30 pills"]
+    results = [assess(text) for text in texts]
+    assert [r.level for r in results] == list(Level)
+    scores = [r.score for r in results]
+    assert scores == sorted(scores)
+    bands = [(0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.8), (0.8, 1.0)]
+    for result, (low, high) in zip(results, bands, strict=True):
+        assert low <= result.score < high, result
 
 
 def test_deterministic_across_engines() -> None:
