@@ -350,8 +350,12 @@ async def test_urgency_rises_and_is_audited_never_lowered(
     async with engine.connect() as conn:
         row = (await conn.execute(select(ChatSession).where(ChatSession.id == sid))).one()
     assert row.urgency >= 3
-    stored = await stored_messages(engine, session["session_id"])
+    # An imminent message also brings a system safety message (untriaged): visitors' only.
+    stored = [
+        m for m in await stored_messages(engine, session["session_id"]) if m.sender == "visitor"
+    ]
     # Session urgency is the max over its messages: the retraction did not lower it.
+    assert [m.client_msg_id for m in stored] == ["a", "b", "c"]
     assert row.urgency == max(m.level for m in stored) == stored[1].level
     events = await events_for(engine, session["session_id"])
     rises = [e.details for e in events if e.action == "urgency_raised"]
