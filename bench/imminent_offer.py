@@ -7,7 +7,7 @@ anything, so "imminent message -> offer" only means something for a session that
 while a volunteer is free*, and is offered *because* its urgency rose. In Beacon that happens
 when nobody free speaks the visitor's language: a session waits for a volunteer with its language
 (up to ``BEACON_LANGUAGE_FALLBACK_S``), except that `high` and `imminent` sessions go to anyone
-free at once (docs/protocol-volunteer.md, "Routing"). So:
+free at once (docs/protocol.md, volunteer socket, "Routing"). So:
 
 * one volunteer (`beacon volunteer add`, languages `en`, capacity 3) is connected, online and
   free; ``BEACON_LANGUAGE_FALLBACK_S`` is raised for the run so that language fallback never
