@@ -1,4 +1,4 @@
-# Beacon service image. Production expects Postgres: set BEACON_DATABASE_URL and BEACON_SECRET_KEY,
+# Beacon service image. Production expects Postgres: set BEACON_DATABASE_URL and BEACON_PARTNERS_FILE,
 # run `beacon db upgrade` once per release (e.g. as an init container), then start N replicas.
 FROM python:3.11-slim AS build
 WORKDIR /src

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.bus import Bus, create_bus
 from app.chat.committer import MessageCommitter
 from app.chat.presence import VisitorPresence
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
@@ -63,7 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A bad partners file must stop the start, before anything else is built.
+        # A bad partners file must stop the start, before anything else is built; in production
+        # a missing one too: without partners an unanswered imminent visitor has nowhere to go.
+        if settings.env is Environment.production and settings.partners_file is None:
+            raise RuntimeError("BEACON_ENV=production needs BEACON_PARTNERS_FILE")
         partners = load_partners(settings.partners_file)
         if settings.is_sqlite:
             # The embedded default must just work: bring the file to head on start.

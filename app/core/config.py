@@ -7,12 +7,11 @@ secrets it needs instead of silently defaulting them.
 
 from __future__ import annotations
 
-import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,9 +36,6 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
-
-    # Signs volunteer tokens and other server-issued secrets; must be set in production.
-    secret_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
 
     # Chat (SPEC §3, §9)
     max_text_bytes: int = Field(default=4096, ge=1)
@@ -117,12 +113,13 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     @model_validator(mode="after")
-    def _production_needs_explicit_secrets(self) -> Self:
-        if self.env is Environment.production:
-            if "secret_key" not in self.model_fields_set:
-                raise ValueError("BEACON_SECRET_KEY must be set when BEACON_ENV=production")
-            if len(self.secret_key.get_secret_value()) < 32:
-                raise ValueError("BEACON_SECRET_KEY must be at least 32 characters")
+    def _production_needs_explicit_configuration(self) -> Self:
+        # Production must never silently fall back to the embedded development database.
+        # (`beacon serve` also refuses production without a partners file: see app/main.py.)
+        if self.env is Environment.production and (
+            "database_url" not in self.model_fields_set or self.is_sqlite
+        ):
+            raise ValueError("BEACON_ENV=production needs BEACON_DATABASE_URL (Postgres)")
         return self
 
 

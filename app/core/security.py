@@ -5,9 +5,8 @@ at least 128 (we use 256) bits from ``secrets``, never chosen by a person. Passw
 slow and salted because human passwords are guessable; a 256-bit random secret is not, so a fast
 unsalted digest already makes a stolen table useless, and verification stays a microsecond instead
 of tens of milliseconds per request (argon2 on every partner call would need a cache of verified
-keys, i.e. plaintext-equivalent secrets in memory). Why not an HMAC keyed with
-``settings.secret_key``: in development that key is generated per process, so a key issued by the
-CLI could never be verified by the server; and rotating it would silently invalidate every key.
+keys, i.e. plaintext-equivalent secrets in memory). Why not an HMAC keyed with a server secret:
+rotating that secret would silently invalidate every key, and the digest gains nothing from it.
 Digests are compared in constant time all the same, so response timing never tells an attacker how
 much of a guess was right.
 """
