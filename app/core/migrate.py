@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -33,6 +34,8 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade_to_head(database_url: str) -> None:
     """Blocking; call from a thread when an event loop is running (env.py runs its own loop)."""
+    # Alembic's per-step INFO chatter ("Context impl ...") is noise in service logs.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     command.upgrade(alembic_config(database_url), "heads")
 
 
