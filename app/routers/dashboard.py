@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.chat.frames import MAX_SEQ
 from app.core.db import utcnow
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.routers.deps import DbDep, get_db, get_state
@@ -80,7 +81,7 @@ async def session_detail(
     session_id: uuid.UUID,
     db: DbDep,
     me: Me,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
 ) -> schemas.SessionDetail:
     """Detail and transcript. Rights-checked; every read is recorded in the audit log."""
     session, messages = await assignments.read_transcript(
@@ -139,7 +140,7 @@ async def release(
 @router.post(
     "/sessions/{session_id}/transfer",
     response_model=schemas.ActionResult,
-    responses=error_responses(*_AUTH, 404, 409, 422),
+    responses=error_responses(400, *_AUTH, 404, 409, 422),
 )
 async def transfer(
     session_id: uuid.UUID,
@@ -166,7 +167,7 @@ async def transfer(
 @router.post(
     "/sessions/{session_id}/close",
     response_model=schemas.ActionResult,
-    responses=error_responses(*_AUTH, 404, 409, 422),
+    responses=error_responses(400, *_AUTH, 404, 409, 422),
 )
 async def close(
     session_id: uuid.UUID,
@@ -196,7 +197,9 @@ async def me_status(db: DbDep, me: Me) -> schemas.VolunteerStatus:
 
 
 @router.put(
-    "/me/presence", response_model=schemas.VolunteerStatus, responses=error_responses(*_AUTH, 422)
+    "/me/presence",
+    response_model=schemas.VolunteerStatus,
+    responses=error_responses(400, *_AUTH, 422),
 )
 async def set_presence(
     body: schemas.PresenceRequest, request: Request, db: DbDep, me: Me

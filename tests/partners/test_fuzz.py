@@ -16,55 +16,33 @@ from typing import Any
 
 import httpx
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.engine import Status, events
-from schemathesis.engine import from_schema as engine_from_schema
 
 from tests.conftest import LiveServer, ServerProcess
+from tests.fuzz_support import FuzzRun, run_schemathesis
 from tests.partners.conftest import KeyFactory
 
 UNLIMITED = 10**9  # the fuzzers must not be throttled: 429 is a different test's subject
 
 
-def _schemathesis_run(base_url: str, token: str) -> tuple[int, int, list[str]]:
-    config = schemathesis.Config.from_dict(
-        {
-            "seed": 20261125,
-            "headers": {"Authorization": f"Bearer {token}"},
-            "cache": {"enabled": False},
-            "generation": {"max-examples": 250, "deterministic": True, "database": "none"},
-            "checks": {"enabled": True},
-            "phases": {
-                "examples": {"enabled": True},
-                "coverage": {"enabled": True},
-                "fuzzing": {"enabled": True},
-                "stateful": {"enabled": False},
-            },
-        }
+def _schemathesis_run(base_url: str, token: str) -> FuzzRun:
+    config = {
+        "seed": 20261125,
+        "headers": {"Authorization": f"Bearer {token}"},
+        "cache": {"enabled": False},
+        "generation": {"max-examples": 250, "deterministic": True, "database": "none"},
+        "checks": {"enabled": True},
+        "phases": {
+            "examples": {"enabled": True},
+            "coverage": {"enabled": True},
+            "fuzzing": {"enabled": True},
+            "stateful": {"enabled": False},
+        },
+    }
+    return run_schemathesis(
+        base_url, config, lambda schema: schema.include(path="/v1/triage", method="POST")
     )
-    loaded = schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config)
-    schema = loaded.include(path="/v1/triage", method="POST")
-    problems: list[str] = []
-    scenarios = 0
-    cases = 0
-    for event in engine_from_schema(schema).execute():
-        if isinstance(event, events.ScenarioFinished):
-            scenarios += 1
-            cases += len(event.recorder.cases)
-            for checks in event.recorder.checks.values():
-                for check in checks:
-                    if check.status == Status.FAILURE and check.failure_info is not None:
-                        failure = check.failure_info.failure
-                        problems.append(
-                            f"{check.name}: {failure.title}\n{check.failure_info.code_sample}"
-                        )
-        elif isinstance(event, events.NonFatalError | events.FatalError):
-            problems.append(f"{type(event).__name__}: {event!r}")
-        elif isinstance(event, events.EngineFinished):
-            problems.extend(f"after-run: {f.title}" for f in event.failures)
-    return scenarios, cases, problems
 
 
 @pytest.mark.timeout(240)
@@ -76,13 +54,11 @@ async def test_schemathesis_finds_no_server_error_or_schema_mismatch(
     server = server_process_factory()
     await asyncio.to_thread(server.start)
     started = time.monotonic()
-    scenarios, cases, problems = await asyncio.to_thread(
-        _schemathesis_run, server.base_url, key.token
-    )
-    print(f"schemathesis: {cases} cases in {time.monotonic() - started:.1f} s")
-    assert scenarios >= 3  # examples, coverage and fuzzing each ran
-    assert cases >= 250
-    assert problems == [], "\n\n".join(problems)
+    run = await asyncio.to_thread(_schemathesis_run, server.base_url, key.token)
+    print(f"schemathesis: {run.cases} cases in {time.monotonic() - started:.1f} s")
+    assert run.scenarios >= 3  # examples, coverage and fuzzing each ran
+    assert run.cases >= 250
+    assert run.problems == [], "\n\n".join(run.problems)
 
 
 json_values = st.recursive(
