@@ -6,6 +6,7 @@ event loop when it runs in-process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +21,26 @@ from schemathesis.schemas import BaseSchema
 class FuzzRun:
     scenarios: int = 0
     cases: int = 0
-    # One entry per failed check (title + a curl-like reproduction) or engine error.
+    # One entry per failed check (title + a curl-like reproduction), error answer without the
+    # error shape, or engine error.
     problems: list[str] = field(default_factory=list)
     # Scenario label ("METHOD /path") -> the statuses it got: what the run reached.
     statuses: dict[str, set[int]] = field(default_factory=dict)
+
+
+def _is_error_body(content: bytes) -> bool:
+    """Every refusal carries ``{"error": "<stable_code>", "detail": ...}`` (app/core/errors.py)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return (
+        isinstance(body, dict)
+        and set(body) == {"error", "detail"}
+        and isinstance(body["error"], str)
+        and body["error"].replace("_", "").isalpha()
+        and body["error"].islower()
+    )
 
 
 def run_schemathesis(
@@ -43,8 +60,15 @@ def run_schemathesis(
             run.cases += len(event.recorder.cases)
             seen = run.statuses.setdefault(event.recorder.label, set())
             for interaction in event.recorder.interactions.values():
-                if interaction.response is not None:
-                    seen.add(interaction.response.status_code)
+                response = interaction.response
+                if response is None:
+                    continue
+                seen.add(response.status_code)
+                if response.status_code >= 400 and not _is_error_body(response.content):
+                    run.problems.append(
+                        f"error body: {interaction.request.method} {interaction.request.uri} -> "
+                        f"{response.status_code} {response.content[:200]!r}"
+                    )
             for checks in event.recorder.checks.values():
                 for check in checks:
                     if check.status == Status.FAILURE and check.failure_info is not None:
