@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.chat.models import ChatSession
@@ -19,15 +20,15 @@ from app.routing.models import Assignment, Volunteer
 from tests.conftest import LiveServer, free_port
 from tests.escalation.partner_server import PartnerServer
 
-# The text every end-to-end test sends. The placeholder triage calls it `high`, the real
-# engine `imminent`; FAST escalates both with the same short clock, and the tests assert the
-# level the server actually recorded.
+# The triage engine rates this `imminent` (`beacon triage "..."`): the end-to-end tests run the
+# default policy (`escalate_high` off) with only the imminent deadline shortened, and assert the
+# level the server recorded.
 URGENT_TEXT = "I took 30 pills just now and I want to kill myself"
+# Rated exactly `high`: escalates only when BEACON_ESCALATE_HIGH is on.
+HIGH_TEXT = "I have been thinking about taking all my pills"
 
 FAST: dict[str, Any] = {
-    "escalate_high": True,
     "handoff_deadline_s": 1.5,
-    "handoff_deadline_high_s": 1.5,
     "escalation_tick_s": 0.05,
     "handoff_retry_base_s": 0.1,
     "handoff_retry_max_s": 0.3,
@@ -92,4 +93,11 @@ async def supervisor(server: LiveServer) -> IssuedAccount:
             role="supervisor",
             capacity=0,
             token_ttl_s=3600,
+        )
+
+
+async def stored_urgency(server: LiveServer, session_id: str) -> int | None:
+    async with transaction(server.app.state.beacon.sessionmaker) as db:
+        return await db.scalar(
+            select(ChatSession.urgency).where(ChatSession.id == uuid.UUID(session_id))
         )

@@ -19,11 +19,11 @@ from app.core.db import transaction
 from app.escalation.models import Handoff, HandoffAttempt
 from app.escalation.signing import sign
 from app.routing import dispatch
-from app.triage.types import Level
 from tests.escalation.conftest import (
     FAST,
     URGENT_TEXT,
     clean_slate,
+    stored_urgency,
     supervisor,
     write_partners,
 )
@@ -78,13 +78,10 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
         ),
         within=2.0,
     )
-    level = Level[alert["urgency"]]
-    assert level >= Level.high
-    async with transaction(server.app.state.beacon.sessionmaker) as db:
-        stored = await db.scalar(
-            select(ChatSession.urgency).where(ChatSession.id == uuid.UUID(visitor.session_id))
-        )
-    assert stored == int(level)
+    # Real triage, default policy: imminent (escalate_high is off, so nothing lower would do).
+    assert alert["urgency"] == "imminent"
+    assert alert["urgency_value"] == 4
+    assert await stored_urgency(server, visitor.session_id) == 4
 
     # Nobody is online to answer: at the deadline the partner is called; two 500s, then 200.
     received = await partner.wait_for(3, within=10.0)
@@ -101,7 +98,8 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
     handoff_id = keys.pop()
     assert payload["handoff_id"] == handoff_id
     assert payload["session_id"] == visitor.session_id
-    assert payload["urgency"] == level.name
+    assert payload["urgency"] == "imminent"
+    assert payload["urgency_value"] == 4
     assert payload["locale"] == "en-US"
     # Only the minimum: no transcript, no contact, nothing the visitor wrote.
     assert payload["consent"] == {"transcript": False, "contact": False, "location": False}

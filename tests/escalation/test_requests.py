@@ -18,7 +18,14 @@ from app.audit.models import Event
 from app.core.db import transaction
 from app.escalation.models import Handoff
 from app.routing.accounts import IssuedAccount, create_volunteer
-from tests.escalation.conftest import FAST, URGENT_TEXT, clean_slate, supervisor, write_partners
+from tests.escalation.conftest import (
+    FAST,
+    URGENT_TEXT,
+    clean_slate,
+    stored_urgency,
+    supervisor,
+    write_partners,
+)
 from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
@@ -104,6 +111,7 @@ async def test_volunteer_answering_in_time_stops_the_clock(
     await visitor.say(URGENT_TEXT, "m1")
     await visitor.expect("message", lambda f: f.get("kind") == "safety", within=1.0)
     await volunteer.expect("offer", about(visitor.session_id), within=3.0)
+    assert await stored_urgency(server, visitor.session_id) == 4
     await volunteer.send({"type": "accept", "session_id": visitor.session_id})
     await volunteer.expect("assigned", about(visitor.session_id))
     await asyncio.sleep(FAST["handoff_deadline_s"] + 1.0)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.chat.models import ChatSession
 from tests.escalation.conftest import URGENT_TEXT, clean_slate, write_partners
 from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient
@@ -28,9 +31,7 @@ async def test_sigkill_between_message_and_deadline_still_hands_off_on_time(
     partner: PartnerServer = await partner_factory("restartline")
     env = {
         "BEACON_PARTNERS_FILE": str(write_partners(tmp_path, partner.config_entry())),
-        "BEACON_ESCALATE_HIGH": "true",
         "BEACON_HANDOFF_DEADLINE_S": str(DEADLINE_S),
-        "BEACON_HANDOFF_DEADLINE_HIGH_S": str(DEADLINE_S),
         "BEACON_ESCALATION_TICK_S": "0.05",
     }
     first = server_process_factory(**env)
@@ -52,6 +53,12 @@ async def test_sigkill_between_message_and_deadline_still_hands_off_on_time(
     assert DEADLINE_S - 0.1 <= posted_at <= DEADLINE_S + 1.0, posted_at
     assert received[0].signature_ok
     assert received[0].payload["session_id"] == visitor.session_id
+    assert received[0].payload["urgency"] == "imminent"  # default policy, real triage
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            select(ChatSession.urgency).where(ChatSession.id == uuid.UUID(visitor.session_id))
+        )
+    assert stored == 4
     # Exactly one handoff, one POST (acknowledged at once): no double send across processes.
     await asyncio.sleep(1.0)
     assert len(partner.received) == 1

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.escalation.conftest import FAST, URGENT_TEXT, write_partners
+from tests.escalation.conftest import FAST, URGENT_TEXT, stored_urgency, write_partners
 from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient
 
@@ -27,7 +27,9 @@ async def test_escalation_and_handoff_on_sqlite(
     await visitor.say(URGENT_TEXT, "m1")
     safety = await visitor.expect("message", lambda f: f.get("kind") == "safety", within=1.0)
     assert partner.phone in safety["text"]
+    assert await stored_urgency(server, visitor.session_id) == 4  # imminent, default policy
     received = await partner.wait_for(2, within=10.0)
+    assert received[0].payload["urgency"] == "imminent"
     assert [r.answered for r in received] == ["fail", "ok"]
     assert received[0].headers["idempotency-key"] == received[1].headers["idempotency-key"]
     handoff_id = received[0].headers["idempotency-key"]
