@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     queue_wait_ceiling_s: float = Field(default=600.0, gt=0)
     volunteer_token_ttl_s: float = Field(default=30 * 86400.0, gt=0)
     volunteer_default_capacity: int = Field(default=3, ge=0)
+    # Slots a high/imminent chat occupies (1: every chat is one slot). Never a reason to turn an
+    # urgent person away: a volunteer with any free slot may take one, which then holds as many
+    # of its slots as are free (load never passes capacity) and picks up the rest as others
+    # free up while it lasts (app/routing/assignments).
+    high_urgency_slots: int = Field(default=2, ge=1, le=100)
     # No frame for this long marks a volunteer offline; after the grace their chats are requeued.
     volunteer_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     volunteer_grace_s: float = Field(default=60.0, ge=0)

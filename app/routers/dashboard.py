@@ -102,7 +102,12 @@ def _result(session_id: uuid.UUID, status: str) -> schemas.ActionResult:
 )
 async def claim(session_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> schemas.ActionResult:
     """Take a waiting session (or accept one offered to you). 409 if someone was first."""
-    session, notices = await assignments.claim(db, me, session_id)
+    session, notices = await assignments.claim(
+        db,
+        me,
+        session_id,
+        high_urgency_slots=get_state(request).settings.high_urgency_slots,
+    )
     await notify.publish(get_state(request).bus, notices, db=db)
     notify.observe_answered(get_state(request).metrics, session)
     return _result(session.id, session.status)
@@ -117,7 +122,9 @@ async def next_session(request: Request, db: DbDep, me: Me) -> schemas.ActionRes
     now = utcnow()
     queue = await dispatch.waiting_sessions(db, settings)
     candidates = [s.id for s in queue if dispatch.eligible(s, me.languages, now, settings)]
-    session, notices = await assignments.next_session(db, me, candidates, now=now)
+    session, notices = await assignments.next_session(
+        db, me, candidates, high_urgency_slots=settings.high_urgency_slots, now=now
+    )
     await notify.publish(get_state(request).bus, notices, db=db)
     notify.observe_answered(get_state(request).metrics, session)
     return _result(session.id, session.status)
@@ -159,6 +166,7 @@ async def transfer(
         to_volunteer_id=body.to_volunteer_id,
         to_supervisor=body.to_supervisor,
         timeout_s=state.settings.offer_timeout_s,
+        high_urgency_slots=state.settings.high_urgency_slots,
     )
     await notify.publish(state.bus, notices, db=db)
     return _result(session_id, "transferring" if made else "waiting")

@@ -5,8 +5,9 @@ route at once:
 
 * a session is claimed by ``UPDATE chat_sessions ... WHERE status = 'waiting' RETURNING``: of two
   racing claimers exactly one sees a row come back;
-* a volunteer's slot is taken by ``UPDATE volunteers SET load = load + 1 WHERE load < capacity``,
-  so capacity holds however many routers offer to the same person;
+* a volunteer's slots are taken by ``UPDATE volunteers SET load = load + :n WHERE
+  load + :n <= capacity``, so capacity holds however many routers offer to the same person
+  (a ``high``+ chat may take more than one slot: see "Slot accounting" below);
 * partial unique indexes on ``assignments`` refuse a second active holder or a second pending
   offer for one session, as a last line of defence.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record_event
@@ -34,7 +35,7 @@ from app.chat.models import ChatSession, Message
 from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.routing.accounts import Principal
-from app.routing.models import Assignment, Disposition, Volunteer
+from app.routing.models import OPEN_STATUSES, Assignment, Disposition, Volunteer
 from app.triage.types import Level
 
 DISPOSITIONS = (
@@ -156,34 +157,145 @@ def assigned_frame(session: ChatSession, kind: str, now: datetime) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# Slot accounting: the only two statements that change `volunteers.load`.
+# Slot accounting: the only statements that change `volunteers.load`.
+#
+# A chat whose session is ``high`` or ``imminent`` is worth ``high_urgency_slots`` slots
+# (BEACON_HIGH_URGENCY_SLOTS, default 2), so that a volunteer in an imminent chat is not handed
+# two more at once. Weighting must never turn an urgent person away, hence the rule:
+#
+# * a volunteer may take any chat while they have at least one free slot;
+# * the chat takes ``min(weight, capacity - load)`` slots: load never passes capacity;
+# * the assignment records what it took (``Assignment.slots``), and ending it in any way
+#   (close, release, transfer, requeue, decline, expiry, withdrawal, orphan) gives back exactly
+#   that, read from the row the ending UPDATE changed, whatever the urgency became meanwhile;
+# * an open assignment of a ``high``+ session that holds fewer slots than its weight (it was
+#   clamped, or the session's urgency rose after the offer) picks up the missing slots when
+#   they are free (``top_up``, run by every routing pass before it plans), again never
+#   past capacity and never by taking a chat away. Urgency only falls at wrap-up, which ends
+#   the assignment, so an open assignment's slots never shrink.
 
 
-async def _take_slot(db: AsyncSession, volunteer_id: uuid.UUID, *, online_only: bool) -> bool:
-    conditions = [
-        Volunteer.id == volunteer_id,
-        Volunteer.load < Volunteer.capacity,
-        Volunteer.revoked_at.is_(None),
-    ]
+def slot_weight(urgency: int, high_urgency_slots: int) -> int:
+    """Slots a chat of this urgency is worth (before clamping to the volunteer's free slots)."""
+    return max(1, high_urgency_slots) if urgency >= Level.high else 1
+
+
+async def _take_slots(
+    db: AsyncSession, volunteer_id: uuid.UUID, want: int, *conditions: ColumnElement[bool]
+) -> int:
+    """Take up to ``want`` of the volunteer's free slots, as many as are free; 0 if none is.
+
+    One conditional UPDATE per attempt, largest first: each is atomic on its own, so a racing
+    claimer can only make this take fewer slots, never push load past capacity."""
+    for slots in range(want, 0, -1):
+        result = await db.execute(
+            update(Volunteer)
+            .where(
+                Volunteer.id == volunteer_id,
+                Volunteer.load + slots <= Volunteer.capacity,
+                *conditions,
+            )
+            .values(load=Volunteer.load + slots)
+            .returning(Volunteer.id)
+            .execution_options(synchronize_session=False)
+        )
+        if result.scalar_one_or_none() is not None:
+            return slots
+    return 0
+
+
+async def _take_slot(
+    db: AsyncSession,
+    volunteer_id: uuid.UUID,
+    *,
+    urgency: int,
+    high_urgency_slots: int,
+    online_only: bool,
+) -> int:
+    """Slots taken for a new offer or chat of this urgency; 0 if the volunteer may not take it
+    (no free slot at all, revoked, or not online when ``online_only``)."""
+    conditions: list[ColumnElement[bool]] = [Volunteer.revoked_at.is_(None)]
     if online_only:
         conditions.append(Volunteer.presence == "online")
-    result = await db.execute(
-        update(Volunteer)
-        .where(*conditions)
-        .values(load=Volunteer.load + 1)
-        .returning(Volunteer.id)
-        .execution_options(synchronize_session=False)
+    return await _take_slots(
+        db, volunteer_id, slot_weight(urgency, high_urgency_slots), *conditions
     )
-    return result.scalar_one_or_none() is not None
 
 
-async def _free_slot(db: AsyncSession, volunteer_id: uuid.UUID, now: datetime) -> None:
+async def _free_slot(db: AsyncSession, volunteer_id: uuid.UUID, slots: int, now: datetime) -> None:
     await db.execute(
         update(Volunteer)
         .where(Volunteer.id == volunteer_id, Volunteer.load > 0)
-        .values(load=Volunteer.load - 1, idle_since=now)
+        .values(
+            # Never below zero (the CHECK would abort the whole transaction over a miscount).
+            load=case((Volunteer.load > slots, Volunteer.load - slots), else_=0),
+            idle_since=now,
+        )
         .execution_options(synchronize_session=False)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UnderWeight:
+    """An open assignment of a ``high``+ session holding fewer slots than its weight."""
+
+    assignment_id: int
+    volunteer_id: uuid.UUID
+    slots: int
+
+
+async def under_weight(
+    db: AsyncSession, *, high_urgency_slots: int, limit: int = 200
+) -> list[UnderWeight]:
+    if high_urgency_slots <= 1:
+        return []
+    rows = (
+        await db.execute(
+            select(Assignment.id, Assignment.volunteer_id, Assignment.slots)
+            .join(ChatSession, ChatSession.id == Assignment.session_id)
+            .where(
+                Assignment.status.in_(OPEN_STATUSES),
+                Assignment.slots < high_urgency_slots,
+                ChatSession.urgency >= int(Level.high),
+            )
+            .order_by(Assignment.id)
+            .limit(limit)
+        )
+    ).all()
+    return [UnderWeight(row.id, row.volunteer_id, row.slots) for row in rows]
+
+
+async def top_up(db: AsyncSession, held: UnderWeight, *, high_urgency_slots: int) -> int:
+    """Take the missing slots of one under-weight assignment that are free now; returns how
+    many were added (0 if none is free, or the assignment ended or changed meanwhile).
+
+    Safe on every instance at once. The assignment row is changed first, conditionally on the
+    slots it was read with - the same order (assignment, then volunteer) in which every ending
+    frees slots, so the two serialise on that row and an ending returns what the top-up left.
+    Whatever could not be taken is written back before the transaction ends. The boundary runs
+    one top-up per transaction, so it never holds several volunteers' rows at once."""
+    claimed = await db.execute(
+        update(Assignment)
+        .where(
+            Assignment.id == held.assignment_id,
+            Assignment.status.in_(OPEN_STATUSES),
+            Assignment.slots == held.slots,
+        )
+        .values(slots=high_urgency_slots)
+        .returning(Assignment.id)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.scalar_one_or_none() is None:
+        return 0
+    got = await _take_slots(db, held.volunteer_id, high_urgency_slots - held.slots)
+    if held.slots + got < high_urgency_slots:
+        await db.execute(
+            update(Assignment)
+            .where(Assignment.id == held.assignment_id)
+            .values(slots=held.slots + got)
+            .execution_options(synchronize_session=False)
+        )
+    return got
 
 
 async def _set_session_status(
@@ -234,6 +346,7 @@ async def offer(
     volunteer_id: uuid.UUID,
     *,
     timeout_s: float,
+    high_urgency_slots: int,
     now: datetime | None = None,
 ) -> OfferMade | None:
     """Offer a waiting session to an online volunteer with a free slot; None if either is gone."""
@@ -243,7 +356,14 @@ async def offer(
     )
     if session is None:
         return None
-    if not await _take_slot(db, volunteer_id, online_only=True):
+    slots = await _take_slot(
+        db,
+        volunteer_id,
+        urgency=session.urgency,
+        high_urgency_slots=high_urgency_slots,
+        online_only=True,
+    )
+    if not slots:
         await _set_session_status(db, session_id, from_statuses=("offered",), to="waiting", now=now)
         return None
     assignment = Assignment(
@@ -253,6 +373,7 @@ async def offer(
         kind="route",
         offered_at=now,
         expires_at=now + timedelta(seconds=timeout_s),
+        slots=slots,
     )
     db.add(assignment)
     await db.flush()
@@ -362,10 +483,11 @@ async def _end_offer(
         update(Assignment)
         .where(Assignment.id == pending.id, Assignment.status == "offered")
         .values(status=status, responded_at=now, ended_at=now, end_reason=status)
-        .returning(Assignment.id)
+        .returning(Assignment.slots)
         .execution_options(synchronize_session=False)
     )
-    if result.scalar_one_or_none() is None:
+    slots = result.scalar_one_or_none()
+    if slots is None:
         return []
     if pending.kind == "transfer":
         await _set_session_status(
@@ -375,7 +497,7 @@ async def _end_offer(
         await _set_session_status(
             db, pending.session_id, from_statuses=("offered",), to="waiting", now=now
         )
-    await _free_slot(db, pending.volunteer_id, now)
+    await _free_slot(db, pending.volunteer_id, slots, now)
     _audit(
         db,
         actor,
@@ -433,14 +555,25 @@ async def expire_offers(db: AsyncSession, *, now: datetime | None = None) -> lis
 
 
 async def _claim_waiting(
-    db: AsyncSession, principal: Principal, session_id: uuid.UUID, now: datetime
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    now: datetime,
+    high_urgency_slots: int,
 ) -> ChatSession | None:
     session = await _set_session_status(
         db, session_id, from_statuses=("waiting",), to="active", now=now
     )
     if session is None:
         return None
-    if not await _take_slot(db, principal.id, online_only=False):
+    slots = await _take_slot(
+        db,
+        principal.id,
+        urgency=session.urgency,
+        high_urgency_slots=high_urgency_slots,
+        online_only=False,
+    )
+    if not slots:
         await _set_session_status(db, session_id, from_statuses=("active",), to="waiting", now=now)
         raise AtCapacity("you are at capacity")
     db.add(
@@ -451,6 +584,7 @@ async def _claim_waiting(
             kind="pull",
             offered_at=now,
             responded_at=now,
+            slots=slots,
         )
     )
     await db.flush()
@@ -459,13 +593,18 @@ async def _claim_waiting(
 
 
 async def claim(
-    db: AsyncSession, principal: Principal, session_id: uuid.UUID, *, now: datetime | None = None
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    *,
+    high_urgency_slots: int,
+    now: datetime | None = None,
 ) -> tuple[ChatSession, list[Notice]]:
     now = now or utcnow()
     pending = await _open_offer(db, session_id, principal.id)
     if pending is not None:
         return await accept(db, principal, session_id, now=now)
-    session = await _claim_waiting(db, principal, session_id, now)
+    session = await _claim_waiting(db, principal, session_id, now, high_urgency_slots)
     if session is None:
         exists = await db.scalar(select(ChatSession.status).where(ChatSession.id == session_id))
         if exists is None:
@@ -486,12 +625,13 @@ async def next_session(
     principal: Principal,
     candidates: Sequence[uuid.UUID],
     *,
+    high_urgency_slots: int,
     now: datetime | None = None,
 ) -> tuple[ChatSession, list[Notice]]:
     """Claim the first of ``candidates`` (already in priority order) nobody else has taken."""
     now = now or utcnow()
     for session_id in candidates:
-        session = await _claim_waiting(db, principal, session_id, now)
+        session = await _claim_waiting(db, principal, session_id, now, high_urgency_slots)
         if session is not None:
             return session, _claimed_notices(principal, session, now)
     raise QueueEmpty("no waiting session you are eligible for")
@@ -502,18 +642,26 @@ async def next_session(
 
 
 async def _end_assignment(
-    db: AsyncSession, assignment: Assignment, status: str, now: datetime
+    db: AsyncSession,
+    assignment: Assignment,
+    status: str,
+    now: datetime,
+    *,
+    end_reason: str | None = None,
 ) -> bool:
+    """End it and give back the slots it holds, as read from the row this UPDATE changed (so a
+    top-up that committed meanwhile is given back too)."""
     result = await db.execute(
         update(Assignment)
         .where(Assignment.id == assignment.id, Assignment.status == assignment.status)
-        .values(status=status, ended_at=now, end_reason=status)
-        .returning(Assignment.id)
+        .values(status=status, ended_at=now, end_reason=end_reason or status)
+        .returning(Assignment.slots)
         .execution_options(synchronize_session=False)
     )
-    if result.scalar_one_or_none() is None:
+    slots = result.scalar_one_or_none()
+    if slots is None:
         return False
-    await _free_slot(db, assignment.volunteer_id, now)
+    await _free_slot(db, assignment.volunteer_id, slots, now)
     return True
 
 
@@ -551,12 +699,13 @@ async def _withdraw_transfer_offer(
         update(Assignment)
         .where(Assignment.id == pending.id, Assignment.status == "offered")
         .values(status="withdrawn", ended_at=now, end_reason="withdrawn")
-        .returning(Assignment.id)
+        .returning(Assignment.slots)
         .execution_options(synchronize_session=False)
     )
-    if result.scalar_one_or_none() is None:
+    slots = result.scalar_one_or_none()
+    if slots is None:
         return []
-    await _free_slot(db, pending.volunteer_id, now)
+    await _free_slot(db, pending.volunteer_id, slots, now)
     return [_session_update(pending.volunteer_id, session_id, "offer_withdrawn")]
 
 
@@ -571,7 +720,9 @@ async def release(
     """Back to the queue with its urgency and original wait (``waiting_since`` is kept)."""
     now = now or utcnow()
     notices = await _withdraw_transfer_offer(db, assignment.session_id, now)
-    if not await _end_assignment(db, assignment, reason, now):
+    # A cold transfer is a release whose reason says so (the status column holds 16 characters).
+    status = "released" if reason == "transferred_to_queue" else reason
+    if not await _end_assignment(db, assignment, status, now, end_reason=reason):
         return notices
     await _set_session_status(
         db,
@@ -612,6 +763,7 @@ async def transfer(
     to_volunteer_id: uuid.UUID | None,
     to_supervisor: bool,
     timeout_s: float,
+    high_urgency_slots: int,
     now: datetime | None = None,
 ) -> tuple[OfferMade | None, list[Notice]]:
     """Warm transfer: offer to a named volunteer or an available supervisor while the current
@@ -645,7 +797,14 @@ async def transfer(
     )
     if session is None:
         raise SessionTaken("a transfer is already in progress")
-    if not await _take_slot(db, to_volunteer_id, online_only=True):
+    slots = await _take_slot(
+        db,
+        to_volunteer_id,
+        urgency=session.urgency,
+        high_urgency_slots=high_urgency_slots,
+        online_only=True,
+    )
+    if not slots:
         await _set_session_status(
             db, session_id, from_statuses=("transferring",), to="active", now=now
         )
@@ -657,6 +816,7 @@ async def transfer(
         kind="transfer",
         offered_at=now,
         expires_at=now + timedelta(seconds=timeout_s),
+        slots=slots,
     )
     db.add(assignment)
     await db.flush()

@@ -23,7 +23,7 @@ from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.routing import assignments, notify
 from app.routing.accounts import normalise_languages
-from app.routing.assignments import OfferMade
+from app.routing.assignments import OfferMade, slot_weight
 from app.routing.models import Assignment, Volunteer
 from app.routing.priority import effective_priority, queue_order
 from app.triage.types import Level
@@ -182,7 +182,11 @@ def plan_offers(
     settings: Settings,
 ) -> list[tuple[Waiting, Candidate]]:
     """Greedy: the most urgent session first, to the least loaded, longest idle volunteer who
-    may take it. Pure, so that the policy is testable without a database."""
+    may take it. Pure, so that the policy is testable without a database.
+
+    Slots are counted as the claim will take them (``assignments.slot_weight``, clamped to what
+    is free): a ``high``+ session goes to anyone with a free slot, preferring someone who has
+    room for its full weight."""
     plan: list[tuple[Waiting, Candidate]] = []
     for session in queue:
         choices = [
@@ -194,9 +198,11 @@ def plan_offers(
         ]
         if not choices:
             continue
-        best = min(choices, key=lambda v: (v.load, v.idle_since, v.id))
-        best.free -= 1
-        best.load += 1
+        weight = slot_weight(session.urgency, settings.high_urgency_slots)
+        best = min(choices, key=lambda v: (v.free < weight, v.load, v.idle_since, v.id))
+        taken = min(weight, best.free)
+        best.free -= taken
+        best.load += taken
         plan.append((session, best))
         if all(v.free <= 0 for v in volunteers):
             break
@@ -206,10 +212,12 @@ def plan_offers(
 async def route_once(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, bus: Bus
 ) -> list[OfferMade]:
-    """One pass: expire overdue offers, then offer waiting sessions to free volunteers. Each
-    change publishes its notices inside its own transaction, so they go out only if it commits."""
+    """One pass: expire overdue offers, let urgent chats take the slots they are owed, then
+    offer waiting sessions to free volunteers. Each change publishes its notices inside its own
+    transaction, so they go out only if it commits."""
     async with transaction(sessionmaker) as db:
         await notify.publish(bus, await assignments.expire_offers(db), db=db)
+    await top_up_urgent(sessionmaker, settings)
     now = utcnow()
     async with transaction(sessionmaker) as db:
         volunteers = await available_volunteers(db, settings, now)
@@ -222,7 +230,11 @@ async def route_once(
         try:
             async with transaction(sessionmaker) as db:
                 offer = await assignments.offer(
-                    db, session.id, volunteer.id, timeout_s=settings.offer_timeout_s
+                    db,
+                    session.id,
+                    volunteer.id,
+                    timeout_s=settings.offer_timeout_s,
+                    high_urgency_slots=settings.high_urgency_slots,
                 )
                 if offer is not None:
                     await notify.publish(bus, offer.notices(utcnow()), db=db)
@@ -234,6 +246,24 @@ async def route_once(
         if offer is not None:
             made.append(offer)
     return made
+
+
+async def top_up_urgent(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> int:
+    """Before planning: a chat that became ``high``+ (or was clamped) takes the slots it is
+    owed while they are free, so the plan below does not hand them out. One transaction per
+    assignment; a lost race or deadlock only delays that one to the next pass."""
+    async with transaction(sessionmaker) as db:
+        owed = await assignments.under_weight(db, high_urgency_slots=settings.high_urgency_slots)
+    added = 0
+    for held in owed:
+        try:
+            async with transaction(sessionmaker) as db:
+                added += await assignments.top_up(
+                    db, held, high_urgency_slots=settings.high_urgency_slots
+                )
+        except DBAPIError as exc:
+            log.info("top_up_race_lost", assignment_id=held.assignment_id, error=type(exc).__name__)
+    return added
 
 
 def priority_of(session: Waiting, now: datetime, settings: Settings) -> float:

@@ -398,7 +398,13 @@ class VolunteerLink:
             candidates = [
                 s.id for s in queue if dispatch.eligible(s, me.languages, now, self.settings)
             ]
-            session, notices = await assignments.next_session(db, me, candidates, now=now)
+            session, notices = await assignments.next_session(
+                db,
+                me,
+                candidates,
+                high_urgency_slots=self.settings.high_urgency_slots,
+                now=now,
+            )
             notify.observe_answered(self.metrics, session)
             return notices
         if isinstance(frame, frames.ReleaseFrame):
@@ -411,6 +417,7 @@ class VolunteerLink:
                 to_volunteer_id=frame.to_volunteer_id,
                 to_supervisor=frame.to_supervisor,
                 timeout_s=self.settings.offer_timeout_s,
+                high_urgency_slots=self.settings.high_urgency_slots,
             )
             return notices
         if isinstance(frame, frames.CloseFrame):

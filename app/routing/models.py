@@ -1,8 +1,9 @@
 """Volunteer accounts, offers/assignments and wrap-up dispositions.
 
-The ``load`` column on a volunteer counts their open offers plus active chats. It only ever
+The ``load`` column on a volunteer counts the slots held by their open offers plus active chats
+(a ``high``+ chat may hold more than one; each assignment records its own). It only ever
 changes through conditional UPDATEs in the same transaction as the assignment that causes it, so
-capacity holds even when several processes route at once (see ``app.routing.claims``).
+capacity holds even when several processes route at once (see ``app.routing.assignments``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ class Assignment(Base):
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     end_reason: Mapped[str | None] = mapped_column(String(32))
+    # Slots of the volunteer's capacity this offer/chat holds (``app.routing.assignments``):
+    # ending it gives back exactly this, whatever the session's urgency became meanwhile.
+    slots: Mapped[int] = mapped_column(SmallInteger, default=1, server_default=text("1"))
 
     __table_args__ = (
+        CheckConstraint("slots >= 1", name="slots_positive"),
         # The database itself refuses a second chat holder or a second pending offer per session.
         Index(
             "uq_assignments_one_active_per_session",

@@ -20,6 +20,7 @@ from app.core.db import create_engine, create_sessionmaker, transaction
 from app.core.errors import BeaconError
 from app.routing import accounts, assignments
 from app.routing.models import Volunteer
+from tests.routing.helpers import SLOTS
 
 
 async def main(url: str, session_ids: list[uuid.UUID], volunteer_ids: list[uuid.UUID]) -> None:
@@ -49,12 +50,16 @@ async def main(url: str, session_ids: list[uuid.UUID], volunteer_ids: list[uuid.
         try:
             if rng.random() < 0.5:
                 async with transaction(sessionmaker) as db:
-                    await assignments.next_session(db, me, candidates[:20])
+                    await assignments.next_session(
+                        db, me, candidates[:20], high_urgency_slots=SLOTS
+                    )
                 won["pull"] += 1
             else:
                 target = candidates[0]
                 async with transaction(sessionmaker) as db:
-                    made = await assignments.offer(db, target, me.id, timeout_s=60)
+                    made = await assignments.offer(
+                        db, target, me.id, timeout_s=60, high_urgency_slots=SLOTS
+                    )
                 if made is None:
                     won["lost"] += 1
                     idle_rounds += 1

@@ -9,9 +9,13 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatSession
+from app.core.config import Settings
 from app.core.db import utcnow
 from app.routing import accounts
 from app.routing.accounts import IssuedAccount, Principal
+
+# Slots a high/imminent chat takes: the shipped default, so tests see what production does.
+SLOTS: int = Settings.model_fields["high_urgency_slots"].default
 
 
 async def add_session(

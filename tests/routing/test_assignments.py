@@ -17,7 +17,7 @@ from app.core.db import utcnow
 from app.routing import assignments
 from app.routing.dispatch import recent_refusals
 from app.routing.models import Assignment, Disposition, Volunteer
-from tests.routing.helpers import add_session, add_volunteer, hide_other_sessions
+from tests.routing.helpers import SLOTS, add_session, add_volunteer, hide_other_sessions
 
 
 async def _status(db: AsyncSession, session_id: uuid.UUID) -> str:
@@ -39,16 +39,19 @@ async def _load(db: AsyncSession, volunteer_id: uuid.UUID) -> int:
 async def test_offer_accept_close_lowers_urgency_with_audit(db: AsyncSession) -> None:
     session_id = await add_session(db, urgency=3, waited_s=30)
     _issued, me = await add_volunteer(db, capacity=1)
-    made = await assignments.offer(db, session_id, me.id, timeout_s=20)
+    made = await assignments.offer(db, session_id, me.id, timeout_s=20, high_urgency_slots=SLOTS)
     assert made is not None
     assert made.urgency == 3
     assert made.waited_s >= 30
     assert await _status(db, session_id) == "offered"
     assert await _load(db, me.id) == 1
     # A second offer of the same session, or to the same full volunteer, is refused.
-    assert await assignments.offer(db, session_id, me.id, timeout_s=20) is None
+    assert (
+        await assignments.offer(db, session_id, me.id, timeout_s=20, high_urgency_slots=SLOTS)
+        is None
+    )
     other = await add_session(db)
-    assert await assignments.offer(db, other, me.id, timeout_s=20) is None
+    assert await assignments.offer(db, other, me.id, timeout_s=20, high_urgency_slots=SLOTS) is None
     assert await _status(db, other) == "waiting"
 
     _, notices = await assignments.accept(db, me, session_id)
@@ -77,11 +80,17 @@ async def test_decline_and_expiry_return_the_session_keeping_its_wait(db: AsyncS
     before = await db.scalar(select(ChatSession.waiting_since).where(ChatSession.id == session_id))
     _, a = await add_volunteer(db)
     _, b = await add_volunteer(db)
-    assert await assignments.offer(db, session_id, a.id, timeout_s=20) is not None
+    assert (
+        await assignments.offer(db, session_id, a.id, timeout_s=20, high_urgency_slots=SLOTS)
+        is not None
+    )
     await assignments.decline(db, a, session_id)
     assert await _status(db, session_id) == "waiting"
     assert await _load(db, a.id) == 0
-    assert await assignments.offer(db, session_id, b.id, timeout_s=20) is not None
+    assert (
+        await assignments.offer(db, session_id, b.id, timeout_s=20, high_urgency_slots=SLOTS)
+        is not None
+    )
     await assignments.expire_offers(db, now=utcnow() + timedelta(seconds=21))
     assert await _status(db, session_id) == "waiting"
     assert await _load(db, b.id) == 0
@@ -94,7 +103,7 @@ async def test_decline_and_expiry_return_the_session_keeping_its_wait(db: AsyncS
 async def test_release_and_cold_transfer_keep_priority(db: AsyncSession) -> None:
     session_id = await add_session(db, urgency=4, waited_s=5)
     _, me = await add_volunteer(db)
-    await assignments.claim(db, me, session_id)
+    await assignments.claim(db, me, session_id, high_urgency_slots=SLOTS)
     assert await _status(db, session_id) == "active"
     await assignments.release_by(db, me, session_id)
     session = await db.scalar(
@@ -112,9 +121,15 @@ async def test_warm_transfer_to_named_volunteer(db: AsyncSession) -> None:
     session_id = await add_session(db, urgency=3)
     _, me = await add_volunteer(db)
     _, peer = await add_volunteer(db)
-    await assignments.claim(db, me, session_id)
+    await assignments.claim(db, me, session_id, high_urgency_slots=SLOTS)
     made, _ = await assignments.transfer(
-        db, me, session_id, to_volunteer_id=peer.id, to_supervisor=False, timeout_s=20
+        db,
+        me,
+        session_id,
+        to_volunteer_id=peer.id,
+        to_supervisor=False,
+        timeout_s=20,
+        high_urgency_slots=SLOTS,
     )
     assert made is not None
     assert made.kind == "transfer"
@@ -126,8 +141,9 @@ async def test_warm_transfer_to_named_volunteer(db: AsyncSession) -> None:
     with pytest.raises(assignments.NotAssigned):
         await assignments.require_access(db, me, session_id, write=False)
     await assignments.require_access(db, peer, session_id, write=True)
+    # A high chat: the peer holds its full weight now, the holder got all of theirs back.
     assert await _load(db, me.id) == 0
-    assert await _load(db, peer.id) == 1
+    assert await _load(db, peer.id) == SLOTS
 
 
 async def test_volunteer_cannot_touch_someone_elses_session(db: AsyncSession) -> None:
@@ -135,7 +151,7 @@ async def test_volunteer_cannot_touch_someone_elses_session(db: AsyncSession) ->
     _, holder = await add_volunteer(db)
     _, stranger = await add_volunteer(db)
     _, supervisor = await add_volunteer(db, role="supervisor")
-    await assignments.claim(db, holder, session_id)
+    await assignments.claim(db, holder, session_id, high_urgency_slots=SLOTS)
     with pytest.raises(assignments.NotAssigned):
         await assignments.read_transcript(db, stranger, session_id)
     with pytest.raises(assignments.NotAssigned):
@@ -165,17 +181,17 @@ async def test_next_pulls_the_most_urgent_and_respects_capacity(db: AsyncSession
     low = await add_session(db, urgency=1, waited_s=50)
     imminent = await add_session(db, urgency=4)
     _, me = await add_volunteer(db, capacity=1)
-    session, _ = await assignments.next_session(db, me, [imminent, low])
+    session, _ = await assignments.next_session(db, me, [imminent, low], high_urgency_slots=SLOTS)
     assert session.id == imminent
     with pytest.raises(assignments.AtCapacity):
-        await assignments.next_session(db, me, [low])
+        await assignments.next_session(db, me, [low], high_urgency_slots=SLOTS)
     assert await _status(db, low) == "waiting"
 
 
 async def test_offline_volunteer_chats_requeued(db: AsyncSession) -> None:
     session_id = await add_session(db, urgency=3, waited_s=10)
     _, me = await add_volunteer(db)
-    await assignments.claim(db, me, session_id)
+    await assignments.claim(db, me, session_id, high_urgency_slots=SLOTS)
     await assignments.requeue_volunteer(db, me.id, include_active=True)
     assert await _status(db, session_id) == "waiting"
     rows = (
@@ -190,7 +206,12 @@ async def test_a_decline_stops_counting_once_urgency_rises(
     """A volunteer who declined a calm chat must still be offered it if it turns imminent."""
     session_id = await add_session(db, urgency=1, waited_s=10)
     _, volunteer = await add_volunteer(db)
-    assert await assignments.offer(db, session_id, volunteer.id, timeout_s=20) is not None
+    assert (
+        await assignments.offer(
+            db, session_id, volunteer.id, timeout_s=20, high_urgency_slots=SLOTS
+        )
+        is not None
+    )
     await assignments.decline(db, volunteer, session_id)
     await db.flush()
     now = utcnow() + timedelta(seconds=1)

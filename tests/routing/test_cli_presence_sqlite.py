@@ -24,7 +24,7 @@ from app.core.migrate import upgrade_to_head
 from app.routing import accounts, assignments, frames, presence
 from app.routing.models import Volunteer
 from tests.conftest import ROOT
-from tests.routing.helpers import add_session, add_volunteer
+from tests.routing.helpers import SLOTS, add_session, add_volunteer
 
 
 def _beacon(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -85,7 +85,7 @@ async def test_missed_heartbeats_go_offline_then_chats_requeue(
     config = settings_factory(volunteer_heartbeat_timeout_s=30, volunteer_grace_s=60)
     session_id = await add_session(db, urgency=3)
     _, me = await add_volunteer(db)
-    await assignments.claim(db, me, session_id)
+    await assignments.claim(db, me, session_id, high_urgency_slots=SLOTS)
     now = utcnow()
     await presence.heartbeat(db, me.id, "online", now=now - timedelta(seconds=31))
     await presence.sweep(db, config, now=now)
@@ -134,16 +134,24 @@ async def test_sqlite_claims_and_capacity(tmp_path: Path) -> None:
     try:
         async with transaction(sessionmaker) as db:
             sessions = [await add_session(db, urgency=u) for u in (4, 2, 0)]
-            _, me = await add_volunteer(db, capacity=2)
+            # The imminent offer takes SLOTS of them, leaving exactly one.
+            _, me = await add_volunteer(db, capacity=SLOTS + 1)
         async with transaction(sessionmaker) as db:
-            made = await assignments.offer(db, sessions[0], me.id, timeout_s=20)
+            made = await assignments.offer(
+                db, sessions[0], me.id, timeout_s=20, high_urgency_slots=SLOTS
+            )
             assert made is not None
-            assert await assignments.offer(db, sessions[0], me.id, timeout_s=20) is None
+            assert (
+                await assignments.offer(
+                    db, sessions[0], me.id, timeout_s=20, high_urgency_slots=SLOTS
+                )
+                is None
+            )
 
         async def pull() -> str:
             try:
                 async with transaction(sessionmaker) as db:
-                    await assignments.next_session(db, me, sessions[1:])
+                    await assignments.next_session(db, me, sessions[1:], high_urgency_slots=SLOTS)
             except BeaconError as exc:
                 return exc.code
             return "won"
@@ -153,6 +161,6 @@ async def test_sqlite_claims_and_capacity(tmp_path: Path) -> None:
         async with transaction(sessionmaker) as db:
             volunteer = await db.get(Volunteer, me.id)
             assert volunteer is not None
-            assert volunteer.load == 2
+            assert volunteer.load == SLOTS + 1
     finally:
         await engine.dispose()

@@ -1,5 +1,6 @@
 """Several OS processes claim the same sessions at once on Postgres: every session ends up
-with at most one holder, and no volunteer is ever over capacity."""
+with at most one holder, and no volunteer is ever over capacity, with high/imminent chats
+taking several slots (``high_urgency_slots``)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.chat.models import ChatSession
 from app.core.db import create_sessionmaker, transaction
 from app.routing.models import Assignment, Volunteer
+from app.triage.types import Level
 from tests.conftest import ROOT
-from tests.routing.helpers import add_session, add_volunteer
+from tests.routing.helpers import SLOTS, add_session, add_volunteer
 
 PROCESSES = 6
 SESSIONS = 120
 VOLUNTEERS = 20
-CAPACITY = 4  # 80 slots for 120 sessions: capacity is what stops the claimers
+CAPACITY = 4  # 80 slots for 120 sessions (2 in 5 urgent): capacity stops the claimers
 
 
 async def test_no_double_assignment_across_processes(
@@ -77,10 +80,10 @@ async def test_no_double_assignment_across_processes(
         volunteers = (
             await db.scalars(select(Volunteer).where(Volunteer.id.in_(volunteer_ids)))
         ).all()
-        active_per_volunteer = dict(
+        slots_per_volunteer = dict(
             (
                 await db.execute(
-                    select(Assignment.volunteer_id, func.count())
+                    select(Assignment.volunteer_id, func.sum(Assignment.slots))
                     .where(
                         Assignment.volunteer_id.in_(volunteer_ids),
                         Assignment.status.in_(("offered", "active")),
@@ -89,13 +92,27 @@ async def test_no_double_assignment_across_processes(
                 )
             ).all()
         )
+        taken = (
+            await db.execute(
+                select(ChatSession.urgency, Assignment.slots)
+                .join(ChatSession, ChatSession.id == Assignment.session_id)
+                .where(Assignment.session_id.in_(session_ids), Assignment.status == "active")
+            )
+        ).all()
     # Every claim a process won is exactly one active holder in the database.
     assert len(holders) == won
     assert all(count == 1 for _, count in holders)
     assert all(count == 1 for _, count in ever_accepted)
-    # Capacity was the binding constraint, and it held everywhere.
-    assert won == VOLUNTEERS * CAPACITY
+    # Calm chats took one slot; urgent ones their weight, or fewer only where that was all
+    # that was free (never refused for it).
+    assert all(slots == 1 for urgency, slots in taken if urgency < Level.high)
+    assert all(1 <= slots <= SLOTS for urgency, slots in taken if urgency >= Level.high)
+    assert any(slots == SLOTS for urgency, slots in taken if urgency >= Level.high)
+    # Capacity was the binding constraint, and it held everywhere: every volunteer is exactly
+    # full, and their load is exactly the slots their chats hold.
+    assert sum(slots for _, slots in taken) == VOLUNTEERS * CAPACITY
+    assert won < VOLUNTEERS * CAPACITY
     for volunteer in volunteers:
-        assert volunteer.load == active_per_volunteer.get(volunteer.id, 0)
-        assert volunteer.load <= CAPACITY
+        assert volunteer.load == slots_per_volunteer.get(volunteer.id, 0)
+        assert volunteer.load == CAPACITY
     assert lost > 0  # the processes really did race for the same sessions

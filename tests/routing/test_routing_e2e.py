@@ -27,7 +27,9 @@ def _sid(frame: dict[str, Any]) -> str:
 
 
 async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) -> None:
-    world = await world_factory(offer_timeout_s=1.0)
+    # Every chat one slot: this story is about order, declines and timeouts; weighted slots have
+    # their own end-to-end test (tests/routing/test_slot_weights.py).
+    world = await world_factory(offer_timeout_s=1.0, high_urgency_slots=1)
     state = world.state
     sessions: list[uuid.UUID] = []
     visitors: dict[str, VisitorClient] = {}
@@ -169,7 +171,7 @@ async def test_three_volunteers_ten_visitors(world_factory: Callable[..., Any]) 
             volunteer = await db.get(Volunteer, account.id)
             assert volunteer is not None
             open_rows = await db.scalar(
-                select(func.count())
+                select(func.coalesce(func.sum(Assignment.slots), 0))
                 .select_from(Assignment)
                 .where(
                     Assignment.volunteer_id == account.id,
