@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from app.chat.frames import MAX_SEQ
 from app.core.errors import BeaconError
 from app.routing.assignments import DISPOSITIONS
 from app.triage.types import Level
@@ -45,7 +46,7 @@ class AuthFrame(_Frame):
     type: Literal["auth"]
     token: str = Field(min_length=1, max_length=256)
     # On reconnect: the last seq seen per held session, so that only what is new is replayed.
-    last_seq: dict[uuid.UUID, Annotated[int, Field(ge=0)]] = Field(
+    last_seq: dict[uuid.UUID, Annotated[int, Field(ge=0, le=MAX_SEQ)]] = Field(
         default_factory=dict, max_length=100
     )
 
@@ -136,7 +137,7 @@ class SyncFrame(_Frame):
 
     type: Literal["sync"]
     session_id: uuid.UUID
-    last_seq: int = Field(default=0, ge=0)
+    last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
 
 
 class PingFrame(_Frame):
