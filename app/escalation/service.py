@@ -9,6 +9,9 @@ The ``handoffs`` row is the whole state machine::
     delivered/delivering --partner: accepted--> accepted --connected--> connected
     any of those --partner: failed--> failed
 
+    not_needed: a chat a volunteer already held turned imminent (alerts + in-chat safety
+    message, no clock); kept only as the record that this happened, once.
+
 Every change is an audit event; whatever supervisors must see is published on the supervisors
 channel inside the same transaction (heard only if it commits). What the visitor must be told
 is recorded as ``notice_due`` / ``safety_sent_at`` and sent by the clock loop through the chat
@@ -38,13 +41,20 @@ from app.escalation.models import OPEN_HANDOFF_STATUSES, Handoff, HandoffAttempt
 from app.escalation.partners import Partner, PartnersConfig, select_partners
 from app.escalation.templates import MessageKind
 from app.routing.accounts import Principal
-from app.routing.assignments import SUPERVISORS_CHANNEL, require_access
+from app.routing.assignments import SUPERVISORS_CHANNEL, require_access, volunteer_channel
+from app.routing.models import Assignment
 from app.triage.types import Level
 
 # Sessions software escalates on its own: nobody is talking with them yet.
 UNANSWERED = ("waiting", "offered", "transferring")
 # Sessions a person may still be handed off from.
 LIVE = ("waiting", "offered", "active", "transferring")
+# Rows that stood down because a volunteer was (or got) there: if the session is unanswered
+# again later (released, requeued), it needs a clock of its own.
+STOOD_DOWN = ("cancelled", "not_needed")
+# Automatic escalation's two opening messages: the usual one, and the one for a chat a
+# volunteer already holds.
+SAFETY_KINDS = frozenset({MessageKind.safety, MessageKind.safety_in_chat})
 _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
 
 
@@ -172,14 +182,15 @@ async def _open_handoff(db: AsyncSession, session_id: uuid.UUID) -> Handoff | No
 
 
 async def sessions_to_escalate(db: AsyncSession, policy: Policy, *, limit: int = 100) -> list[Any]:
-    """Unanswered sessions at or above the escalation level that have never escalated, or whose
-    urgency rose above their open (still scheduled) handoff's level."""
+    """Unanswered sessions at or above the escalation level that have never escalated (or only
+    while a volunteer was there), or whose urgency rose above their open (still scheduled)
+    handoff's level."""
     never = (
         select(ChatSession.id, ChatSession.urgency)
         .where(
             ChatSession.status.in_(UNANSWERED),
             ChatSession.urgency >= policy.min_level,
-            ~exists().where(Handoff.session_id == ChatSession.id),
+            ~exists().where(_escalated_before(ChatSession.id)),
         )
         .limit(limit)
     )
@@ -238,7 +249,7 @@ async def escalate(
                 db=db,
             )
         return None
-    if await db.scalar(select(Handoff.id).where(Handoff.session_id == session_id).limit(1)):
+    if await db.scalar(select(Handoff.id).where(_escalated_before(session_id)).limit(1)):
         return None  # escalated once already: one safety message per session escalation
     candidates = select_partners(partners, session.locale, session.urgency)
     handoff = Handoff(
@@ -281,6 +292,105 @@ async def escalate(
     return handoff
 
 
+def _escalated_before(session_id: Any) -> Any:
+    """A handoff that still speaks for the session: open, or ended in a way that leaves it to
+    people (undeliverable and failed keep it top of the queue with supervisors alerted; a
+    fresh clock would only repeat that). Stood-down rows do not count."""
+    return (Handoff.session_id == session_id) & Handoff.status.not_in(STOOD_DOWN)
+
+
+async def chats_turned_imminent(db: AsyncSession, *, limit: int = 100) -> list[uuid.UUID]:
+    """Chats a volunteer holds that reached ``imminent`` without ever escalating at that level
+    (a session that escalated before it was answered already had its safety message, and the
+    volunteer took it knowing)."""
+    return list(
+        (
+            await db.scalars(
+                select(ChatSession.id)
+                .where(
+                    ChatSession.status == "active",
+                    ChatSession.urgency >= int(Level.imminent),
+                    ~exists().where(
+                        Handoff.session_id == ChatSession.id,
+                        Handoff.level >= int(Level.imminent),
+                    ),
+                )
+                .limit(limit)
+            )
+        ).all()
+    )
+
+
+async def alert_in_chat(
+    db: AsyncSession, bus: Bus, *, session_id: uuid.UUID, now: datetime | None = None
+) -> Handoff | None:
+    """An active chat turned imminent: the volunteer holding it and every supervisor are alerted
+    at once, and the visitor is owed the short in-chat safety message (the route to immediate
+    help). No clock and no partner: a trained person is already in the conversation, and
+    handing off stays their call. The ``not_needed`` row records that this was done, once."""
+    now = now or utcnow()
+    session = await _lock_session(db, session_id)
+    if session is None or session.status != "active" or session.urgency < Level.imminent:
+        return None
+    if await db.scalar(
+        select(Handoff.id)
+        .where(Handoff.session_id == session_id, Handoff.level >= int(Level.imminent))
+        .limit(1)
+    ):
+        return None
+    holders = list(
+        (
+            await db.scalars(
+                select(Assignment.volunteer_id).where(
+                    Assignment.session_id == session_id, Assignment.status == "active"
+                )
+            )
+        ).all()
+    )
+    record = Handoff(
+        id=uuid.uuid4(),
+        session_id=session_id,
+        level=session.urgency,
+        trigger="in_chat",
+        status="not_needed",
+        due_at=now,
+        attempts=0,
+        active_rescue=False,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(record)
+    await db.flush()
+    _audit(
+        db,
+        "escalation_in_chat",
+        session_id,
+        handoff_id=str(record.id),
+        level=session.urgency,
+        volunteer_ids=[str(v) for v in holders],
+    )
+    extra: dict[str, Any] = {
+        "handoff_id": str(record.id),
+        "signals": list(session.signals or []),
+    }
+    supervisors = alert(
+        session_id,
+        session.urgency,
+        "imminent_in_chat",
+        volunteer_ids=[str(v) for v in holders],
+        **extra,
+    )
+    _, for_holder = alert(session_id, session.urgency, "imminent_in_chat", **extra)
+    await bus.publish_many(
+        [
+            supervisors,
+            *((volunteer_channel(v), {"type": "alert", **for_holder}) for v in holders),
+        ],
+        db=db,
+    )
+    return record
+
+
 def _seconds(at: datetime, now: datetime) -> float:
     return round(max(0.0, (at - now).total_seconds()), 3)
 
@@ -309,6 +419,7 @@ async def owed_messages(db: AsyncSession, *, limit: int = 100) -> list[Owed]:
             select(
                 Handoff.id,
                 Handoff.session_id,
+                Handoff.trigger,
                 Handoff.safety_sent_at,
                 Handoff.notice_due,
                 Handoff.partner,
@@ -316,7 +427,7 @@ async def owed_messages(db: AsyncSession, *, limit: int = 100) -> list[Owed]:
             )
             .join(ChatSession, ChatSession.id == Handoff.session_id)
             .where(
-                ((Handoff.safety_sent_at.is_(None)) & (Handoff.trigger == "auto"))
+                ((Handoff.safety_sent_at.is_(None)) & (Handoff.trigger.in_(("auto", "in_chat"))))
                 | Handoff.notice_due.is_not(None)
             )
             .order_by(Handoff.created_at)
@@ -326,7 +437,8 @@ async def owed_messages(db: AsyncSession, *, limit: int = 100) -> list[Owed]:
     owed: list[Owed] = []
     for r in rows:
         if r.safety_sent_at is None:
-            owed.append(Owed(r.id, r.session_id, MessageKind.safety, r.locale, r.partner))
+            kind = MessageKind.safety_in_chat if r.trigger == "in_chat" else MessageKind.safety
+            owed.append(Owed(r.id, r.session_id, kind, r.locale, r.partner))
         elif r.notice_due is not None:
             owed.append(Owed(r.id, r.session_id, MessageKind(r.notice_due), r.locale, r.partner))
     return owed
@@ -337,7 +449,7 @@ async def message_sent(
 ) -> None:
     """Record that ``owed`` reached the transcript (``seq``), or could not (session over)."""
     now = now or utcnow()
-    if owed.kind is MessageKind.safety:
+    if owed.kind in SAFETY_KINDS:
         await db.execute(
             update(Handoff)
             .where(Handoff.id == owed.handoff_id, Handoff.safety_sent_at.is_(None))
@@ -353,7 +465,7 @@ async def message_sent(
         )
     _audit(
         db,
-        "safety_message_sent" if owed.kind is MessageKind.safety else "handoff_notice_sent",
+        "safety_message_sent" if owed.kind in SAFETY_KINDS else "handoff_notice_sent",
         owed.session_id,
         handoff_id=str(owed.handoff_id),
         kind=owed.kind.value,

@@ -25,6 +25,9 @@ PLACEHOLDERS = frozenset({"emergency", "partner", "phone"})
 class MessageKind(StrEnum):
     safety = "safety"
     safety_no_partner = "safety_no_partner"
+    # For a chat a volunteer already holds when it turns imminent: no "a person is coming", no
+    # other line to call - just the route to immediate help, and the chat goes on.
+    safety_in_chat = "safety_in_chat"
     handoff_started = "handoff_started"
     handoff_failed = "handoff_failed"
     handoff_failed_no_partner = "handoff_failed_no_partner"

@@ -4,7 +4,9 @@ Every state it acts on lives in the ``handoffs`` table, so any instance — or t
 restart — picks up where another left off; rows are claimed with ``FOR UPDATE SKIP LOCKED`` on
 Postgres (SQLite: one process, its write lock serialises the claims). Each pass:
 
-1. escalates urgent sessions nobody answers yet (safety message, supervisor alert, clock);
+1. escalates urgent sessions nobody answers yet (safety message, supervisor alert, clock), and
+   alerts the volunteer and supervisors of a held chat that turns imminent (in-chat safety
+   message, no clock);
 2. sends what visitors are owed (safety message, "connecting you", the hotline's number) through
    the chat committer — same seq/ack/replay path as every message, deduplicated by id;
 3. hands off sessions whose clock ran out (or stands down if a volunteer answered);
@@ -132,6 +134,7 @@ class EscalationWorker:
 
     async def tick(self) -> None:
         await self._escalate_new()
+        await self._alert_in_chat()
         await self._send_owed()
         await self._start_due()
         await self._deliver_due()
@@ -157,6 +160,17 @@ class EscalationWorker:
                     session_id=str(row.id),
                     handoff_id=str(handoff.id),
                     level=handoff.level,
+                )
+
+    async def _alert_in_chat(self) -> None:
+        async with transaction(self.sessionmaker) as db:
+            candidates = await service.chats_turned_imminent(db)
+        for session_id in candidates:
+            async with transaction(self.sessionmaker) as db:
+                record = await service.alert_in_chat(db, self.bus, session_id=session_id)
+            if record is not None:
+                log.info(
+                    "escalation_in_chat", session_id=str(session_id), handoff_id=str(record.id)
                 )
 
     async def _send_owed(self) -> None:

@@ -367,3 +367,19 @@ def test_backoff_with_real_jitter_stays_in_bounds(attempt: int) -> None:
     ceiling = min(15.0, 0.5 * 2 ** (attempt - 1))
     delay = backoff_s(attempt, base_s=0.5, cap_s=15.0)
     assert ceiling / 2 <= delay <= ceiling
+
+
+def test_in_chat_safety_message_keeps_to_the_route_to_immediate_help() -> None:
+    """A volunteer is already in the chat: no "someone is coming", no other line to call."""
+    for locale in available_locales():
+        rendered = render(
+            MessageKind.safety_in_chat,
+            f"{locale}-ZZ",
+            partner_name="Helpline",
+            partner_phone="0800",
+        )
+        assert rendered.kind is MessageKind.safety_in_chat
+        assert load(locale).emergency["default"] in rendered.text
+        assert "0800" not in rendered.text
+        assert "Helpline" not in rendered.text
+        assert len(rendered.text) < len(render(MessageKind.safety, locale).text)
