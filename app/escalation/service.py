@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record_event
@@ -42,11 +42,15 @@ from app.escalation.partners import Partner, PartnersConfig, select_partners
 from app.escalation.templates import MessageKind
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, require_access, volunteer_channel
-from app.routing.models import Assignment
+from app.routing.models import Assignment, Volunteer
 from app.triage.types import Level
 
-# Sessions software escalates on its own: nobody is talking with them yet.
+# Sessions software escalates on its own: nobody is talking with them yet. A warm transfer
+# (``transferring``) counts only once nobody holds it any more: until the other volunteer
+# accepts, the current one is still in the chat (see ``_unanswered``).
 UNANSWERED = ("waiting", "offered", "transferring")
+# Sessions a volunteer may be in the chat of: the in-chat path, not a clock.
+HELD = ("active", "transferring")
 # Sessions a person may still be handed off from.
 LIVE = ("waiting", "offered", "active", "transferring")
 # Rows that stood down because a volunteer was (or got) there: if the session is unanswered
@@ -56,6 +60,8 @@ STOOD_DOWN = ("cancelled", "not_needed")
 # volunteer already holds.
 SAFETY_KINDS = frozenset({MessageKind.safety, MessageKind.safety_in_chat})
 _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
+# Roles whose sockets hear the supervisors channel (``Principal.is_supervisor``).
+_SUPERVISOR_ROLES = ("supervisor", "admin")
 
 
 class HandoffNotFound(NotFound):
@@ -177,6 +183,24 @@ async def _open_handoff(db: AsyncSession, session_id: uuid.UUID) -> Handoff | No
     )
 
 
+def _holds(session_id: Any) -> Any:
+    """A volunteer is in the chat: an active assignment (during a warm transfer, the one who
+    offered it on, until the other accepts)."""
+    return exists().where(Assignment.session_id == session_id, Assignment.status == "active")
+
+
+def _unanswered() -> Any:
+    return ChatSession.status.in_(UNANSWERED) & ~(
+        (ChatSession.status == "transferring") & _holds(ChatSession.id)
+    )
+
+
+async def _is_unanswered(db: AsyncSession, session: ChatSession) -> bool:
+    if session.status == "transferring":
+        return not await db.scalar(select(_holds(session.id)))
+    return session.status in UNANSWERED
+
+
 # ---------------------------------------------------------------------------------------------
 # Automatic escalation: the clock starts.
 
@@ -188,7 +212,7 @@ async def sessions_to_escalate(db: AsyncSession, policy: Policy, *, limit: int =
     never = (
         select(ChatSession.id, ChatSession.urgency)
         .where(
-            ChatSession.status.in_(UNANSWERED),
+            _unanswered(),
             ChatSession.urgency >= policy.min_level,
             ~exists().where(_escalated_before(ChatSession.id)),
         )
@@ -216,7 +240,7 @@ async def escalate(
     handoff, or None when there was nothing to start (raced, answered, already escalated)."""
     now = now or utcnow()
     session = await _lock_session(db, session_id)
-    if session is None or session.status not in UNANSWERED:
+    if session is None or not await _is_unanswered(db, session):
         return None
     deadline = policy.deadline_s(session.urgency)
     if deadline is None:
@@ -300,15 +324,18 @@ def _escalated_before(session_id: Any) -> Any:
 
 
 async def chats_turned_imminent(db: AsyncSession, *, limit: int = 100) -> list[uuid.UUID]:
-    """Chats a volunteer holds that reached ``imminent`` without ever escalating at that level
-    (a session that escalated before it was answered already had its safety message, and the
-    volunteer took it knowing)."""
+    """Chats a volunteer holds (``active``, or mid warm transfer and still theirs) that reached
+    ``imminent`` without ever escalating at that level (a session that escalated before it was
+    answered already had its safety message, and the volunteer took it knowing)."""
     return list(
         (
             await db.scalars(
                 select(ChatSession.id)
                 .where(
-                    ChatSession.status == "active",
+                    or_(
+                        ChatSession.status == "active",
+                        (ChatSession.status == "transferring") & _holds(ChatSession.id),
+                    ),
                     ChatSession.urgency >= int(Level.imminent),
                     ~exists().where(
                         Handoff.session_id == ChatSession.id,
@@ -324,13 +351,15 @@ async def chats_turned_imminent(db: AsyncSession, *, limit: int = 100) -> list[u
 async def alert_in_chat(
     db: AsyncSession, bus: Bus, *, session_id: uuid.UUID, now: datetime | None = None
 ) -> Handoff | None:
-    """An active chat turned imminent: the volunteer holding it and every supervisor are alerted
+    """A held chat turned imminent: the volunteer holding it and every supervisor are alerted
     at once, and the visitor is owed the short in-chat safety message (the route to immediate
     help). No clock and no partner: a trained person is already in the conversation, and
-    handing off stays their call. The ``not_needed`` row records that this was done, once."""
+    handing off stays their call. The ``not_needed`` row records that this was done, once.
+    Mid warm transfer the holder is the one who offered it on (the other has not accepted);
+    a transfer nobody holds any more is unanswered and left to ``escalate``."""
     now = now or utcnow()
     session = await _lock_session(db, session_id)
-    if session is None or session.status != "active" or session.urgency < Level.imminent:
+    if session is None or session.status not in HELD or session.urgency < Level.imminent:
         return None
     if await db.scalar(
         select(Handoff.id)
@@ -338,15 +367,15 @@ async def alert_in_chat(
         .limit(1)
     ):
         return None
-    holders = list(
-        (
-            await db.scalars(
-                select(Assignment.volunteer_id).where(
-                    Assignment.session_id == session_id, Assignment.status == "active"
-                )
-            )
-        ).all()
-    )
+    holders = (
+        await db.execute(
+            select(Assignment.volunteer_id, Volunteer.role)
+            .join(Volunteer, Volunteer.id == Assignment.volunteer_id)
+            .where(Assignment.session_id == session_id, Assignment.status == "active")
+        )
+    ).all()
+    if session.status == "transferring" and not holders:
+        return None
     record = Handoff(
         id=uuid.uuid4(),
         session_id=session_id,
@@ -367,7 +396,7 @@ async def alert_in_chat(
         session_id,
         handoff_id=str(record.id),
         level=session.urgency,
-        volunteer_ids=[str(v) for v in holders],
+        volunteer_ids=[str(h.volunteer_id) for h in holders],
     )
     extra: dict[str, Any] = {
         "handoff_id": str(record.id),
@@ -377,14 +406,19 @@ async def alert_in_chat(
         session_id,
         session.urgency,
         "imminent_in_chat",
-        volunteer_ids=[str(v) for v in holders],
+        volunteer_ids=[str(h.volunteer_id) for h in holders],
         **extra,
     )
     _, for_holder = alert(session_id, session.urgency, "imminent_in_chat", **extra)
+    # A holder who is a supervisor hears the supervisors' alert (which names them): once.
     await bus.publish_many(
         [
             supervisors,
-            *((volunteer_channel(v), {"type": "alert", **for_holder}) for v in holders),
+            *(
+                (volunteer_channel(h.volunteer_id), {"type": "alert", **for_holder})
+                for h in holders
+                if h.role not in _SUPERVISOR_ROLES
+            ),
         ],
         db=db,
     )
@@ -567,7 +601,9 @@ async def due_handoffs(
     started: list[uuid.UUID] = []
     for handoff in rows:
         session = await db.get(ChatSession, handoff.session_id)
-        if session is None or session.status not in UNANSWERED:
+        if session is None or not await _is_unanswered(db, session):
+            # Answered meanwhile (accepted, or accepted and now mid warm transfer): the clock
+            # must not hand the visitor to a partner while a volunteer is in the chat.
             handoff.status = "cancelled"
             handoff.updated_at = now
             _audit(
@@ -576,7 +612,7 @@ async def due_handoffs(
                 handoff.session_id,
                 handoff_id=str(handoff.id),
                 reason="answered"
-                if session is not None and session.status == "active"
+                if session is not None and session.status in HELD
                 else "session_ended",
                 session_status=None if session is None else session.status,
             )
