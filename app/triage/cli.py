@@ -145,10 +145,9 @@ def _batch_parallel(texts: Iterator[str], jobs: int, write: Callable[[str], obje
     import multiprocessing
     from itertools import islice
 
-    from app.triage import MODEL_VERSION
-
-    del MODEL_VERSION  # load the model before forking: workers share it copy-on-write
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+    # Not "fork": forking a process that runs other threads (an embedding app, a test runner)
+    # can copy a held lock into the child and hang it. Each forkserver worker loads the model.
+    with multiprocessing.get_context("forkserver").Pool(jobs) as pool:
         while chunk := list(islice(texts, _BATCH_ROWS)):
             for line in pool.map(_assess_line, chunk, chunksize=max(1, len(chunk) // (jobs * 4))):
                 write(line + "\n")
