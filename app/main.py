@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -71,92 +71,95 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.is_sqlite:
             # The embedded default must just work: bring the file to head on start.
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-        sessionmaker = create_sessionmaker(engine)
-        bus = create_bus(settings.database_url, engine)
-        await bus.start()
-        committer = MessageCommitter(
-            sessionmaker,
-            bus,
-            metrics,
-            max_batch=settings.chat_commit_max_batch,
-            linger_s=settings.chat_commit_linger_ms / 1000,
-            workers=settings.chat_commit_workers,
-            context_size=settings.chat_triage_context,
-        )
-        await committer.start()
-        routing = RoutingWorker(
-            sessionmaker=sessionmaker, settings=settings, bus=bus, metrics=metrics
-        )
-        await routing.start()
-        queue = QueueMonitor(
-            sessionmaker,
-            bus,
-            ceiling_s=settings.queue_wait_ceiling_s,
-            refresh_s=settings.queue_refresh_s,
-            rate_window_s=settings.queue_rate_window_s,
-        )
-        await queue.start()
-        visitors = VisitorPresence(
-            sessionmaker,
-            bus,
-            grace_s=settings.visitor_grace_s,
-            sweep_interval_s=settings.visitor_sweep_interval_s,
-        )
-        await visitors.start()
-        partner_http = httpx.AsyncClient(
-            timeout=settings.handoff_request_timeout_s, follow_redirects=False
-        )
-        escalation = EscalationWorker(
-            sessionmaker=sessionmaker,
-            settings=settings,
-            bus=bus,
-            committer=committer,
-            metrics=metrics,
-            partners=partners,
-            http=partner_http,
-        )
-        await escalation.start()
-        lost_visitors = LostVisitorWatch(
-            sessionmaker=sessionmaker,
-            bus=bus,
-            grace_s=settings.visitor_grace_s,
-            interval_s=settings.visitor_sweep_interval_s,
-            is_local=visitors.is_local,
-        )
-        await lost_visitors.start()
-        retention = RetentionWorker(sessionmaker=sessionmaker, settings=settings, metrics=metrics)
-        await retention.start()
-        app.state.beacon = AppState(
-            settings=settings,
-            engine=engine,
-            sessionmaker=sessionmaker,
-            metrics=metrics,
-            bus=bus,
-            committer=committer,
-            routing=routing,
-            queue=queue,
-            visitors=visitors,
-            escalation=escalation,
-            lost_visitors=lost_visitors,
-            retention=retention,
-        )
-        log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
-        try:
+        # Each part is stopped in reverse order of start, also when a later part fails to start.
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+            stack.push_async_callback(engine.dispose)
+            sessionmaker = create_sessionmaker(engine)
+            bus = create_bus(settings.database_url, engine)
+            await bus.start()
+            stack.push_async_callback(bus.stop)
+            # Stopped before the bus and the database: submitted messages are committed (and
+            # acked) first.
+            committer = MessageCommitter(
+                sessionmaker,
+                bus,
+                metrics,
+                max_batch=settings.chat_commit_max_batch,
+                linger_s=settings.chat_commit_linger_ms / 1000,
+                workers=settings.chat_commit_workers,
+                context_size=settings.chat_triage_context,
+            )
+            await committer.start()
+            stack.push_async_callback(committer.stop)
+            routing = RoutingWorker(
+                sessionmaker=sessionmaker, settings=settings, bus=bus, metrics=metrics
+            )
+            await routing.start()
+            stack.push_async_callback(routing.stop)
+            queue = QueueMonitor(
+                sessionmaker,
+                bus,
+                ceiling_s=settings.queue_wait_ceiling_s,
+                refresh_s=settings.queue_refresh_s,
+                rate_window_s=settings.queue_rate_window_s,
+            )
+            await queue.start()
+            stack.push_async_callback(queue.stop)
+            visitors = VisitorPresence(
+                sessionmaker,
+                bus,
+                grace_s=settings.visitor_grace_s,
+                sweep_interval_s=settings.visitor_sweep_interval_s,
+            )
+            await visitors.start()
+            stack.push_async_callback(visitors.stop)
+            partner_http = httpx.AsyncClient(
+                timeout=settings.handoff_request_timeout_s, follow_redirects=False
+            )
+            stack.push_async_callback(partner_http.aclose)
+            escalation = EscalationWorker(
+                sessionmaker=sessionmaker,
+                settings=settings,
+                bus=bus,
+                committer=committer,
+                metrics=metrics,
+                partners=partners,
+                http=partner_http,
+            )
+            await escalation.start()
+            stack.push_async_callback(escalation.stop)
+            lost_visitors = LostVisitorWatch(
+                sessionmaker=sessionmaker,
+                bus=bus,
+                grace_s=settings.visitor_grace_s,
+                interval_s=settings.visitor_sweep_interval_s,
+                is_local=visitors.is_local,
+            )
+            await lost_visitors.start()
+            stack.push_async_callback(lost_visitors.stop)
+            retention = RetentionWorker(
+                sessionmaker=sessionmaker, settings=settings, metrics=metrics
+            )
+            await retention.start()
+            stack.push_async_callback(retention.stop)
+            app.state.beacon = AppState(
+                settings=settings,
+                engine=engine,
+                sessionmaker=sessionmaker,
+                metrics=metrics,
+                bus=bus,
+                committer=committer,
+                routing=routing,
+                queue=queue,
+                visitors=visitors,
+                escalation=escalation,
+                lost_visitors=lost_visitors,
+                retention=retention,
+            )
+            log.info("startup", env=settings.env.value, dialect=engine.dialect.name)
             yield
-        finally:
-            # Messages already submitted are committed (and acked) before the database goes.
-            await retention.stop()
-            await lost_visitors.stop()
-            await escalation.stop()
-            await partner_http.aclose()
-            await visitors.stop()
-            await queue.stop()
-            await routing.stop()
-            await committer.stop()
-            await bus.stop()
-            await engine.dispose()
-            log.info("shutdown")
+        log.info("shutdown")
 
     app = FastAPI(
         title="Beacon",
