@@ -11,7 +11,6 @@ SQLite refuses with "database is locked" instead of waiting).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Collection
@@ -29,6 +28,7 @@ from app.chat import events
 from app.chat.errors import InvalidResumeToken, SessionNotFound
 from app.chat.models import ChatSession, Message
 from app.core.db import utcnow
+from app.core.security import digest_secret
 from app.triage import Level
 
 
@@ -52,11 +52,6 @@ _NO_SYNC: dict[str, Any] = {"synchronize_session": False}
 
 def new_resume_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
-
-
-def hash_resume_token(token: str) -> str:
-    # A fast hash is enough: the token has 256 bits of entropy, and the digest is the lookup key.
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +115,7 @@ async def open_session(
     token = new_resume_token()
     session = ChatSession(
         id=uuid.uuid4(),
-        resume_token_hash=hash_resume_token(token),
+        resume_token_hash=digest_secret(token),
         status=SessionStatus.waiting.value,
         urgency=int(Level.none),
         signals=[],
@@ -159,7 +154,7 @@ async def resume_session(
         await db.execute(
             update(ChatSession)
             .where(
-                ChatSession.resume_token_hash == hash_resume_token(token),
+                ChatSession.resume_token_hash == digest_secret(token),
                 ChatSession.token_expires_at > now,
                 ChatSession.erased_at.is_(None),
             )
