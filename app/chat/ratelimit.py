@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
+from app.core.ratelimit import TokenBucket
+
 
 class Verdict(Enum):
     allow = "allow"
@@ -31,18 +33,14 @@ class FrameRateLimiter:
         self._burst = float(burst)
         self._disconnect_after = float(disconnect_after)
         self._clock = clock
-        self._tokens = float(burst)
+        self._bucket = TokenBucket(tokens=float(burst), updated=clock())
         self._strikes = 0.0
-        self._last = clock()
 
     def check(self) -> Verdict:
         now = self._clock()
-        elapsed = max(0.0, now - self._last)
-        self._last = now
-        self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        elapsed = max(0.0, now - self._bucket.updated)
         self._strikes = max(0.0, self._strikes - elapsed * self._rate)
-        if self._tokens >= 1.0 - 1e-9:  # float dust must not refuse a client at exactly `rate`
-            self._tokens -= 1.0
+        if self._bucket.take(now, rate=self._rate, capacity=self._burst) is None:
             return Verdict.allow
         self._strikes += 1.0
         if self._strikes > self._disconnect_after:

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    updated: float
+from app.core.ratelimit import TokenBucket
 
 
 class TokenBucketLimiter:
@@ -24,24 +19,14 @@ class TokenBucketLimiter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._buckets: dict[Hashable, _Bucket] = {}
+        self._buckets: dict[Hashable, TokenBucket] = {}
 
     def acquire(self, key: Hashable, per_minute: int) -> float | None:
         """Takes one token: None if allowed, else the seconds until one will be available."""
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
         now = self._clock()
-        capacity = float(per_minute)
-        rate_per_s = per_minute / 60.0
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(tokens=capacity, updated=now)
-        else:
-            # min() also applies a lowered limit at once to a bucket filled under a higher one.
-            elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(capacity, bucket.tokens + elapsed * rate_per_s)
-            bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return None
-        return (1.0 - bucket.tokens) / rate_per_s
+            bucket = self._buckets[key] = TokenBucket(tokens=float(per_minute), updated=now)
+        return bucket.take(now, rate=per_minute / 60.0, capacity=float(per_minute))
