@@ -130,6 +130,13 @@ def alert(session_id: uuid.UUID, urgency: int, reason: str, **extra: Any) -> Eve
     )
 
 
+async def _alert_supervisors(
+    db: AsyncSession, bus: Bus, session_id: uuid.UUID, urgency: int, reason: str, **extra: Any
+) -> None:
+    """One supervisor alert, published with the caller's transaction (never ahead of it)."""
+    await bus.publish_many([alert(session_id, urgency, reason, **extra)], db=db)
+
+
 def _audit(
     db: AsyncSession,
     action: str,
@@ -260,17 +267,14 @@ async def escalate(
                 level=session.urgency,
                 due_at=current.due_at.isoformat(),
             )
-            await bus.publish_many(
-                [
-                    alert(
-                        session_id,
-                        session.urgency,
-                        "escalation_raised",
-                        handoff_id=str(current.id),
-                        due_in_s=_seconds(current.due_at, now),
-                    )
-                ],
-                db=db,
+            await _alert_supervisors(
+                db,
+                bus,
+                session_id,
+                session.urgency,
+                "escalation_raised",
+                handoff_id=str(current.id),
+                due_in_s=_seconds(current.due_at, now),
             )
         return None
     if await db.scalar(select(Handoff.id).where(_escalated_before(session_id)).limit(1)):
@@ -300,18 +304,15 @@ async def escalate(
         due_at=due_at.isoformat(),
         partner=handoff.partner,
     )
-    await bus.publish_many(
-        [
-            alert(
-                session_id,
-                session.urgency,
-                "escalation_started",
-                handoff_id=str(handoff.id),
-                due_in_s=deadline,
-                signals=list(session.signals or []),
-            )
-        ],
-        db=db,
+    await _alert_supervisors(
+        db,
+        bus,
+        session_id,
+        session.urgency,
+        "escalation_started",
+        handoff_id=str(handoff.id),
+        due_in_s=deadline,
+        signals=list(session.signals or []),
     )
     return handoff
 
@@ -567,17 +568,14 @@ async def _start_delivery(
         level=session.urgency,
         payload_keys=sorted(handoff.payload),
     )
-    await bus.publish_many(
-        [
-            alert(
-                session.id,
-                session.urgency,
-                "handoff_started",
-                handoff_id=str(handoff.id),
-                trigger=handoff.trigger,
-            )
-        ],
-        db=db,
+    await _alert_supervisors(
+        db,
+        bus,
+        session.id,
+        session.urgency,
+        "handoff_started",
+        handoff_id=str(handoff.id),
+        trigger=handoff.trigger,
     )
 
 
@@ -691,6 +689,22 @@ class AttemptResult:
         return self.outcome == "acknowledged"
 
 
+async def _record_outcome(
+    db: AsyncSession,
+    bus: Bus,
+    session_id: uuid.UUID,
+    urgency: int,
+    *,
+    action: str,
+    reason: str,
+    **details: Any,
+) -> None:
+    """How a delivery ended: audited as ``action`` and told to supervisors as ``reason``, with
+    the same details in both."""
+    _audit(db, action, session_id, **details)
+    await _alert_supervisors(db, bus, session_id, urgency, reason, **details)
+
+
 async def record_attempt(
     db: AsyncSession,
     bus: Bus,
@@ -745,52 +759,32 @@ async def record_attempt(
         handoff.delivered_at = now
         handoff.next_attempt_at = None
         handoff.notice_due = MessageKind.handoff_started.value
-        _audit(
+        await _record_outcome(
             db,
-            "handoff_delivered",
+            bus,
             claimed.session_id,
+            handoff.level,
+            action="handoff_delivered",
+            reason="handoff_delivered",
             handoff_id=str(handoff.id),
             partner=result.partner,
             attempts=claimed.number,
-        )
-        await bus.publish_many(
-            [
-                alert(
-                    claimed.session_id,
-                    handoff.level,
-                    "handoff_delivered",
-                    handoff_id=str(handoff.id),
-                    partner=result.partner,
-                    attempts=claimed.number,
-                )
-            ],
-            db=db,
         )
         return handoff.status
     if now >= claimed.deadline_at:
         handoff.status = "undeliverable"
         handoff.next_attempt_at = None
         handoff.notice_due = MessageKind.handoff_failed.value
-        _audit(
+        await _record_outcome(
             db,
-            "handoff_undeliverable",
+            bus,
             claimed.session_id,
+            handoff.level,
+            action="handoff_undeliverable",
+            reason="handoff_failed",
             handoff_id=str(handoff.id),
             attempts=claimed.number,
             last_outcome=result.outcome,
-        )
-        await bus.publish_many(
-            [
-                alert(
-                    claimed.session_id,
-                    handoff.level,
-                    "handoff_failed",
-                    handoff_id=str(handoff.id),
-                    attempts=claimed.number,
-                    last_outcome=result.outcome,
-                )
-            ],
-            db=db,
         )
         return handoff.status
     # The last try lands on the deadline itself rather than being skipped.
@@ -906,18 +900,15 @@ async def apply_partner_status(
             allowed_from=set(LIVE),
         )
         reason = "handed_off" if status == "accepted" else "handoff_connected"
-    await bus.publish_many(
-        [
-            alert(
-                handoff.session_id,
-                handoff.level,
-                reason,
-                handoff_id=str(handoff.id),
-                partner=partner,
-                partner_status=status,
-            )
-        ],
-        db=db,
+    await _alert_supervisors(
+        db,
+        bus,
+        handoff.session_id,
+        handoff.level,
+        reason,
+        handoff_id=str(handoff.id),
+        partner=partner,
+        partner_status=status,
     )
     return handoff
 
@@ -1017,17 +1008,14 @@ async def request_rescue(
         actor_id=principal.actor_id,
         rescue_id=str(rescue.id),
     )
-    await bus.publish_many(
-        [
-            alert(
-                session_id,
-                session.urgency,
-                "active_rescue_requested",
-                rescue_id=str(rescue.id),
-                requested_by=principal.actor_id,
-            )
-        ],
-        db=db,
+    await _alert_supervisors(
+        db,
+        bus,
+        session_id,
+        session.urgency,
+        "active_rescue_requested",
+        rescue_id=str(rescue.id),
+        requested_by=principal.actor_id,
     )
     return rescue
 
@@ -1079,17 +1067,14 @@ async def decide_rescue(
             db, bus, settings, principal, rescue.session_id, active_rescue=True, now=now
         )
         rescue.handoff_id = handoff.id
-    await bus.publish_many(
-        [
-            alert(
-                rescue.session_id,
-                urgency or 0,
-                action,
-                rescue_id=str(rescue.id),
-                decided_by=principal.actor_id,
-            )
-        ],
-        db=db,
+    await _alert_supervisors(
+        db,
+        bus,
+        rescue.session_id,
+        urgency or 0,
+        action,
+        rescue_id=str(rescue.id),
+        decided_by=principal.actor_id,
     )
     return rescue
 
