@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
+from alembic import command
 
-from app.core.migrate import head_revision
+from app.core.migrate import alembic_config, head_revision
+from app.main import create_app
 from tests.conftest import LiveServer
 
 
@@ -19,6 +26,23 @@ async def test_readyz_reports_head_revision(client: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["database"] == "postgresql"
     assert body["revision"] == head_revision()
+
+
+async def test_readyz_is_503_when_migrations_are_behind_head(
+    tmp_path: Path, settings_factory: Callable[..., Any]
+) -> None:
+    """A database one real migration behind head: reachable, but not ready for this code."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}"
+    app = create_app(settings_factory(database_url=url))
+    async with app.router.lifespan_context(app):  # SQLite start brings the file to head
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://beacon.test") as c:
+            assert (await c.get("/readyz")).status_code == 200
+            await asyncio.to_thread(command.downgrade, alembic_config(url), "-1")
+            response = await c.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["error"] == "service_unavailable"
+    assert "migrations not at head" in response.json()["detail"]
 
 
 async def test_unknown_route_has_error_shape(client: httpx.AsyncClient) -> None:

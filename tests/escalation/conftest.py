@@ -85,19 +85,67 @@ async def clean_slate(engine: AsyncEngine) -> None:
 
 async def supervisor(server: LiveServer) -> IssuedAccount:
     """A supervisor with no chat capacity: alerted, never offered the session."""
-    state = server.app.state.beacon
-    async with transaction(state.sessionmaker) as db:
-        return await create_volunteer(
-            db,
-            name=f"sup-{secrets.token_hex(3)}",
-            role="supervisor",
-            capacity=0,
-            token_ttl_s=3600,
-        )
+    return await volunteer_account(server, role="supervisor", capacity=0)
 
 
 async def stored_urgency(server: LiveServer, session_id: str) -> int | None:
     async with transaction(server.app.state.beacon.sessionmaker) as db:
         return await db.scalar(
             select(ChatSession.urgency).where(ChatSession.id == uuid.UUID(session_id))
+        )
+
+
+@pytest.fixture
+def partnered_server(
+    engine: AsyncEngine,
+    tmp_path: Path,
+    partner_factory: Callable[..., Any],
+    live_server_factory: Callable[..., Any],
+) -> Callable[..., Any]:
+    """A clean slate, one partner and a live server that knows it, with the FAST clocks unless
+    the test overrides them: the setup every end-to-end escalation test starts from."""
+
+    async def start(name: str, **overrides: Any) -> tuple[PartnerServer, LiveServer]:
+        await clean_slate(engine)
+        partner: PartnerServer = await partner_factory(name)
+        server: LiveServer = await live_server_factory(
+            **{**FAST, **overrides}, partners_file=write_partners(tmp_path, partner.config_entry())
+        )
+        return partner, server
+
+    return start
+
+
+async def volunteer_account(
+    server: LiveServer, role: str = "volunteer", capacity: int = 1
+) -> IssuedAccount:
+    async with transaction(server.app.state.beacon.sessionmaker) as db:
+        return await create_volunteer(
+            db,
+            name=f"{role}-{secrets.token_hex(3)}",
+            role=role,
+            capacity=capacity,
+            token_ttl_s=3600,
+        )
+
+
+def is_safety(frame: dict[str, Any]) -> bool:
+    return frame["sender"] == "system" and frame.get("kind") == "safety"
+
+
+def alert_about(session_id: str, reason: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: f.get("session_id") == session_id and f.get("reason") == reason
+
+
+async def handoffs_of(server: LiveServer, session_id: str) -> list[Handoff]:
+    """Every handoff of the session, oldest first."""
+    async with transaction(server.app.state.beacon.sessionmaker) as db:
+        return list(
+            (
+                await db.scalars(
+                    select(Handoff)
+                    .where(Handoff.session_id == uuid.UUID(session_id))
+                    .order_by(Handoff.created_at)
+                )
+            ).all()
         )

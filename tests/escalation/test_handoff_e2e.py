@@ -22,7 +22,10 @@ from app.routing import dispatch
 from tests.escalation.conftest import (
     FAST,
     URGENT_TEXT,
+    alert_about,
     clean_slate,
+    handoffs_of,
+    is_safety,
     stored_urgency,
     supervisor,
     write_partners,
@@ -31,39 +34,24 @@ from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient, VolunteerClient
 
 
-async def _handoff(server: Any, session_id: str) -> Handoff:
-    async with transaction(server.app.state.beacon.sessionmaker) as db:
-        rows = (
-            await db.scalars(
-                select(Handoff)
-                .where(Handoff.session_id == uuid.UUID(session_id))
-                .order_by(Handoff.created_at)
-            )
-        ).all()
+async def _latest_handoff(server: Any, session_id: str) -> Handoff:
+    rows = await handoffs_of(server, session_id)
     assert rows, "no handoff recorded"
     return rows[-1]
 
 
 async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
-    await clean_slate(engine)
-    partner: PartnerServer = await partner_factory("lifeline")
+    partner, server = await partnered_server("lifeline")
     partner.script.extend(["fail", "fail", "ok"])
-    partners_file = write_partners(tmp_path, partner.config_entry())
-    server = await live_server_factory(**FAST, partners_file=partners_file)
     sup = await supervisor(server)
     sup_ws = await VolunteerClient.connect(server.ws_url, sup.token)
     visitor = await VisitorClient.open(server.ws_url, locale="en-US")
 
     sent_at = time.monotonic()
     await visitor.say(URGENT_TEXT, "m1")
-    safety = await visitor.expect(
-        "message", lambda f: f["sender"] == "system" and f.get("kind") == "safety", within=1.0
-    )
+    safety = await visitor.expect("message", is_safety, within=1.0)
     safety_latency = time.monotonic() - sent_at
     assert safety_latency < 1.0
     text = safety["text"]
@@ -72,11 +60,7 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
     assert "pill" not in text.lower()
 
     alert = await sup_ws.expect(
-        "alert",
-        lambda f: (
-            f.get("session_id") == visitor.session_id and f.get("reason") == "escalation_started"
-        ),
-        within=2.0,
+        "alert", alert_about(visitor.session_id, "escalation_started"), within=2.0
     )
     # Real triage, default policy: imminent (escalate_high is off, so nothing lower would do).
     assert alert["urgency"] == "imminent"
@@ -120,11 +104,7 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
     assert response.status_code == 200, response.text
     assert response.json() == {"handoff_id": handoff_id, "status": "accepted"}
     await visitor.expect("status", lambda f: f["status"] == "handed_off", within=3.0)
-    await sup_ws.expect(
-        "alert",
-        lambda f: f.get("session_id") == visitor.session_id and f.get("reason") == "handed_off",
-        within=3.0,
-    )
+    await sup_ws.expect("alert", alert_about(visitor.session_id, "handed_off"), within=3.0)
     # A repeated callback changes nothing; connected moves it on.
     assert (await partner.call_back(server.base_url, handoff_id, "accepted")).status_code == 200
     connected = await partner.call_back(server.base_url, handoff_id, "connected")
@@ -183,16 +163,9 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
 
 
 async def test_callback_signature_rejected(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
-    await clean_slate(engine)
-    partner: PartnerServer = await partner_factory("sigcheck")
-    server = await live_server_factory(
-        **FAST, partners_file=write_partners(tmp_path, partner.config_entry())
-    )
+    partner, server = await partnered_server("sigcheck")
     visitor = await VisitorClient.open(server.ws_url)
     await visitor.say(URGENT_TEXT, "m1")
     await partner.wait_for(1, within=10.0)
@@ -229,7 +202,7 @@ async def test_callback_signature_rejected(
         )
         assert unknown.status_code == 404
         assert unknown.json()["error"] == "handoff_not_found"
-    handoff = await _handoff(server, visitor.session_id)
+    handoff = await _latest_handoff(server, visitor.session_id)
     assert handoff.status == "delivered"  # nothing a forged callback said was applied
     await visitor.close()
 
@@ -267,13 +240,9 @@ async def test_partner_down_for_the_whole_deadline(
     )
     assert partner.phone in fallback["text"]
     assert "999" in fallback["text"]  # en-GB emergency number: always a route to help now
-    await sup_ws.expect(
-        "alert",
-        lambda f: f.get("session_id") == visitor.session_id and f.get("reason") == "handoff_failed",
-        within=3.0,
-    )
+    await sup_ws.expect("alert", alert_about(visitor.session_id, "handoff_failed"), within=3.0)
     assert state.escalation.breaker_states()["crisisline"] in ("open", "half_open")
-    handoff = await _handoff(server, visitor.session_id)
+    handoff = await _latest_handoff(server, visitor.session_id)
     assert handoff.status == "undeliverable"
     async with transaction(state.sessionmaker) as db:
         attempts = (

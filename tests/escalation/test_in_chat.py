@@ -4,55 +4,39 @@ once, and no clock runs - unless the chat is later left unanswered again."""
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit.models import Event
 from app.chat.models import Message
 from app.core.db import transaction
 from app.escalation.models import Handoff
-from app.routing.accounts import IssuedAccount, create_volunteer
+from app.routing.accounts import IssuedAccount
 from tests.escalation.conftest import (
     FAST,
     URGENT_TEXT,
-    clean_slate,
+    alert_about,
+    handoffs_of,
+    is_safety,
     stored_urgency,
     supervisor,
-    write_partners,
+    volunteer_account,
 )
 from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
 
-async def _volunteer(server: Any) -> IssuedAccount:
-    async with transaction(server.app.state.beacon.sessionmaker) as db:
-        return await create_volunteer(
-            db, name=f"vol-{secrets.token_hex(3)}", capacity=1, token_ttl_s=3600
-        )
-
-
 async def _in_a_chat(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
-    name: str,
+    partnered_server: Callable[..., Any], name: str
 ) -> tuple[PartnerServer, Any, VolunteerClient, VolunteerClient, VisitorClient, IssuedAccount]:
     """A calm visitor whose chat a volunteer has accepted, with a supervisor watching."""
-    await clean_slate(engine)
-    partner: PartnerServer = await partner_factory(name)
-    server = await live_server_factory(
-        **FAST, partners_file=write_partners(tmp_path, partner.config_entry())
-    )
+    partner, server = await partnered_server(name)
     sup_ws = await VolunteerClient.connect(server.ws_url, (await supervisor(server)).token)
-    account = await _volunteer(server)
+    account = await volunteer_account(server)
     volunteer = await VolunteerClient.connect(server.ws_url, account.token)
     visitor = await VisitorClient.open(server.ws_url, locale="en-GB")
     await visitor.say("hi, can someone talk with me", "m1")
@@ -63,22 +47,15 @@ async def _in_a_chat(
     return partner, server, sup_ws, volunteer, visitor, account
 
 
-def _is_safety(frame: dict[str, Any]) -> bool:
-    return frame["sender"] == "system" and frame.get("kind") == "safety"
-
-
 async def test_active_chat_turning_imminent_alerts_the_volunteer_and_tells_the_visitor_once(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
     partner, server, sup_ws, volunteer, visitor, account = await _in_a_chat(
-        engine, tmp_path, partner_factory, live_server_factory, "inchatline"
+        partnered_server, "inchatline"
     )
     await visitor.say(URGENT_TEXT, "m2")
 
-    safety = await visitor.expect("message", _is_safety, within=1.0)
+    safety = await visitor.expect("message", is_safety, within=1.0)
     text = safety["text"]
     assert "999" in text  # en-GB: the route to immediate help
     assert "trained person" not in text  # one is already here: no "someone is coming"
@@ -94,15 +71,11 @@ async def test_active_chat_turning_imminent_alerts_the_volunteer_and_tells_the_v
     assert "method:overdose" in alert["signals"]
     # The volunteer sees in the transcript exactly what the visitor was told.
     shown = await volunteer.expect(
-        "message", lambda f: f.get("session_id") == visitor.session_id and _is_safety(f)
+        "message", lambda f: f.get("session_id") == visitor.session_id and is_safety(f)
     )
     assert shown["text"] == text
     sup_alert = await sup_ws.expect(
-        "alert",
-        lambda f: (
-            f.get("session_id") == visitor.session_id and f.get("reason") == "imminent_in_chat"
-        ),
-        within=1.0,
+        "alert", alert_about(visitor.session_id, "imminent_in_chat"), within=1.0
     )
     assert sup_alert["volunteer_ids"] == [str(account.id)]
     assert await stored_urgency(server, visitor.session_id) == 4
@@ -146,16 +119,13 @@ async def test_active_chat_turning_imminent_alerts_the_volunteer_and_tells_the_v
 
 
 async def test_imminent_chat_left_unanswered_again_gets_its_own_clock(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
     partner, server, sup_ws, volunteer, visitor, _ = await _in_a_chat(
-        engine, tmp_path, partner_factory, live_server_factory, "requeueline"
+        partnered_server, "requeueline"
     )
     await visitor.say(URGENT_TEXT, "m2")
-    await visitor.expect("message", _is_safety, within=1.0)
+    await visitor.expect("message", is_safety, within=1.0)
     await volunteer.expect("alert", lambda f: f.get("reason") == "imminent_in_chat", within=1.0)
 
     # The volunteer lets go (and logs off): the visitor waits again, imminent, nobody to answer.
@@ -163,26 +133,15 @@ async def test_imminent_chat_left_unanswered_again_gets_its_own_clock(
     await volunteer.expect("session", about(visitor.session_id, status="released"), within=3.0)
     await volunteer.close()
     started = await sup_ws.expect(
-        "alert",
-        lambda f: (
-            f.get("session_id") == visitor.session_id and f.get("reason") == "escalation_started"
-        ),
-        within=3.0,
+        "alert", alert_about(visitor.session_id, "escalation_started"), within=3.0
     )
     assert started["urgency"] == "imminent"
-    coming = await visitor.expect("message", _is_safety, within=2.0)
+    coming = await visitor.expect("message", is_safety, within=2.0)
     assert "trained person" in coming["text"]  # unanswered again: the usual message
     received = await partner.wait_for(1, within=FAST["handoff_deadline_s"] + 3.0)
     assert received[0].payload["session_id"] == visitor.session_id
     assert received[0].payload["reason"] == "no_volunteer_in_time"
-    async with transaction(server.app.state.beacon.sessionmaker) as db:
-        handoffs = (
-            await db.scalars(
-                select(Handoff)
-                .where(Handoff.session_id == uuid.UUID(visitor.session_id))
-                .order_by(Handoff.created_at)
-            )
-        ).all()
+    handoffs = await handoffs_of(server, visitor.session_id)
     assert (handoffs[0].trigger, handoffs[0].status) == ("in_chat", "not_needed")
     assert [h.trigger for h in handoffs] == ["in_chat", "auto"]
     assert str(handoffs[1].id) == received[0].headers["idempotency-key"]

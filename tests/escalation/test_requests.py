@@ -4,64 +4,36 @@ the clock standing down when a volunteer answers in time."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit.models import Event
 from app.core.db import transaction
 from app.escalation.models import Handoff
-from app.routing.accounts import IssuedAccount, create_volunteer
+from app.routing.accounts import IssuedAccount
 from tests.escalation.conftest import (
     FAST,
     URGENT_TEXT,
-    clean_slate,
     stored_urgency,
     supervisor,
-    write_partners,
+    volunteer_account,
 )
-from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
 
-async def _volunteer(server: Any, capacity: int = 1) -> IssuedAccount:
-    async with transaction(server.app.state.beacon.sessionmaker) as db:
-        return await create_volunteer(
-            db, name=f"vol-{secrets.token_hex(3)}", capacity=capacity, token_ttl_s=3600
-        )
-
-
-async def _start(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
-    name: str,
-) -> tuple[PartnerServer, Any]:
-    await clean_slate(engine)
-    partner: PartnerServer = await partner_factory(name)
-    server = await live_server_factory(
-        **FAST, partners_file=write_partners(tmp_path, partner.config_entry())
-    )
-    return partner, server
-
-
 async def test_volunteer_hands_off_over_the_socket(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
-    partner, server = await _start(engine, tmp_path, partner_factory, live_server_factory, "wsline")
-    account = await _volunteer(server)
+    partner, server = await partnered_server("wsline")
+    account = await volunteer_account(server)
     volunteer = await VolunteerClient.connect(server.ws_url, account.token)
-    bystander = await VolunteerClient.connect(server.ws_url, (await _volunteer(server, 0)).token)
+    bystander = await VolunteerClient.connect(
+        server.ws_url, (await volunteer_account(server, capacity=0)).token
+    )
     visitor = await VisitorClient.open(server.ws_url)
     await visitor.say("hi, can someone talk with me", "m1")
     await volunteer.expect("offer", about(visitor.session_id))
@@ -97,15 +69,10 @@ async def test_volunteer_hands_off_over_the_socket(
 
 
 async def test_volunteer_answering_in_time_stops_the_clock(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
-    partner, server = await _start(
-        engine, tmp_path, partner_factory, live_server_factory, "notneeded"
-    )
-    account = await _volunteer(server)
+    partner, server = await partnered_server("notneeded")
+    account = await volunteer_account(server)
     volunteer = await VolunteerClient.connect(server.ws_url, account.token)
     visitor = await VisitorClient.open(server.ws_url)
     await visitor.say(URGENT_TEXT, "m1")
@@ -127,17 +94,12 @@ async def test_volunteer_answering_in_time_stops_the_clock(
 
 
 async def test_active_rescue_is_supervisor_only_two_step_and_audited(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
-    partner, server = await _start(
-        engine, tmp_path, partner_factory, live_server_factory, "rescueline"
-    )
+    partner, server = await partnered_server("rescueline")
     sup_a = await supervisor(server)
     sup_b = await supervisor(server)
-    plain = await _volunteer(server, 0)
+    plain = await volunteer_account(server, capacity=0)
     watcher = await VolunteerClient.connect(server.ws_url, sup_b.token)
     visitor = await VisitorClient.open(server.ws_url)
     await visitor.say("hello", "m1")

@@ -5,28 +5,25 @@ message once, and no clock runs that could hand the visitor to a partner mid-con
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.audit.models import Event
 from app.chat.models import ChatSession, Message
 from app.core.db import transaction
 from app.escalation.models import Handoff
-from app.routing.accounts import IssuedAccount, create_volunteer
 from tests.escalation.conftest import (
     FAST,
     URGENT_TEXT,
-    clean_slate,
+    alert_about,
+    is_safety,
     stored_urgency,
     supervisor,
-    write_partners,
+    volunteer_account,
 )
 from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
@@ -34,34 +31,16 @@ from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 SETTINGS: dict[str, Any] = {**FAST, "offer_timeout_s": 60.0}
 
 
-async def _account(server: Any, role: str = "volunteer") -> IssuedAccount:
-    async with transaction(server.app.state.beacon.sessionmaker) as db:
-        return await create_volunteer(
-            db, name=f"{role}-{secrets.token_hex(3)}", role=role, capacity=1, token_ttl_s=3600
-        )
-
-
-def _is_safety(frame: dict[str, Any]) -> bool:
-    return frame["sender"] == "system" and frame.get("kind") == "safety"
-
-
 def _in_chat_alert(session_id: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda f: f.get("session_id") == session_id and f.get("reason") == "imminent_in_chat"
+    return alert_about(session_id, "imminent_in_chat")
 
 
 async def test_chat_turning_imminent_mid_warm_transfer_takes_the_in_chat_path(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
-    await clean_slate(engine)
-    partner = await partner_factory("transferline")
-    server = await live_server_factory(
-        **SETTINGS, partners_file=write_partners(tmp_path, partner.config_entry())
-    )
+    partner, server = await partnered_server("transferline", **SETTINGS)
     sup_ws = await VolunteerClient.connect(server.ws_url, (await supervisor(server)).token)
-    a_account = await _account(server)
+    a_account = await volunteer_account(server)
     a = await VolunteerClient.connect(server.ws_url, a_account.token)
     visitor = await VisitorClient.open(server.ws_url, locale="en-GB")
     sid = visitor.session_id
@@ -72,7 +51,7 @@ async def test_chat_turning_imminent_mid_warm_transfer_takes_the_in_chat_path(
     await visitor.expect("status", lambda f: f["status"] == "active", within=3.0)
 
     # A offers the chat to B and stays in it until B accepts (B never does in this test).
-    b_account = await _account(server)
+    b_account = await volunteer_account(server)
     b = await VolunteerClient.connect(server.ws_url, b_account.token)
     await a.send({"type": "transfer", "session_id": sid, "to_volunteer_id": str(b_account.id)})
     offer = await b.expect("offer", about(sid), within=3.0)
@@ -84,7 +63,7 @@ async def test_chat_turning_imminent_mid_warm_transfer_takes_the_in_chat_path(
     assert "method:overdose" in alert["signals"]
     sup_alert = await sup_ws.expect("alert", _in_chat_alert(sid), within=1.5)
     assert sup_alert["volunteer_ids"] == [str(a_account.id)]
-    safety = await visitor.expect("message", _is_safety, within=1.5)
+    safety = await visitor.expect("message", is_safety, within=1.5)
     assert "999" in safety["text"]  # en-GB: the route to immediate help
     assert "trained person" not in safety["text"]  # one is here: not the waiting-room message
     assert await stored_urgency(server, sid) == 4
@@ -125,35 +104,24 @@ async def test_chat_turning_imminent_mid_warm_transfer_takes_the_in_chat_path(
 
 
 async def test_clock_started_while_waiting_stands_down_when_the_deadline_finds_a_warm_transfer(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
     """Escalated while waiting, then accepted and offered on to B before the deadline: A is
     still in the chat when the clock runs out, so it stands down instead of delivering."""
-    await clean_slate(engine)
-    partner = await partner_factory("transferclock")
     settings = {**SETTINGS, "handoff_deadline_s": 4.0}
-    server = await live_server_factory(
-        **settings, partners_file=write_partners(tmp_path, partner.config_entry())
-    )
+    partner, server = await partnered_server("transferclock", **settings)
     sup_ws = await VolunteerClient.connect(server.ws_url, (await supervisor(server)).token)
     visitor = await VisitorClient.open(server.ws_url, locale="en-GB")
     sid = visitor.session_id
     await visitor.say(URGENT_TEXT, "m1")
-    await sup_ws.expect(
-        "alert",
-        lambda f: f.get("session_id") == sid and f.get("reason") == "escalation_started",
-        within=2.0,
-    )
-    await visitor.expect("message", _is_safety, within=2.0)
+    await sup_ws.expect("alert", alert_about(sid, "escalation_started"), within=2.0)
+    await visitor.expect("message", is_safety, within=2.0)
 
-    a = await VolunteerClient.connect(server.ws_url, (await _account(server)).token)
+    a = await VolunteerClient.connect(server.ws_url, (await volunteer_account(server)).token)
     await a.expect("offer", about(sid), within=3.0)
     await a.send({"type": "accept", "session_id": sid})
     await a.expect("assigned", about(sid))
-    b_account = await _account(server)
+    b_account = await volunteer_account(server)
     b = await VolunteerClient.connect(server.ws_url, b_account.token)
     await a.send({"type": "transfer", "session_id": sid, "to_volunteer_id": str(b_account.id)})
     await b.expect("offer", about(sid), within=3.0)
@@ -185,18 +153,11 @@ async def test_clock_started_while_waiting_stands_down_when_the_deadline_finds_a
 
 
 async def test_a_supervisor_holding_the_chat_is_alerted_once(
-    engine: AsyncEngine,
-    tmp_path: Path,
-    partner_factory: Callable[..., Any],
-    live_server_factory: Callable[..., Any],
+    partnered_server: Callable[..., Any],
 ) -> None:
     """Their socket hears the supervisors channel too: the alert naming them comes once."""
-    await clean_slate(engine)
-    partner = await partner_factory("supholderline")
-    server = await live_server_factory(
-        **SETTINGS, partners_file=write_partners(tmp_path, partner.config_entry())
-    )
-    account = await _account(server, role="supervisor")
+    _partner, server = await partnered_server("supholderline", **SETTINGS)
+    account = await volunteer_account(server, role="supervisor")
     holder = await VolunteerClient.connect(server.ws_url, account.token)
     visitor = await VisitorClient.open(server.ws_url, locale="en-GB")
     sid = visitor.session_id
@@ -208,7 +169,7 @@ async def test_a_supervisor_holding_the_chat_is_alerted_once(
     await visitor.say(URGENT_TEXT, "m2")
     alert = await holder.expect("alert", _in_chat_alert(sid), within=1.5)
     assert alert["volunteer_ids"] == [str(account.id)]
-    await visitor.expect("message", _is_safety, within=1.5)
+    await visitor.expect("message", is_safety, within=1.5)
     again = [f for f in await holder.drain(1.0) if f.get("type") == "alert"]
     assert not [f for f in again if _in_chat_alert(sid)(f)]
     for client in (holder, visitor):
