@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.commands import DatabaseNotReady, command_database
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker, transaction
+from app.core.db import transaction
 from app.core.errors import BeaconError
 from app.core.logging import configure_logging
-from app.core.migrate import current_revision, head_revision, upgrade_to_head
 from app.partners import service
 from app.partners.schemas import ApiKeyInfo, ApiKeyIssued
 
@@ -77,19 +77,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _ensure_schema(settings: Settings) -> None:
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        revision = await current_revision(engine)
-    finally:
-        await engine.dispose()
-    if revision != head_revision():
-        raise SystemExit(
-            f"beacon partner: database is at revision {revision}, not head; "
-            "run `beacon db upgrade` first"
-        )
-
-
 async def _apply(args: argparse.Namespace, db: AsyncSession) -> list[ApiKeyInfo | ApiKeyIssued]:
     if args.action == "add":
         row, key = await service.create_key(
@@ -117,13 +104,8 @@ async def _apply(args: argparse.Namespace, db: AsyncSession) -> list[ApiKeyInfo 
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> list[ApiKeyInfo | ApiKeyIssued]:
-    await _ensure_schema(settings)
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with transaction(create_sessionmaker(engine)) as db:
-            return await _apply(args, db)
-    finally:
-        await engine.dispose()
+    async with command_database(settings) as sessionmaker, transaction(sessionmaker) as db:
+        return await _apply(args, db)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -131,11 +113,11 @@ def main(argv: Sequence[str]) -> int:
     settings = get_settings()
     # Logs go to stderr, so stdout stays pure JSON.
     configure_logging(settings.log_level, json=settings.log_json)
-    if settings.is_sqlite:
-        # The embedded default must just work, as `beacon serve` does.
-        upgrade_to_head(settings.database_url)
     try:
         output = asyncio.run(_run(args, settings))
+    except DatabaseNotReady as exc:
+        print(f"beacon partner: {exc}", file=sys.stderr)
+        return 1
     except BeaconError as exc:
         print(f"beacon partner: {exc.code}: {exc.detail}", file=sys.stderr)
         return 1

@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.core.commands import DatabaseNotReady, command_database
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker, transaction
+from app.core.db import transaction
 from app.core.errors import BeaconError
 from app.routing import accounts
 from app.routing.models import ROLES, Volunteer
@@ -40,52 +41,48 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    engine = create_engine(settings.database_url, pool_size=1)
-    try:
-        async with transaction(create_sessionmaker(engine)) as db:
-            if args.action == "add":
-                issued = await accounts.create_volunteer(
-                    db,
-                    name=args.name,
-                    role=args.role,
-                    languages=[p for p in args.languages.split(",") if p.strip()],
-                    capacity=args.capacity,
-                    token_ttl_s=settings.volunteer_token_ttl_s,
-                )
-                return {
-                    "id": str(issued.id),
-                    "name": issued.name,
-                    "role": issued.role,
-                    "languages": issued.languages,
-                    "capacity": issued.capacity,
-                    "token": issued.token,
-                    "token_expires_at": issued.token_expires_at,
-                }
-            if args.action == "revoke":
-                await accounts.revoke_volunteer(db, args.id)
-                return {"id": str(args.id), "revoked": True}
-            if args.action == "token":
-                token = await accounts.rotate_token(
-                    db, args.id, token_ttl_s=settings.volunteer_token_ttl_s
-                )
-                return {"id": str(args.id), "token": token}
-            rows = (await db.scalars(select(Volunteer).order_by(Volunteer.created_at))).all()
+    async with command_database(settings) as sessionmaker, transaction(sessionmaker) as db:
+        if args.action == "add":
+            issued = await accounts.create_volunteer(
+                db,
+                name=args.name,
+                role=args.role,
+                languages=[p for p in args.languages.split(",") if p.strip()],
+                capacity=args.capacity,
+                token_ttl_s=settings.volunteer_token_ttl_s,
+            )
             return {
-                "volunteers": [
-                    {
-                        "id": str(v.id),
-                        "name": v.name,
-                        "role": v.role,
-                        "languages": v.languages,
-                        "capacity": v.capacity,
-                        "revoked": v.revoked_at is not None,
-                        "token_expires_at": v.token_expires_at.isoformat(),
-                    }
-                    for v in rows
-                ]
+                "id": str(issued.id),
+                "name": issued.name,
+                "role": issued.role,
+                "languages": issued.languages,
+                "capacity": issued.capacity,
+                "token": issued.token,
+                "token_expires_at": issued.token_expires_at,
             }
-    finally:
-        await engine.dispose()
+        if args.action == "revoke":
+            await accounts.revoke_volunteer(db, args.id)
+            return {"id": str(args.id), "revoked": True}
+        if args.action == "token":
+            token = await accounts.rotate_token(
+                db, args.id, token_ttl_s=settings.volunteer_token_ttl_s
+            )
+            return {"id": str(args.id), "token": token}
+        rows = (await db.scalars(select(Volunteer).order_by(Volunteer.created_at))).all()
+        return {
+            "volunteers": [
+                {
+                    "id": str(v.id),
+                    "name": v.name,
+                    "role": v.role,
+                    "languages": v.languages,
+                    "capacity": v.capacity,
+                    "revoked": v.revoked_at is not None,
+                    "token_expires_at": v.token_expires_at.isoformat(),
+                }
+                for v in rows
+            ]
+        }
 
 
 def main(argv: Sequence[str]) -> int:
@@ -95,6 +92,9 @@ def main(argv: Sequence[str]) -> int:
         result = asyncio.run(_run(args, settings))
     except BeaconError as exc:
         print(json.dumps({"error": exc.code, "detail": exc.detail}), file=sys.stderr)
+        return 1
+    except DatabaseNotReady as exc:
+        print(json.dumps({"error": "database_not_ready", "detail": str(exc)}), file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
