@@ -190,11 +190,24 @@ _NON_PERSON_SUBJECT = re.compile(
 )
 
 
+def _window(text: str, match: re.Match[str], before: int, after: int) -> str:
+    """The text around a match: ``before`` characters ahead of it, ``after`` past its end."""
+    return text[max(0, match.start() - before) : match.end() + after]
+
+
+def _prefix(text: str, match: re.Match[str], before: int) -> str:
+    """The ``before`` characters ahead of a match."""
+    return text[max(0, match.start() - before) : match.start()]
+
+
+_LAUGH_RE = re.compile(_LAUGH)
+
+
 def _not_person_subject(match: re.Match[str], text: str) -> bool:
     """'X is killing me' is hyperbole unless X is a person (then it may be real danger)."""
-    prefix = text[max(0, match.start() - 40) : match.start()]
     return (
-        _NON_PERSON_SUBJECT.search(prefix) is None or re.search(_LAUGH, match.group(0)) is not None
+        _NON_PERSON_SUBJECT.search(_prefix(text, match, 40)) is None
+        or _LAUGH_RE.search(match.group(0)) is not None
     )
 
 
@@ -516,7 +529,7 @@ _PAST = re.compile(
 
 def _attempt_timing(match: re.Match[str], text: str) -> str | None:
     """An ingestion or act described without a past marker is treated as happening now."""
-    window = text[max(0, match.start() - 60) : match.end() + 120]
+    window = _window(text, match, 60, 120)
     if _PAST.search(window) and not _RECENT.search(window):
         return "behavior:attempt"
     return "behavior:attempt_now"
@@ -537,13 +550,39 @@ def _took_quantity(match: re.Match[str], text: str) -> str | None:
     return _attempt_timing(match, text)
 
 
+# The words each refinement below looks for around its match, compiled once: refinements run for
+# every match of their rule in every message.
+_SELF_HARM_RECENT = re.compile(
+    r"\b(?:again|today|tonight|last night|yesterday|earlier|this morning|this week|"
+    r"\w+ (?:minutes|hours|days) ago|an hour ago|just now|right now)\b"
+)
+_CONDITION_AFTER = re.compile(r"\b(?:if|unless|someday|one day|eventually)\b")
+_CONDITION_BEFORE = re.compile(r"\b(?:if|unless|otherwise|or else)\b")
+_WAS_BEFORE = re.compile(r"\b(?:was|were|had been|last (?:year|time|month)|ago|when i)\b")
+_ABUSER_HERE_NOW = re.compile(
+    r"\b(?:right now|now|as i (?:type|write|speak)|outside (?:my|the) (?:door|room|house)|"
+    r"at the door|is here|coming (?:home|back|for me)|on (?:his|her|their) way)\b"
+)
+_ABUSE_RIGHT_NOW = re.compile(r"\b(?:right now|just now)\b")
+_ABUSE_LONG_AGO = re.compile(
+    r"\b(?:when i was|as a (?:kid|child|teen|teenager)|growing up|years ago|childhood|"
+    r"in the past|used to)\b"
+)
+_ABUSE_LATELY = re.compile(
+    r"\b(?:today|tonight|last night|yesterday|this morning|again|earlier|keeps|every day|"
+    r"still|this week|last week|recently|days ago|a few days ago)\b"
+)
+_ABUSE_OVER = re.compile(
+    r"\b(?:was|were|used to|when i was|as a (?:kid|child|teen)|years ago|growing up|"
+    r"childhood|in the past|escaped|left (?:him|her|them))\b"
+)
+_TRIED_TO_TAIL = re.compile(r"\b(?:tried|attempted|trying|attempting)\s+to\s+$")
+_ALMOST_TAIL = re.compile(r"\b(?:almost|nearly)\s+$")
+_JUST_NOW_TAIL = re.compile(r"\b(?:just|right now)\s+$")
+
+
 def _self_harm_timing(match: re.Match[str], text: str) -> str | None:
-    window = text[match.start() : match.end() + 60]
-    if re.search(
-        r"\b(?:again|today|tonight|last night|yesterday|earlier|this morning|this week|"
-        r"\w+ (?:minutes|hours|days) ago|an hour ago|just now|right now)\b",
-        window,
-    ):
+    if _SELF_HARM_RECENT.search(_window(text, match, 0, 60)):
         return "self_harm:recent"
     return "self_harm"
 
@@ -552,75 +591,65 @@ def _conditional(match: re.Match[str], text: str, signal: str) -> str | None:
     """'I will kill myself if nothing changes' is ideation, not yet a decision."""
     after = text[match.end() : match.end() + 30]
     before = _clause_prefix(text, match.start())
-    if re.search(r"\b(?:if|unless|someday|one day|eventually)\b", after) or re.search(
-        r"\b(?:if|unless|otherwise|or else)\b", before
-    ):
+    if _CONDITION_AFTER.search(after) or _CONDITION_BEFORE.search(before):
         return "ideation:active"
     return signal
 
 
+def _intent_unless_conditional(match: re.Match[str], text: str) -> str | None:
+    return _conditional(match, text, "intent")
+
+
 def _not_past(match: re.Match[str], text: str) -> str | None:
     """'I was unresponsive' (last year) is history, not an emergency now."""
-    before = _clause_prefix(text, match.start())
-    if re.search(r"\b(?:was|were|had been|last (?:year|time|month)|ago|when i)\b", before):
+    if _WAS_BEFORE.search(_clause_prefix(text, match.start())):
         return None
     return "medical:emergency"
 
 
 def _abuse_timing(match: re.Match[str], text: str) -> str | None:
-    window = text[max(0, match.start() - 40) : match.end() + 60]
-    if re.search(
-        r"\b(?:right now|now|as i (?:type|write|speak)|outside (?:my|the) (?:door|room|house)|"
-        r"at the door|is here|coming (?:home|back|for me)|on (?:his|her|their) way)\b",
-        window,
-    ):
+    if _ABUSER_HERE_NOW.search(_window(text, match, 40, 60)):
         return "danger:now"
     return "abuse:ongoing"
 
 
 def _abuse_past_or_recent(match: re.Match[str], text: str) -> str | None:
-    window = text[max(0, match.start() - 40) : match.end() + 60]
-    if re.search(r"\b(?:right now|just now)\b", window):
+    window = _window(text, match, 40, 60)
+    if _ABUSE_RIGHT_NOW.search(window):
         return "danger:now"
-    if re.search(
-        r"\b(?:when i was|as a (?:kid|child|teen|teenager)|growing up|years ago|childhood|"
-        r"in the past|used to)\b",
-        window,
-    ):
+    if _ABUSE_LONG_AGO.search(window):
         return "abuse:past"
-    if re.search(
-        r"\b(?:today|tonight|last night|yesterday|this morning|again|earlier|keeps|every day|"
-        r"still|this week|last week|recently|days ago|a few days ago)\b",
-        window,
-    ):
+    if _ABUSE_LATELY.search(window):
         return "abuse:ongoing"
     return "abuse:past"
 
 
 def _abuse_state(match: re.Match[str], text: str) -> str | None:
-    window = text[max(0, match.start() - 50) : match.end() + 30]
-    if re.search(
-        r"\b(?:was|were|used to|when i was|as a (?:kid|child|teen)|years ago|growing up|"
-        r"childhood|in the past|escaped|left (?:him|her|them))\b",
-        window,
-    ):
+    if _ABUSE_OVER.search(_window(text, match, 50, 30)):
         return "abuse:past"
     return "abuse:ongoing"
 
 
 def _third_reflexive(match: re.Match[str], text: str) -> str | None:
     """'my friend wants to kill herself' vs 'my brother killed himself' (bereavement)."""
-    prefix = text[max(0, match.start() - 40) : match.start()]
-    if re.search(r"\b(?:tried|attempted|trying|attempting)\s+to\s+$", prefix):
+    prefix = _prefix(text, match, 40)
+    if _TRIED_TO_TAIL.search(prefix):
         return "behavior:attempt"
     verb = match.group("verb")
-    if verb in {"killed", "hanged", "hung", "shot", "drowned", "poisoned"} and not re.search(
-        r"\b(?:almost|nearly)\s+$", prefix
+    if verb in {"killed", "hanged", "hung", "shot", "drowned", "poisoned"} and not (
+        _ALMOST_TAIL.search(prefix)
     ):
         return "bereavement:suicide"
     if verb in {"cut", "cutting", "hurt", "hurting", "harm", "harming", "burning", "burn"}:
         return "self_harm"
     return "ideation:active"
+
+
+def _attempt_just_now(match: re.Match[str], text: str) -> str | None:
+    """'I just overdosed' is happening now; a bare 'I overdosed' may be history."""
+    if _JUST_NOW_TAIL.search(_prefix(text, match, 20)):
+        return "behavior:attempt_now"
+    return "behavior:attempt"
 
 
 _RULES: tuple[_Rule, ...] = (
@@ -1129,7 +1158,7 @@ _RULES: tuple[_Rule, ...] = (
             r"medication|tablets)|swallow (?:them|all|the pills|my pills)|finish myself)\b"
         ),
         directed=True,
-        refine=lambda match, text: _conditional(match, text, "intent"),
+        refine=_intent_unless_conditional,
     ),
     _Rule(
         "intent",
@@ -1157,7 +1186,7 @@ _RULES: tuple[_Rule, ...] = (
         ),
         directed=True,
         needs_risk=True,
-        refine=lambda match, text: _conditional(match, text, "intent"),
+        refine=_intent_unless_conditional,
     ),
     _Rule(
         "intent",
@@ -1374,13 +1403,7 @@ _RULES: tuple[_Rule, ...] = (
             r"|\bi\s+(?:have\s+)?overdosed\b|\bmy\s+overdose\b"
         ),
         directed=True,
-        refine=lambda match, text: (
-            "behavior:attempt_now"
-            if re.search(
-                r"\b(?:just|right now)\s+$", text[max(0, match.start() - 20) : match.start()]
-            )
-            else "behavior:attempt"
-        ),
+        refine=_attempt_just_now,
     ),
     _Rule(
         "behavior:attempt",
