@@ -596,7 +596,7 @@ class MessageCommitter:
                 .values(last_seq=bindparam("b_last_seq"), updated_at=now),
                 [{"b_id": sid, "b_last_seq": states[sid].last_seq} for sid in ordered],
             )
-        for session_id in sorted(changed):
+        for session_id in ordered:
             state = states[session_id]
             if state.dirty:  # urgency or signals changed: rare, one statement each
                 await db.execute(
