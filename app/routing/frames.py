@@ -9,12 +9,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from app.chat.frames import MAX_SEQ
 from app.core.errors import BeaconError
-from app.routing.assignments import DISPOSITIONS
-from app.triage.types import Level
+from app.routing.schemas import Disposition, risk_level_value
 
 
 class InvalidJson(BeaconError):
@@ -104,28 +111,11 @@ class TransferFrame(_Frame):
 class CloseFrame(_Frame):
     type: Literal["close"]
     session_id: uuid.UUID
-    disposition: str
+    disposition: Disposition
     # The volunteer's own assessment, as a level name or 0-4; it becomes the session urgency.
-    risk_level: int | str
+    # Any string reaches the check (not a Literal), so a wrong name gets one clear message.
+    risk_level: Annotated[int | str, AfterValidator(risk_level_value)]
     notes: str | None = Field(default=None, max_length=4000)
-
-    @field_validator("disposition")
-    @classmethod
-    def _known_disposition(cls, value: str) -> str:
-        if value not in DISPOSITIONS:
-            raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
-        return value
-
-    @field_validator("risk_level")
-    @classmethod
-    def _level(cls, value: int | str) -> int:
-        if isinstance(value, str):
-            if value not in Level.__members__:
-                raise ValueError("risk_level must be a level name or 0-4")
-            return int(Level[value])
-        if not 0 <= value <= int(Level.imminent):
-            raise ValueError("risk_level must be 0-4")
-        return value
 
     @property
     def risk_value(self) -> int:

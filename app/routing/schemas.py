@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.routing.assignments import DISPOSITIONS
 from app.triage.types import Level
 
 LevelName = Literal["none", "low", "moderate", "high", "imminent"]
+
+
+# Wrap-up checks shared by the REST body and the ``close`` frame, so both refuse the same input.
+def known_disposition(value: str) -> str:
+    if value not in DISPOSITIONS:
+        raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
+    return value
+
+
+def risk_level_value(value: int | str) -> int:
+    if isinstance(value, str):
+        if value not in Level.__members__:
+            raise ValueError("risk_level must be a level name or 0-4")
+        return int(Level[value])
+    if not 0 <= value <= int(Level.imminent):
+        raise ValueError("risk_level must be 0-4")
+    return value
+
+
+Disposition = Annotated[str, AfterValidator(known_disposition)]
+RiskLevel = Annotated[int | LevelName, AfterValidator(risk_level_value)]
+"""The volunteer's own assessment, as a level name or 0-4 (validated to an int)."""
 
 
 class QueueItem(BaseModel):
@@ -71,27 +93,11 @@ class TransferRequest(BaseModel):
 
 
 class CloseRequest(BaseModel):
-    disposition: str = Field(description=f"one of {', '.join(DISPOSITIONS)}")
-    risk_level: int | LevelName = Field(
+    disposition: Disposition = Field(description=f"one of {', '.join(DISPOSITIONS)}")
+    risk_level: RiskLevel = Field(
         description="the volunteer's assessment; becomes the session urgency (audited)"
     )
     notes: str | None = Field(default=None, max_length=4000)
-
-    @field_validator("disposition")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in DISPOSITIONS:
-            raise ValueError(f"disposition must be one of {', '.join(DISPOSITIONS)}")
-        return value
-
-    @field_validator("risk_level")
-    @classmethod
-    def _level(cls, value: int | str) -> int:
-        if isinstance(value, str):
-            return int(Level[value])
-        if not 0 <= value <= int(Level.imminent):
-            raise ValueError("risk_level must be 0-4")
-        return value
 
     @property
     def risk_value(self) -> int:
