@@ -356,27 +356,18 @@ async def offer(
     )
     if session is None:
         return None
-    slots = await _take_slot(
+    made = await _offer_slot(
         db,
+        session,
         volunteer_id,
-        urgency=session.urgency,
-        high_urgency_slots=high_urgency_slots,
-        online_only=True,
-    )
-    if not slots:
-        await _set_session_status(db, session_id, from_statuses=("offered",), to="waiting", now=now)
-        return None
-    assignment = Assignment(
-        session_id=session_id,
-        volunteer_id=volunteer_id,
-        status="offered",
         kind="route",
-        offered_at=now,
-        expires_at=now + timedelta(seconds=timeout_s),
-        slots=slots,
+        undo=("offered", "waiting"),
+        timeout_s=timeout_s,
+        high_urgency_slots=high_urgency_slots,
+        now=now,
     )
-    db.add(assignment)
-    await db.flush()
+    if made is None:
+        return None
     _audit(
         db,
         None,
@@ -385,15 +376,53 @@ async def offer(
         volunteer_id=str(volunteer_id),
         urgency=session.urgency,
     )
+    return made
+
+
+async def _offer_slot(
+    db: AsyncSession,
+    session: ChatSession,
+    volunteer_id: uuid.UUID,
+    *,
+    kind: str,
+    undo: tuple[str, str],
+    timeout_s: float,
+    high_urgency_slots: int,
+    now: datetime,
+) -> OfferMade | None:
+    """Take the volunteer's slots and record the offer. With no free slot (or the volunteer
+    gone offline) the session's status goes back ``undo = (from, to)`` and None is returned."""
+    slots = await _take_slot(
+        db,
+        volunteer_id,
+        urgency=session.urgency,
+        high_urgency_slots=high_urgency_slots,
+        online_only=True,
+    )
+    if not slots:
+        await _set_session_status(db, session.id, from_statuses=(undo[0],), to=undo[1], now=now)
+        return None
+    expires_at = now + timedelta(seconds=timeout_s)
+    assignment = Assignment(
+        session_id=session.id,
+        volunteer_id=volunteer_id,
+        status="offered",
+        kind=kind,
+        offered_at=now,
+        expires_at=expires_at,
+        slots=slots,
+    )
+    db.add(assignment)
+    await db.flush()
     return OfferMade(
         assignment_id=assignment.id,
-        session_id=session_id,
+        session_id=session.id,
         volunteer_id=volunteer_id,
         urgency=session.urgency,
         signals=list(session.signals or []),
         waited_s=(now - session.waiting_since).total_seconds(),
-        expires_at=now + timedelta(seconds=timeout_s),
-        kind="route",
+        expires_at=expires_at,
+        kind=kind,
     )
 
 
@@ -797,40 +826,19 @@ async def transfer(
     )
     if session is None:
         raise SessionTaken("a transfer is already in progress")
-    slots = await _take_slot(
+    made = await _offer_slot(
         db,
+        session,
         to_volunteer_id,
-        urgency=session.urgency,
+        kind="transfer",
+        undo=("transferring", "active"),
+        timeout_s=timeout_s,
         high_urgency_slots=high_urgency_slots,
-        online_only=True,
+        now=now,
     )
-    if not slots:
-        await _set_session_status(
-            db, session_id, from_statuses=("transferring",), to="active", now=now
-        )
+    if made is None:
         raise AtCapacity("that volunteer is not online or has no free slot")
-    assignment = Assignment(
-        session_id=session_id,
-        volunteer_id=to_volunteer_id,
-        status="offered",
-        kind="transfer",
-        offered_at=now,
-        expires_at=now + timedelta(seconds=timeout_s),
-        slots=slots,
-    )
-    db.add(assignment)
-    await db.flush()
     _audit(db, principal, "transfer_offered", session_id, to=str(to_volunteer_id))
-    made = OfferMade(
-        assignment_id=assignment.id,
-        session_id=session_id,
-        volunteer_id=to_volunteer_id,
-        urgency=session.urgency,
-        signals=list(session.signals or []),
-        waited_s=(now - session.waiting_since).total_seconds(),
-        expires_at=now + timedelta(seconds=timeout_s),
-        kind="transfer",
-    )
     return made, made.notices(now)
 
 
