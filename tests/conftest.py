@@ -56,6 +56,18 @@ async def database_url(pg_server: pg.PgServer) -> AsyncIterator[str]:
     await pg.drop_database(pg_server.admin_url, url)
 
 
+@pytest.fixture
+async def restartable_database() -> AsyncIterator[tuple[str, pg.PgCluster]]:
+    """A migrated database on a cluster of the test's own, for tests that restart Postgres
+    (the server the rest of the suite shares is never restarted). Needs initdb/pg_ctl.
+
+    Ask for it before ``live_server_factory``: servers must stop before their cluster does."""
+    with pg.throwaway_cluster() as cluster:
+        url = await pg.create_database(cluster.admin_url)
+        await asyncio.to_thread(upgrade_to_head, url)
+        yield url, cluster
+
+
 @pytest.fixture(scope="session")
 def settings_factory(database_url: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:

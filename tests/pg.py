@@ -3,6 +3,9 @@
 Order: ``BEACON_TEST_DATABASE_URL`` if set; else a local server on 127.0.0.1:5432; else a
 throwaway cluster started from local binaries (initdb/pg_ctl); else a clear failure.
 Every run then creates its own fresh database on that server and drops it afterwards.
+
+Tests that restart Postgres start their own throwaway cluster (:class:`PgCluster`) whatever
+the order above found: the shared server is never restarted by the suite.
 """
 
 from __future__ import annotations
@@ -34,6 +37,39 @@ class PgServer:
     admin_url: str  # a database on the server we may connect to for CREATE/DROP DATABASE
 
 
+@dataclass
+class PgCluster(PgServer):
+    """A cluster this process started (initdb + pg_ctl), so it may also restart it."""
+
+    pg_ctl: str
+    data: Path
+    options: str
+    log: Path
+    prefix: list[str]
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m fast|immediate``: every client connection is cut, then the server
+        is back (``-w`` waits until it accepts connections)."""
+        subprocess.run(
+            [
+                *self.prefix,
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-m",
+                mode,
+                "-o",
+                self.options,
+                "-l",  # without a log file the postmaster would hold our stdout pipe open
+                str(self.log),
+                "-w",
+                "restart",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
 def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -63,7 +99,7 @@ def _pg_bin(name: str) -> str | None:
 
 
 @contextlib.contextmanager
-def throwaway_cluster() -> Iterator[PgServer]:
+def throwaway_cluster() -> Iterator[PgCluster]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise NoPostgres(
@@ -84,13 +120,21 @@ def throwaway_cluster() -> Iterator[PgServer]:
         capture_output=True,
     )
     opts = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    log = workdir / "log"
     subprocess.run(
-        [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-w", "-l", str(workdir / "log"), "start"],
+        [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-w", "-l", str(log), "start"],
         check=True,
         capture_output=True,
     )
     try:
-        yield PgServer(admin_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres")
+        yield PgCluster(
+            admin_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres",
+            pg_ctl=pg_ctl,
+            data=data,
+            options=opts,
+            log=log,
+            prefix=prefix,
+        )
     finally:
         subprocess.run(
             [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],

@@ -218,7 +218,9 @@ class VolunteerLink:
 
     async def _on_personal(self, payload: dict[str, Any]) -> None:
         if payload.get("kind") == "resync":
-            await self._snapshot(dict(self._delivered))
+            # Held sessions only fetch what is new (their own resync does too): a resync never
+            # sends a seq this connection has already sent.
+            await self._snapshot({})
             return
         frame_type = payload.get("type")
         if not isinstance(frame_type, str):
@@ -299,15 +301,21 @@ class VolunteerLink:
         # Anything else (a message hint, a resync) means: read what is new, in seq order.
         await self._flush(session_id, purpose=None)
 
-    async def _hold(self, session_id: uuid.UUID, from_seq: int) -> None:
+    async def _hold(self, session_id: uuid.UUID, from_seq: int, *, rewind: bool = False) -> None:
+        """Deliver a session's messages after ``from_seq`` from now on. For a session already
+        held, ``from_seq`` counts only when the client itself asks (``sync``, ``rewind``): a
+        bus resync or a repeated ``assigned`` must never send a seq twice on this connection
+        (a session's own resync may already have delivered past a snapshot's stale view)."""
         if session_id not in self._held:
             subscription = self.bus.subscribe(session_channel(session_id))
             self._held[session_id] = subscription
             self._spawn(self._pump_session(session_id, subscription))
             self._delivered[session_id] = from_seq
+            await self._flush(session_id, purpose="replay")
+        elif rewind:
+            await self._flush(session_id, purpose="replay", rewind_to=from_seq)
         else:
-            self._delivered[session_id] = min(self._delivered[session_id], from_seq)
-        await self._flush(session_id, purpose="replay")
+            await self._flush(session_id, purpose=None)
 
     async def _let_go(self, session_id: uuid.UUID) -> None:
         subscription = self._held.pop(session_id, None)
@@ -316,13 +324,18 @@ class VolunteerLink:
         self._delivered.pop(session_id, None)
         self._flush_locks.pop(session_id, None)
 
-    async def _flush(self, session_id: uuid.UUID, *, purpose: str | None) -> None:
-        """Send every committed message after what this connection already sent. A replay of
+    async def _flush(
+        self, session_id: uuid.UUID, *, purpose: str | None, rewind_to: int | None = None
+    ) -> None:
+        """Send every committed message after what this connection already sent (or after
+        ``rewind_to``, applied under the lock so no concurrent flush can undo it). A replay of
         history (``purpose``) is a transcript read and is audited; live delivery is the chat."""
         lock = self._flush_locks.setdefault(session_id, asyncio.Lock())
         async with lock:
             if session_id not in self._delivered:
                 return
+            if rewind_to is not None:
+                self._delivered[session_id] = min(self._delivered[session_id], rewind_to)
             after = self._delivered[session_id]
             async with transaction(self.sessionmaker) as db:
                 if purpose is not None:
@@ -376,7 +389,7 @@ class VolunteerLink:
         if isinstance(frame, frames.SyncFrame):
             async with transaction(self.sessionmaker) as db:
                 await assignments.require_access(db, self.principal, frame.session_id, write=False)
-            await self._hold(frame.session_id, frame.last_seq)
+            await self._hold(frame.session_id, frame.last_seq, rewind=True)
             return
         async with transaction(self.sessionmaker) as db:
             notices = await self._change(db, frame)

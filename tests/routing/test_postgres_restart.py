@@ -1,0 +1,195 @@
+"""Postgres restarted for real under two instances: visitors on one, their volunteer on the
+other. Both bus listeners lose their connection and resync; the volunteer's socket must still
+get every message of every chat it holds once, in order, and nothing acked may be lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tests import pg
+from tests.routing.conftest import FAST, World
+from tests.routing.wsclient import Frame, VolunteerClient, about
+
+MESSAGES = 40
+_RETRYABLE = (ConnectionClosed, OSError, TimeoutError, InvalidHandshake, InvalidStatus)
+
+
+@dataclass
+class Talker:
+    """A visitor that keeps talking through the outage: an unacked message (an error frame, a
+    dropped socket) is resent with the same client_msg_id, after resuming if need be."""
+
+    ws_url: str
+    name: str
+    token: str | None = None
+    session_id: str = ""
+    last_seq: int = 0
+    acked: dict[str, int] = field(default_factory=dict)
+    refusals: int = 0
+    reconnects: int = 0
+
+    async def open(self, first_text: str) -> None:
+        await self._run([first_text])
+
+    async def talk(self, texts: list[str], pause_s: float) -> None:
+        await self._run(texts, pause_s)
+
+    async def _run(self, texts: list[str], pause_s: float = 0.0) -> None:
+        pending = [(f"{self.name}-{len(self.acked) + i}", t) for i, t in enumerate(texts)]
+        async with asyncio.timeout(120):
+            while pending:
+                try:
+                    async with connect(f"{self.ws_url}/v1/chat", open_timeout=5) as ws:
+                        await self._hello(ws)
+                        while pending:
+                            cid, text = pending[0]
+                            if await self._send(ws, cid, text):
+                                pending.pop(0)
+                                await asyncio.sleep(pause_s)
+                            else:
+                                self.refusals += 1
+                                await asyncio.sleep(0.2)
+                except _RETRYABLE:
+                    self.reconnects += 1
+                    await asyncio.sleep(0.2)
+
+    async def _hello(self, ws: Any) -> None:
+        hello = {"type": "hello", "resume_token": self.token, "last_seq": self.last_seq}
+        await ws.send(json.dumps(hello))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame["type"] == "session":
+                self.token, self.session_id = frame["resume_token"], frame["session_id"]
+                return
+            if frame["type"] == "error":
+                raise ConnectionClosed(None, None)  # e.g. 1013 at hello: try again
+
+    async def _send(self, ws: Any, cid: str, text: str) -> bool:
+        await ws.send(json.dumps({"type": "message", "client_msg_id": cid, "text": text}))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 15))
+            if frame["type"] == "message":
+                self.last_seq = max(self.last_seq, frame["seq"])
+            if frame.get("client_msg_id") != cid:
+                continue
+            if frame["type"] == "ack":
+                self.acked[cid] = frame["seq"]
+                self.last_seq = max(self.last_seq, frame["seq"])
+                return True
+            if frame["type"] == "message":  # our own, replayed after a resume: it is stored
+                self.acked[cid] = frame["seq"]
+                return True
+            assert frame["type"] == "error", frame
+            assert frame["code"] == "temporarily_unavailable", frame
+            return False
+
+
+async def _read_all(client: VolunteerClient) -> None:
+    """Everything the volunteer's one connection receives lands in ``client.seen``."""
+    with contextlib.suppress(ConnectionClosed):
+        async for raw in client.ws:
+            client.seen.append(json.loads(raw))
+
+
+async def _keep_alive(client: VolunteerClient) -> None:
+    while True:
+        await asyncio.sleep(2)
+        await client.send({"type": "ping"})
+
+
+def _message_seqs(frames: list[Frame], session_id: str) -> list[int]:
+    return [
+        f["seq"] for f in frames if f.get("type") == "message" and f["session_id"] == session_id
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_volunteer_socket_never_repeats_a_seq_across_postgres_restarts(
+    restartable_database: tuple[str, pg.PgCluster],
+    live_server_factory: Callable[..., Any],
+) -> None:
+    url, cluster = restartable_database
+    overrides = {**FAST, "database_url": url, "offer_timeout_s": 10.0}
+    visitors_side = await live_server_factory(**overrides)
+    volunteers_side = await live_server_factory(**overrides)
+    world = World(volunteers_side)
+    account = await world.volunteer(capacity=8)
+    volunteer = await VolunteerClient.connect(volunteers_side.ws_url, account.token)
+    talkers = [Talker(visitors_side.ws_url, f"t{i}") for i in range(6)]
+    for talker in talkers:
+        await talker.open("hello, is anyone there?")
+    for _ in talkers:
+        offer = await volunteer.expect("offer", within=15)
+        await volunteer.send({"type": "accept", "session_id": offer["session_id"]})
+        await volunteer.expect("assigned", about(offer["session_id"]))
+    reader = asyncio.create_task(_read_all(volunteer))
+    pinger = asyncio.create_task(_keep_alive(volunteer))
+    talking = asyncio.gather(
+        *(
+            t.talk([f"message {k} from {t.name}" for k in range(MESSAGES)], pause_s=0.05)
+            for t in talkers
+        )
+    )
+    try:
+        restarts = 0
+        async with asyncio.timeout(120):
+            for threshold in (MESSAGES // 4, MESSAGES // 2):
+                # Restart while every visitor is mid-conversation.
+                while min(len(t.acked) for t in talkers) < threshold:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(cluster.restart, "fast")
+                restarts += 1
+            await talking
+        assert restarts == 2
+        assert visitors_side.app.state.beacon.bus.reconnects >= 2
+        assert volunteers_side.app.state.beacon.bus.reconnects >= 2
+        # Wait until the volunteer has heard each chat's last acked message, then a little
+        # longer for anything that would arrive twice.
+        async with asyncio.timeout(60):
+            for talker in talkers:
+                last = max(talker.acked.values())
+                while last not in _message_seqs(volunteer.seen, talker.session_id):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)
+    finally:
+        talking.cancel()
+        pinger.cancel()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await volunteer.close()
+    duplicates: dict[str, list[int]] = {}
+    for talker in talkers:
+        assert len(talker.acked) == MESSAGES + 1, talker.name
+        seqs = _message_seqs(volunteer.seen, talker.session_id)
+        repeated = sorted({s for s in seqs if seqs.count(s) > 1})
+        if repeated:
+            duplicates[talker.name] = repeated
+        # Every acked message reached the volunteer: once, in seq order, without gaps.
+        assert sorted(talker.acked.values()) == list(range(1, MESSAGES + 2)), talker.name
+    assert duplicates == {}, f"seqs delivered twice on one volunteer connection: {duplicates}"
+    for talker in talkers:
+        assert _message_seqs(volunteer.seen, talker.session_id) == list(range(1, MESSAGES + 2))
+    print(
+        "restarts",
+        restarts,
+        "refused sends",
+        sum(t.refusals for t in talkers),
+        "visitor reconnects",
+        sum(t.reconnects for t in talkers),
+        "bus reconnects",
+        visitors_side.app.state.beacon.bus.reconnects,
+        volunteers_side.app.state.beacon.bus.reconnects,
+    )
