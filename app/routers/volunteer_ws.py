@@ -40,6 +40,12 @@ async def _refuse(websocket: WebSocket, code: str, detail: str, close_code: int)
         await websocket.close(close_code)
 
 
+async def _refuse_binary(websocket: WebSocket) -> None:
+    await _refuse(
+        websocket, "binary_not_supported", "send JSON text frames", CloseCode.unsupported_data
+    )
+
+
 def _frame_context(frame: frames.ClientFrame | None) -> dict[str, Any]:
     """Echo which session/message an error is about, so the client can match it up."""
     extra: dict[str, Any] = {}
@@ -58,13 +64,20 @@ async def volunteer_socket(websocket: WebSocket) -> None:
     settings = state.settings
     await websocket.accept()
     try:
-        raw = await asyncio.wait_for(websocket.receive_text(), timeout=settings.hello_timeout_s)
+        message = await asyncio.wait_for(websocket.receive(), timeout=settings.hello_timeout_s)
     except TimeoutError:
         await _refuse(
             websocket, "auth_timeout", "send an auth frame first", CloseCode.policy_violation
         )
         return
-    except (WebSocketDisconnect, KeyError, RuntimeError):
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    if message["type"] == "websocket.disconnect":
+        return
+    raw = message.get("text")
+    if raw is None:
+        # A binary first frame is refused like a binary frame after auth, not dropped (1006).
+        await _refuse_binary(websocket)
         return
     try:
         first = frames.parse_client_frame(raw)
@@ -104,12 +117,7 @@ async def volunteer_socket(websocket: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("text") is None:
-                await _refuse(
-                    websocket,
-                    "binary_not_supported",
-                    "send JSON text frames",
-                    CloseCode.unsupported_data,
-                )
+                await _refuse_binary(websocket)
                 break
             verdict = limiter.check()
             if verdict is Verdict.disconnect:

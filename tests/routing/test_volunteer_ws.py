@@ -52,6 +52,19 @@ async def test_auth_failures_close_1008(world_factory: Callable[..., Any]) -> No
         assert await _closed_with(ws) == 1008
 
 
+async def test_binary_frame_before_auth_is_refused_with_1003(
+    world_factory: Callable[..., Any],
+) -> None:
+    # Was: the handler returned without closing, so the client saw 1006 and no reason.
+    world = await world_factory()
+    async with connect(f"{world.server.ws_url}/v1/volunteer") as ws:
+        await ws.send(b"\x00\x01 not json")
+        error = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        assert error["type"] == "error"
+        assert error["code"] == "binary_not_supported"
+        assert await _closed_with(ws) == 1003
+
+
 async def test_bad_frames_get_error_frames_and_keep_the_socket(
     world_factory: Callable[..., Any],
 ) -> None:
