@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     # No frame for this long marks a volunteer offline; after the grace their chats are requeued.
     volunteer_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     volunteer_grace_s: float = Field(default=60.0, ge=0)
+    # The volunteer socket's own frame limit: one person answering several chats, and resending
+    # an outbox plus a `sync` per chat after a reconnect, needs more than a visitor's 5/s; a
+    # flood is still refused past the burst and closed (1008) past the strikes.
+    volunteer_ws_rate_limit_per_s: float = Field(default=20.0, gt=0)
+    volunteer_ws_rate_limit_burst: int = Field(default=100, ge=1)
+    volunteer_ws_flood_disconnect_after: int = Field(default=200, ge=1)
     # A volunteer who declined (or let expire) a session is not offered it again this soon.
     offer_decline_cooldown_s: float = Field(default=120.0, ge=0)
     # A session waits this long for a volunteer speaking its language before anyone may take it.

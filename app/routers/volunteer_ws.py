@@ -104,9 +104,9 @@ async def volunteer_socket(websocket: WebSocket) -> None:
         send=send,
     )
     limiter = FrameRateLimiter(
-        rate=settings.ws_rate_limit_per_s,
-        burst=settings.ws_rate_limit_burst,
-        disconnect_after=settings.ws_rate_limit_burst * 2,
+        rate=settings.volunteer_ws_rate_limit_per_s,
+        burst=settings.volunteer_ws_rate_limit_burst,
+        disconnect_after=settings.volunteer_ws_flood_disconnect_after,
     )
     state.metrics.connected_volunteers.inc()
     log.info("volunteer_connected", volunteer_id=str(principal.id), role=principal.role)

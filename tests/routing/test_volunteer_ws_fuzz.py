@@ -167,7 +167,9 @@ async def test_random_frames_after_auth_get_stable_errors_and_keep_the_socket(
     world_factory: Callable[..., Any],
 ) -> None:
     # No throttling: rate limiting has its own tests and would hide everything else here.
-    world = await world_factory(ws_rate_limit_per_s=100_000.0, ws_rate_limit_burst=100_000)
+    world = await world_factory(
+        volunteer_ws_rate_limit_per_s=100_000.0, volunteer_ws_rate_limit_burst=100_000
+    )
     supervisor = await world.volunteer(role="supervisor")
     # Real sessions (supervisors may read any), so sync/close/message get past the lookup.
     sessions = [str(await world.session(urgency=level)) for level in (0, 3, 4)]
