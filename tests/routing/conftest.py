@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import events as chat_events
 from app.chat.models import ChatSession
@@ -26,6 +27,20 @@ FAST = {
 }
 
 
+async def end_live_work(db: AsyncSession) -> None:
+    """Tests in one run share the database and run one after another: end whatever earlier
+    tests left live, so that this test's router sees only this test's people."""
+    await db.execute(
+        update(Assignment)
+        .where(Assignment.status.in_(("offered", "active")))
+        .values(status="closed", end_reason="test_cleanup")
+    )
+    await db.execute(
+        update(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES)).values(status="closed")
+    )
+    await db.execute(update(Volunteer).values(load=0, presence="offline"))
+
+
 class World:
     """Committed test data on a live server's database (fresh ids: runs share the database)."""
 
@@ -34,20 +49,8 @@ class World:
         self.state = server.app.state.beacon
 
     async def clean_slate(self) -> None:
-        """Tests in one run share the database and run one after another: end whatever earlier
-        tests left live, so that this test's router sees only this test's people."""
         async with transaction(self.state.sessionmaker) as db:
-            await db.execute(
-                update(Assignment)
-                .where(Assignment.status.in_(("offered", "active")))
-                .values(status="closed", end_reason="test_cleanup")
-            )
-            await db.execute(
-                update(ChatSession)
-                .where(ChatSession.status.in_(LIVE_STATUSES))
-                .values(status="closed")
-            )
-            await db.execute(update(Volunteer).values(load=0, presence="offline"))
+            await end_live_work(db)
 
     async def volunteer(self, **kwargs: Any) -> IssuedAccount:
         async with transaction(self.state.sessionmaker) as db:

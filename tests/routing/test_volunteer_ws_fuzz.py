@@ -4,6 +4,12 @@ frame's normal reply, never a close, and the socket still answers a ping afterwa
 
 (tests/routing/test_cli_presence_sqlite.py fuzzes the pure frame parser; this drives the whole
 connection: handlers, services and the database behind them.)
+
+Hypothesis draws in a worker thread and fails a draw during which the global ``random`` module
+changed (HypothesisDeprecationWarning, then FlakyFailure). A WebSocket keepalive ping takes its
+payload from the global ``random`` - an in-process uvicorn's every 20 s, a pinging client's
+likewise - so the server runs in its own process and the client does not ping: nothing else in
+this process touches ``random`` while Hypothesis runs.
 """
 
 from __future__ import annotations
@@ -18,12 +24,17 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 import app.main  # noqa: F401  (imports every router, so every BeaconError subclass exists)
+from app.core.db import create_sessionmaker, transaction
 from app.core.errors import BeaconError
+from tests.conftest import ServerProcess
+from tests.routing.conftest import end_live_work
+from tests.routing.helpers import add_session, add_volunteer
 from tests.routing.wsclient import VolunteerClient
 
 # Client frame types (app/routing/frames.py) and the fields each needs.
@@ -128,7 +139,7 @@ def _exchange(ws: ClientConnection, raw: str, probe: int) -> list[dict[str, Any]
 
 
 def _fuzz(ws_url: str, token: str, session_ids: list[str]) -> int:
-    ws = connect(f"{ws_url}/v1/volunteer", open_timeout=10)
+    ws = connect(f"{ws_url}/v1/volunteer", open_timeout=10, ping_interval=None)
     sent = 0
     with ws:
         ws.send(json.dumps({"type": "auth", "token": token}))
@@ -164,17 +175,20 @@ def _fuzz(ws_url: str, token: str, session_ids: list[str]) -> int:
 
 @pytest.mark.timeout(240)
 async def test_random_frames_after_auth_get_stable_errors_and_keep_the_socket(
-    world_factory: Callable[..., Any],
+    engine: AsyncEngine, server_process_factory: Callable[..., ServerProcess]
 ) -> None:
+    async with transaction(create_sessionmaker(engine)) as db:
+        await end_live_work(db)
+        supervisor, _ = await add_volunteer(db, role="supervisor", online=False)
+        # Real sessions (supervisors may read any), so sync/close/message get past the lookup.
+        sessions = [str(await add_session(db, urgency=level)) for level in (0, 3, 4)]
     # No throttling: rate limiting has its own tests and would hide everything else here.
-    world = await world_factory(
-        volunteer_ws_rate_limit_per_s=100_000.0, volunteer_ws_rate_limit_burst=100_000
+    server = server_process_factory(
+        BEACON_VOLUNTEER_WS_RATE_LIMIT_PER_S="100000", BEACON_VOLUNTEER_WS_RATE_LIMIT_BURST="100000"
     )
-    supervisor = await world.volunteer(role="supervisor")
-    # Real sessions (supervisors may read any), so sync/close/message get past the lookup.
-    sessions = [str(await world.session(urgency=level)) for level in (0, 3, 4)]
+    await asyncio.to_thread(server.start)
     sent = await asyncio.to_thread(
-        _fuzz, world.server.ws_url, supervisor.token, [*sessions, str(uuid.uuid4())]
+        _fuzz, server.ws_url, supervisor.token, [*sessions, str(uuid.uuid4())]
     )
     assert sent >= 1000
 
