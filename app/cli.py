@@ -31,19 +31,23 @@ def _serve(argv: Sequence[str]) -> int:
     import uvicorn
 
     from app.core.config import get_settings
+    from app.core.logging import configure_logging
 
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="beacon serve")
     parser.add_argument("--host", default=settings.host)
     parser.add_argument("--port", type=int, default=settings.port)
     args = parser.parse_args(argv)
+    # JSON lines from the first one: uvicorn's own lines go through our handler (log_config=None).
+    configure_logging(settings.log_level, json=settings.log_json)
     uvicorn.run(
         "app.main:create_app_from_env",
         factory=True,
         host=args.host,
         port=args.port,
+        log_config=None,
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=settings.access_log,
         ws_max_size=settings.max_frame_bytes,
         # Chat frames are a few hundred bytes: deflate costs more CPU than it saves bandwidth.
         ws_per_message_deflate=False,

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
+    # One JSON line per HTTP request (method, path without query string, status; no address).
+    access_log: bool = False
 
     # Chat (SPEC §3, §9)
     max_text_bytes: int = Field(default=4096, ge=1)

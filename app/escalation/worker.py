@@ -127,7 +127,7 @@ class EscalationWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one bad pass must never stop escalation for good
-                log.error("escalation_pass_failed", error_type=type(exc).__name__, error=str(exc))
+                log.error("escalation_pass_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(min(1.0, self.settings.escalation_tick_s))
 
     # -- one pass ----------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class RoutingWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bad pass must never stop routing for good
-                log.error("routing_pass_failed", error_type=type(exc).__name__, error=str(exc))
+                log.error("routing_pass_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(min(1.0, self.settings.routing_interval_s))
 
     async def tick(self) -> None:
