@@ -32,6 +32,7 @@ def _serve(argv: Sequence[str]) -> int:
 
     from app.core.config import get_settings
     from app.core.logging import configure_logging
+    from app.core.server import http_protocol
 
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="beacon serve")
@@ -45,6 +46,7 @@ def _serve(argv: Sequence[str]) -> int:
         factory=True,
         host=args.host,
         port=args.port,
+        http=http_protocol(settings.http_header_timeout_s),
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=settings.access_log,

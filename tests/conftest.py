@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from app.core.config import Environment, Settings
 from app.core.db import create_engine
 from app.core.migrate import upgrade_to_head
+from app.core.server import http_protocol
 from app.main import create_app
 from app.routers.deps import get_db
 from tests import pg
@@ -157,7 +158,9 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn serving the app on a free port, in the test's event loop."""
 
-    def __init__(self, app: FastAPI, port: int) -> None:
+    def __init__(
+        self, app: FastAPI, port: int, http: type[asyncio.Protocol] | str = "auto"
+    ) -> None:
         self.app = app
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
@@ -167,6 +170,7 @@ class LiveServer:
                 app,
                 host="127.0.0.1",
                 port=port,
+                http=http,
                 log_level="warning",
                 lifespan="on",
                 ws_max_size=app.state.ws_max_size,
@@ -199,7 +203,8 @@ async def live_server_factory(
         settings = settings_factory(**overrides)
         app = create_app(settings)
         app.state.ws_max_size = settings.max_frame_bytes
-        server = LiveServer(app, free_port())
+        # The HTTP protocol `beacon serve` runs (request-head deadline included).
+        server = LiveServer(app, free_port(), http=http_protocol(settings.http_header_timeout_s))
         await server.start()
         servers.append(server)
         return server

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     log_json: bool = True
     # One JSON line per HTTP request (method, path without query string, status; no address).
     access_log: bool = False
+    # A client must finish its request line and headers this long after connecting (or after
+    # the previous response): slow-header clients cannot hold connections (app/core/server.py).
+    http_header_timeout_s: float = Field(default=10.0, gt=0)
 
     # Chat (SPEC §3, §9)
     max_text_bytes: int = Field(default=4096, ge=1)

@@ -1,0 +1,104 @@
+"""What uvicorn lacks for a service on the open internet: a deadline for the request head.
+
+Neither of uvicorn's HTTP protocols (httptools, h11) bounds how long a client may take to send
+its request line and headers: its keep-alive timer starts only after a response, so a client
+that dribbles one header byte every few seconds holds a connection (and a file descriptor)
+forever, and a few hundred such clients starve the instance (slowloris). The protocol below
+gives every request head ``head_timeout_s`` from the moment the connection opens or the previous
+response ends; a byte that arrives does not extend it. A request being served, or a connection
+upgraded to a WebSocket, has no deadline: only the head is bounded, bodies are the app's.
+Why here and not only at a proxy: docs/operations.md ("Slow clients").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+if TYPE_CHECKING:
+    # Both uvicorn HTTP protocols have what the mixin touches (transport, cycle, the
+    # asyncio.Protocol callbacks, on_response_complete); type-check against one of them.
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornHTTP
+else:
+    _UvicornHTTP = object
+
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 16\r\n"
+    b"connection: close\r\n"
+    b"\r\n"
+    b"Request Timeout."
+)
+
+
+class HeadDeadline(_UvicornHTTP):
+    """Mixin for a uvicorn HTTP protocol: close a connection whose request head is late."""
+
+    head_timeout_s: ClassVar[float] = 10.0
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_started = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._track_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is not None:
+            self._head_started = True
+        super().data_received(data)
+        self._track_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._track_head()  # the next request on this keep-alive connection gets its own
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _reading_head(self) -> bool:
+        """True while no request is being served and the connection is still plain HTTP."""
+        if self.transport is None or self.transport.is_closing():
+            return False
+        if self.transport.get_protocol() is not self:  # upgraded to a WebSocket
+            return False
+        cycle = self.cycle
+        return cycle is None or cycle.response_complete
+
+    def _track_head(self) -> None:
+        if not self._reading_head():
+            self._cancel_head_timer()
+        elif self._head_timer is None:
+            self._head_started = False
+            self._head_timer = asyncio.get_running_loop().call_later(
+                self.head_timeout_s, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._reading_head():
+            return
+        if self._head_started:
+            # Part of a request arrived: say why it ends. An idle connection just closes.
+            self.transport.write(_TIMEOUT_RESPONSE)
+        self.transport.close()
+
+
+def http_protocol(
+    head_timeout_s: float, base: type[asyncio.Protocol] = AutoHTTPProtocol
+) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with a head deadline; give
+    it to uvicorn as ``http=``."""
+    attrs: dict[str, Any] = {"head_timeout_s": head_timeout_s}
+    protocol: type[asyncio.Protocol] = type(
+        f"{base.__name__}WithHeadDeadline", (HeadDeadline, base), attrs
+    )
+    return protocol
