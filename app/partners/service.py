@@ -42,14 +42,13 @@ from app.partners.schemas import (
     TriageResultOut,
     triage_request_adapter,
 )
-from app.triage import TriageResult, assess
+from app.triage import TriageResult, assess_many
 
 TRIAGE_SCOPE = "triage"
 KNOWN_SCOPES = frozenset({TRIAGE_SCOPE})
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # A single text is triaged on the event loop (microseconds); a batch goes to a worker thread so
 # that chat sockets keep being served while it runs.
-_INLINE_ITEMS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,22 +224,19 @@ def request_fingerprint(principal: PartnerPrincipal, payload: TriageItem | Triag
 
 
 def _assess_all(items: Sequence[TriageItem]) -> list[tuple[TriageResult, float]]:
-    results = []
-    for item in items:
-        started = perf_counter()
-        result = assess(item.text, item.context)
-        results.append((result, (perf_counter() - started) * 1000.0))
-    return results
+    """One engine call for the whole request (one encoder batch); each item reports its share."""
+    started = perf_counter()
+    results = assess_many([(item.text, item.context) for item in items])
+    share_ms = (perf_counter() - started) * 1000.0 / max(len(items), 1)
+    return [(result, share_ms) for result in results]
 
 
 async def _run_triage(
     payload: TriageItem | TriageBatch, metrics: Metrics
 ) -> tuple[dict[str, Any], list[int], str]:
     items = [payload] if isinstance(payload, TriageItem) else payload.items
-    if len(items) <= _INLINE_ITEMS:
-        assessed = _assess_all(items)
-    else:
-        assessed = await asyncio.to_thread(_assess_all, items)
+    # The encoder is CPU work: even one text goes to a worker thread, never the event loop.
+    assessed = await asyncio.to_thread(_assess_all, items)
     outs = [TriageResultOut.from_result(result, ms) for result, ms in assessed]
     for out in outs:
         metrics.triage_latency_ms.labels(source="partner").observe(out.elapsed_ms)

@@ -1,27 +1,45 @@
-"""Rules + model → one TriageResult, for a message and the conversation before it."""
+"""Rules + encoder + heads → one TriageResult, for a message and the conversation before it.
+
+Per message, once (then cached, since every message is later context for the next ones):
+normalise, detect the language, scan the rule tables (floors, guards, marks), encode the guarded
+text. Per assessment: the heads read the message with its conversation, floors set minimums,
+floors that wait for the conversation (``requires``) are confirmed by what was said before, and
+the result is never below what an earlier message already showed (urgency only rises; a
+retraction does not lower it). Text the engine cannot read is held at least moderate.
+
+``assess_many`` triages a whole batch with one encoder call and one matrix product: the group
+committer and the partner batch API use it, off the event loop.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from app.triage.features import rule_terms, tokens
-from app.triage.model import LinearModel, sigmoid
-from app.triage.rules import CACHE_MAX_CHARS, Findings, resolve, rule_level, scan
+import numpy as np
+
+from app.triage.encoder import Encoder
+from app.triage.heads import (
+    FloatArray,
+    Heads,
+    Sparse,
+    feature_vector,
+    hashed,
+    mark_vector,
+    sparse_terms,
+)
+from app.triage.language import LanguageTable
+from app.triage.normalize import normalize
+from app.triage.rulebook import Rule, Rulebook, Scan, fold
 from app.triage.types import Level, TriageResult
 
-# Earlier messages considered (most recent first). Each is analysed once and cached, so a long
-# conversation costs one new analysis per message.
+# Earlier messages considered for floors and the "never below" rule (most recent kept).
 MAX_CONTEXT = 50
+# Longest text read in full; longer input is cut (the API bounds text length anyway).
+MAX_TEXT_CHARS = 20_000
 
-# Signals that say nothing about a crisis on their own: the model may not raise a message that
-# carries only these (or none) — "How do I kill a Python process?" stays calm whatever n-grams
-# it shares with crisis posts.
-_NEUTRAL_PREFIXES = ("idiom:", "time:", "retraction", "emoji:", "lang:", "_")
-
-# Score bands per level: the score orders results exactly as the levels do (0.5 and above ⇔ high
-# or imminent); within its band a result sits where the model's urgency puts it.
 _BANDS = {
     Level.none: (0.0, 0.1),
     Level.low: (0.1, 0.25),
@@ -29,135 +47,230 @@ _BANDS = {
     Level.high: (0.5, 0.8),
     Level.imminent: (0.8, 1.0),
 }
-
-
-# The model raises a message to high only if it is long enough for n-gram evidence to mean
-# something. Its threshold is calibrated for recall on forum posts; on one-line chat messages it
-# overreacts to single phrases ("I think about dying every day" is C-SSRS 1, moderate), and
-# there the rules — which do read "I took 30 pills" as imminent — decide. In cross-validation
-# this costs no recall (the threshold re-calibrates over the posts it applies to).
-MIN_WORDS_FOR_MODEL_URGENT = 20
-
-
-_FIRST_PERSON = frozenset({"i", "i'm", "i've", "i'll", "i'd", "me", "my", "myself", "im"})
-
-
-def first_person(words: Iterable[str]) -> bool:
-    """Does the writer speak about themselves (or someone of theirs: "my friend")?"""
-    return not _FIRST_PERSON.isdisjoint(words)
-
-
-def crisis_content(signals: Iterable[str]) -> bool:
-    """Anything about distress or risk (denials included): the model may call it moderate."""
-    return any(not signal.startswith(_NEUTRAL_PREFIXES) for signal in signals)
-
-
-def may_raise_urgent(
-    signals: frozenset[str], pending: frozenset[str], words: int, about_self: bool
-) -> bool:
-    """May the model call this message high when the rules did not?
-
-    Only if it is long enough (see MIN_WORDS_FOR_MODEL_URGENT) and it carries some crisis
-    content: a confirmed signal (distress, ideation, a denial...), or — when the writer speaks
-    about themselves — an ambiguous risk word the rules left pending. "How does Scar push his
-    brother off a cliff?" has neither. Training uses this same test when it chooses the
-    threshold, so the threshold is calibrated for exactly the messages it applies to.
-    """
-    if words < MIN_WORDS_FOR_MODEL_URGENT:
-        return False
-    return crisis_content(signals) or (about_self and crisis_content(pending))
-
-
-def public(signals: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted(signal for signal in signals if not signal.startswith("_")))
-
-
-def _score(level: Level, urgency: float) -> float:
-    """``urgency`` (0..1, 0.5 at the model's threshold) placed inside the level's band."""
-    low, high = _BANDS[level]
-    return round(low + (high - low) * min(max(urgency, 0.0), 0.999), 4)
+_MODEL_SIGNAL = {
+    Level.moderate: "model:ideation",
+    Level.high: "model:urgent",
+    Level.imminent: "model:imminent",
+}
 
 
 @dataclass(frozen=True, slots=True)
-class MessageAssessment:
-    """One message judged alone (the unit that is cached and reused as context)."""
+class Reading:
+    """One message read alone: the unit that is cached and reused as context."""
 
-    findings: Findings
-    signals: frozenset[str]
-    level: Level
-    urgency: float  # the urgent head's probability relative to its threshold
+    lang: str
+    scan: Scan
+    words: int
+    embedding: FloatArray
+    marks: FloatArray
+    level: Level  # the message's level judged alone
+    probabilities: FloatArray  # the heads' P(level >= 1..4), alone
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
+
+
+def _score(level: Level, p_urgent: float, threshold: float) -> float:
+    """The urgent head's probability relative to its threshold, placed in the level's band."""
+    urgency = 1.0 / (1.0 + np.exp(-(_logit(p_urgent) - _logit(threshold))))
+    low, high = _BANDS[level]
+    return round(low + (high - low) * min(max(float(urgency), 0.0), 0.999), 4)
+
+
+def _model_level(probabilities: FloatArray, thresholds: Sequence[float]) -> Level:
+    """Chained: moderate needs the moderate head, high needs moderate and high heads, imminent
+    all three (see learn.pick_thresholds); heads trained apart may disagree, and a calm line
+    whose imminent head alone fires is a false alarm far more often than a crisis."""
+    level = Level.low if probabilities[0] >= thresholds[0] else Level.none
+    for index in (1, 2, 3):
+        if probabilities[index] < thresholds[index]:
+            break
+        level = Level(index + 1)
+    return level
 
 
 class Engine:
-    """A triage engine bound to one model (the packaged one, or a fold's model during CV)."""
+    """A triage engine bound to one trained model (the packaged one, or a fold's during CV)."""
 
-    def __init__(self, model: LinearModel, cache_size: int = 8192) -> None:
-        self.model = model
-        self.model_version = model.version
-        self._cached = lru_cache(maxsize=cache_size)(self._message)
+    def __init__(
+        self,
+        heads: Heads,
+        rulebook: Rulebook,
+        languages: LanguageTable,
+        encoder: Encoder,
+        cache_size: int = 16384,
+    ) -> None:
+        self.heads = heads
+        self.rulebook = rulebook
+        self.languages = languages
+        self.encoder = encoder
+        self.model_version = heads.version
+        self._readings: OrderedDict[str, Reading] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
 
-    def message(self, text: str) -> MessageAssessment:
-        """One message judged alone; cached unless long (see rules.CACHE_MAX_CHARS)."""
-        return self._cached(text) if len(text) <= CACHE_MAX_CHARS else self._message(text)
+    # ------------------------------------------------------------------ reading messages
+    def prepare(self, text: str) -> tuple[str, Scan, int, str]:
+        """Language, rule scan, word count and the text the encoder reads (pure, no encoder)."""
+        text = text[:MAX_TEXT_CHARS]
+        lang = self.languages.detect(text)
+        folded = fold(normalize(text))
+        scan = self.rulebook.scan(folded, lang if lang != "unsupported" else "en")
+        return lang, scan, len(folded.split()), scan.masked
+
+    def read_many(self, texts: Sequence[str]) -> list[Reading]:
+        with self._lock:
+            known = {text: self._readings.get(text) for text in texts}
+        missing = [text for text, reading in known.items() if reading is None]
+        if missing:
+            prepared = [self.prepare(text) for text in missing]
+            embeddings = self.encoder.encode([item[3] for item in prepared])
+            rows = []
+            marks_list = []
+            sparse: list[Sparse] = []
+            empty_context = np.zeros((0, embeddings.shape[1]), dtype=np.float32)
+            for (_, scan, words, _), embedding in zip(prepared, embeddings, strict=True):
+                marks = mark_vector(scan.signals, self.heads.marks)
+                marks_list.append(marks)
+                no_marks = np.zeros((0, len(marks)), dtype=np.float32)
+                rows.append(feature_vector(embedding, marks, words, empty_context, no_marks))
+                sparse.append(hashed(sparse_terms(scan.masked, ())))
+            probabilities = self.heads.probabilities(
+                np.stack(rows), sparse, [item[2] for item in prepared]
+            )
+            fresh: dict[str, Reading] = {}
+            for index, text in enumerate(missing):
+                lang, scan, words, _ = prepared[index]
+                level = max(
+                    _model_level(probabilities[index], self.heads.thresholds(words)), scan.floor
+                )
+                if lang == "unsupported":
+                    level = max(level, Level.moderate)
+                fresh[text] = Reading(
+                    lang=lang,
+                    scan=scan,
+                    words=words,
+                    embedding=embeddings[index],
+                    marks=marks_list[index],
+                    level=level,
+                    probabilities=probabilities[index],
+                )
+            with self._lock:
+                for text, reading in fresh.items():
+                    self._readings[text] = reading
+                while len(self._readings) > self._cache_size:
+                    self._readings.popitem(last=False)
+            known.update(fresh)
+        return [known[text] for text in texts]  # type: ignore[misc]
 
     def clear_cache(self) -> None:
-        self._cached.cache_clear()
+        with self._lock:
+            self._readings.clear()
+        self.encoder.clear_cache()
 
-    def _message(self, text: str) -> MessageAssessment:
-        findings = scan(text)
-        signals = set(resolve([findings]))
-        level = rule_level(frozenset(signals))
-        words = tokens(findings.text)
-        decision = self.model.decision(words, rule_terms(findings))
-        thresholds = self.model.thresholds
-        if (
-            level < Level.high
-            and decision.urgent >= thresholds.urgent
-            and may_raise_urgent(
-                frozenset(signals), findings.pending, len(words), first_person(words)
-            )
-        ):
-            level = Level.high
-            signals.add("model:urgent")
-        if (
-            level < Level.moderate
-            and decision.ideation >= thresholds.ideation
-            and (crisis_content(signals) or crisis_content(findings.pending))
-        ):
-            level = Level.moderate
-            signals.add("model:ideation")
-        urgency = sigmoid(decision.urgent - thresholds.urgent)
-        return MessageAssessment(findings, frozenset(signals), level, urgency)
-
+    # ------------------------------------------------------------------ assessing
     def assess(self, text: str, context: Sequence[str] = ()) -> TriageResult:
-        if isinstance(context, str):  # a lone string is one message, not a list of characters
-            context = (context,)
-        current = self.message(text)
-        if not context:
-            return TriageResult(
-                level=current.level,
-                score=_score(current.level, current.urgency),
-                signals=public(current.signals),
-                model_version=self.model_version,
-            )
-        earlier = [self.message(message) for message in context[-MAX_CONTEXT:]]
-        # The conversation read as a whole: an ambiguous phrase now ("I have them right here")
-        # is confirmed by what was said before ("I want to swallow all my pills").
-        combined = resolve([item.findings for item in (*earlier, current)])
-        level = max(current.level, rule_level(combined), *(item.level for item in earlier))
-        confirmed_here = current.findings.pending & combined
-        signals = set(current.signals) | confirmed_here
-        if level > current.level:
+        return self.assess_many([(text, context)])[0]
+
+    def assess_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        """Triage each ``(text, context)``; context is oldest first. One encoder call in all."""
+        normalised = [
+            (text, (context,) if isinstance(context, str) else tuple(context[-MAX_CONTEXT:]))
+            for text, context in items
+        ]
+        unique = list(dict.fromkeys(t for text, ctx in normalised for t in (*ctx, text)))
+        readings = dict(zip(unique, self.read_many(unique), strict=True))
+        rows = []
+        sparse: list[Sparse] = []
+        words = []
+        for text, context in normalised:
+            current = readings[text]
+            earlier = [readings[message] for message in context]
+            if earlier:
+                rows.append(
+                    feature_vector(
+                        current.embedding,
+                        current.marks,
+                        current.words,
+                        np.stack([item.embedding for item in earlier]),
+                        np.stack([item.marks for item in earlier]),
+                    )
+                )
+                sparse.append(
+                    hashed(
+                        sparse_terms(current.scan.masked, [item.scan.masked for item in earlier])
+                    )
+                )
+                words.append(current.words)
+        with_context: Iterator[FloatArray] = iter(
+            self.heads.probabilities(np.stack(rows), sparse, words) if rows else []
+        )
+        results = []
+        for text, context in normalised:
+            current = readings[text]
+            earlier = [readings[message] for message in context]
+            probabilities = next(with_context) if earlier else current.probabilities
+            results.append(self._result(current, earlier, probabilities))
+        return results
+
+    def _result(
+        self, current: Reading, earlier: list[Reading], probabilities: FloatArray
+    ) -> TriageResult:
+        thresholds = self.heads.thresholds(current.words)
+        model_level = _model_level(probabilities, thresholds)
+        signals = set(current.scan.signals)
+        signals.add(f"lang:{current.lang}")
+        level = max(current.scan.floor, model_level)
+        conversation = set(signals)
+        for item in earlier:
+            conversation |= item.scan.signals
+        confirmed_level, confirmed = Rulebook.confirm(
+            _pending(current, earlier), frozenset(conversation)
+        )
+        if confirmed:
+            signals |= confirmed
+            if confirmed_level > level:
+                level = confirmed_level
+                signals.add("context")
+        if model_level > current.scan.floor and model_level >= Level.moderate:
+            signals.add(_MODEL_SIGNAL[model_level])
+        if current.lang == "unsupported" and level < Level.moderate:
+            level = Level.moderate
+        # What earlier messages established on their own: their rule floors (and, fail-safe,
+        # an unreadable language). The model's view of them is already in this message's
+        # features; taking its call on each short earlier line ("hola", "quick q") as a floor
+        # would turn every noisy greeting into a session-long false alarm.
+        earlier_level = max((_established(item) for item in earlier), default=Level.none)
+        if earlier_level > level:
+            level = earlier_level
             signals.add("context")
             signals.update(
                 f"context:{signal}"
-                for signal in combined - signals
-                if crisis_content((signal,)) or signal.startswith("time:")
+                for item in earlier
+                if _established(item) == earlier_level
+                for signal in item.scan.signals
+                if not signal.startswith(("emoji:", "lang:"))
             )
-        urgency = max(current.urgency, *(item.urgency for item in earlier))
+        if level >= Level.moderate:
+            signals.update(f"similar:{name}" for name in self.heads.similar(current.embedding))
         return TriageResult(
             level=level,
-            score=_score(level, urgency),
-            signals=public(signals),
+            score=_score(level, float(probabilities[2]), thresholds[2]),
+            signals=tuple(sorted(signals)),
             model_version=self.model_version,
         )
+
+
+def _established(reading: Reading) -> Level:
+    if reading.lang == "unsupported":
+        return max(reading.scan.floor, Level.moderate)
+    return reading.scan.floor
+
+
+def _pending(current: Reading, earlier: Iterable[Reading]) -> list[Rule]:
+    pending = list(current.scan.pending)
+    for item in earlier:
+        pending.extend(item.scan.pending)
+    return pending

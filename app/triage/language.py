@@ -1,331 +1,57 @@
-"""Is this text in a language the engine can read?
+"""Which language is this message in: English, Spanish, or one the engine cannot read?
 
-The rules and model only understand English. A message in another language must not be scored as
-calm just because no English pattern matched: it is flagged ``lang:unsupported`` so a human who
-reads the language (or a translator) looks at it. Detection is deliberately cheap and biased towards
-"English" for mixed or very short text, because code-switched English chat is common and still
-readable by the rules.
+The encoder is multilingual, but the engine is trained and measured on English and Spanish only.
+A message in another language must not be scored as calm just because nothing matched: it is
+flagged ``lang:unsupported`` and held at least moderate so that a human who reads the language
+looks at it. Detection is deliberately cheap (frequent-word counts from
+``tables/languages.toml``) and biased towards English for short or mixed text, because
+code-switched English chat is common and still readable.
 """
 
 from __future__ import annotations
 
 import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.triage.rulebook import TABLES_DIR, RuleTableError, fold
 
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
-_FOREIGN_SCRIPT = re.compile(r"[^\W\d_\u0000-\u024f]")
-
-# Frequent English words, including chat spellings; a message with several of them is English.
-_ENGLISH = frozenset(
-    {
-        "a",
-        "about",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "anymore",
-        "anyone",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "but",
-        "by",
-        "can",
-        "can't",
-        "cant",
-        "day",
-        "dead",
-        "did",
-        "die",
-        "do",
-        "does",
-        "don't",
-        "dont",
-        "even",
-        "feel",
-        "feeling",
-        "for",
-        "from",
-        "get",
-        "go",
-        "going",
-        "gonna",
-        "got",
-        "had",
-        "has",
-        "have",
-        "he",
-        "hello",
-        "help",
-        "her",
-        "here",
-        "hey",
-        "hi",
-        "him",
-        "how",
-        "i",
-        "i'll",
-        "i'm",
-        "i've",
-        "if",
-        "im",
-        "in",
-        "is",
-        "it",
-        "it's",
-        "just",
-        "kill",
-        "know",
-        "life",
-        "like",
-        "lol",
-        "me",
-        "more",
-        "much",
-        "my",
-        "myself",
-        "need",
-        "never",
-        "no",
-        "not",
-        "now",
-        "of",
-        "ok",
-        "okay",
-        "on",
-        "one",
-        "or",
-        "our",
-        "out",
-        "people",
-        "pills",
-        "please",
-        "really",
-        "she",
-        "so",
-        "some",
-        "someone",
-        "sorry",
-        "still",
-        "thank",
-        "thanks",
-        "that",
-        "the",
-        "their",
-        "them",
-        "there",
-        "they",
-        "think",
-        "this",
-        "time",
-        "to",
-        "today",
-        "tonight",
-        "too",
-        "up",
-        "us",
-        "very",
-        "wanna",
-        "want",
-        "was",
-        "we",
-        "what",
-        "when",
-        "why",
-        "will",
-        "with",
-        "won't",
-        "wont",
-        "would",
-        "yeah",
-        "yes",
-        "you",
-        "your",
-    }
-)
-
-# Frequent function words of other languages that are NOT also common English words.
-_FOREIGN = frozenset(
-    {
-        "aide",
-        "aiuto",
-        "ajuda",
-        "aku",
-        "avec",
-        "ayuda",
-        "ayudame",
-        "ben",
-        "bin",
-        "bir",
-        "chcę",
-        "che",
-        "com",
-        "con",
-        "das",
-        "de",
-        "der",
-        "des",
-        "değil",
-        "di",
-        "een",
-        "ein",
-        "eine",
-        "el",
-        "er",
-        "eso",
-        "est",
-        "esta",
-        "este",
-        "estou",
-        "estoy",
-        "et",
-        "eu",
-        "hacer",
-        "het",
-        "hilfe",
-        "ich",
-        "ik",
-        "ikke",
-        "il",
-        "ingin",
-        "inte",
-        "ist",
-        "jag",
-        "je",
-        "jeg",
-        "jestem",
-        "kann",
-        "la",
-        "las",
-        "leben",
-        "les",
-        "los",
-        "ma",
-        "mais",
-        "mas",
-        "mau",
-        "mehr",
-        "mein",
-        "meine",
-        "mes",
-        "meu",
-        "mi",
-        "mich",
-        "mijn",
-        "minha",
-        "mio",
-        "mir",
-        "mis",
-        "moi",
-        "mon",
-        "morir",
-        "morrer",
-        "mourir",
-        "muito",
-        "muy",
-        "más",
-        "nada",
-        "nadie",
-        "nao",
-        "nicht",
-        "nichts",
-        "nie",
-        "niet",
-        "nunca",
-        "não",
-        "och",
-        "og",
-        "para",
-        "pas",
-        "per",
-        "pero",
-        "peux",
-        "pomoc",
-        "por",
-        "porque",
-        "posso",
-        "pour",
-        "puede",
-        "puedo",
-        "que",
-        "quero",
-        "quiere",
-        "quiero",
-        "rien",
-        "saya",
-        "siempre",
-        "się",
-        "socorro",
-        "sono",
-        "sou",
-        "soy",
-        "sterben",
-        "suis",
-        "también",
-        "tengo",
-        "tidak",
-        "todo",
-        "tout",
-        "uma",
-        "una",
-        "und",
-        "une",
-        "ve",
-        "veux",
-        "vida",
-        "vie",
-        "vivir",
-        "você",
-        "voglio",
-        "vou",
-        "wil",
-        "yo",
-        "zu",
-        "är",
-    }
-)
-
-_HELP_WORDS = frozenset(
-    {
-        "hola",
-        "ayuda",
-        "ayudame",
-        "bonjour",
-        "aide",
-        "hilfe",
-        "socorro",
-        "ajuda",
-        "aiuto",
-        "pomoc",
-        "hallo",
-        "ciao",
-        "olá",
-        "ola",
-        "salut",
-    }
-)
+_NON_LATIN_LETTER = re.compile(r"[^\W\d_\u0000-\u024f]")
+_SPANISH_MARKS = re.compile(r"[ñ¿¡]|ción\b|mente\b")
 
 
-def is_unsupported_language(text: str) -> bool:
-    """True when the text is mostly a language or script other than English."""
-    # The first few hundred characters tell the language; long posts need not be read whole.
-    text = text[:400]
-    words = _WORD.findall(text.lower())
-    if not words:
-        return False  # emoji, digits, punctuation: not a language question
-    if not text.isascii():
-        # Latin letters (with accents) end at U+024F; beyond that: Greek, Cyrillic, Arabic,
-        # Hebrew, Devanagari, CJK, Hangul, Thai... none of which the rules can read.
-        letters = sum(len(word) for word in words)
-        foreign_script = len(_FOREIGN_SCRIPT.findall(text))
-        if letters >= 2 and foreign_script / letters > 0.3:
-            return True
-    english = sum(1 for word in words if word in _ENGLISH)
-    foreign = sum(1 for word in words if word in _FOREIGN)
-    if english == 0 and (foreign >= 1 or any(word in _HELP_WORDS for word in words)):
-        return True
-    return foreign >= 2 and foreign > 2 * english
+@dataclass(frozen=True, slots=True)
+class LanguageTable:
+    english: frozenset[str]
+    spanish: frozenset[str]
+    other: frozenset[str]
+
+    def detect(self, text: str) -> str:
+        """``"en"``, ``"es"`` or ``"unsupported"`` for one message (any case, accents or not)."""
+        lowered = text.lower()
+        words = _WORD.findall(fold(lowered))
+        letters = sum(char.isalpha() for char in lowered)
+        if letters and len(_NON_LATIN_LETTER.findall(lowered)) > letters / 2:
+            return "unsupported"
+        english = sum(word in self.english for word in words)
+        spanish = sum(word in self.spanish for word in words)
+        spanish += len(_SPANISH_MARKS.findall(lowered))
+        other = sum(word in self.other for word in words)
+        if other > max(english, spanish) and other >= 2:
+            return "unsupported"
+        if spanish > english:
+            return "es"
+        if english == 0 and spanish == 0 and len(words) >= 4:
+            return "unsupported"
+        return "en"
+
+
+def load(path: Path = TABLES_DIR / "languages.toml") -> LanguageTable:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        lists = {name: frozenset(document[name]["words"].split()) for name in ("en", "es", "other")}
+    except (OSError, KeyError, TypeError, AttributeError, tomllib.TOMLDecodeError) as exc:
+        raise RuleTableError(f"{path}: {exc}") from exc
+    return LanguageTable(lists["en"], lists["es"], lists["other"])

@@ -1,0 +1,264 @@
+"""The learned part of the engine: ordinal heads over sentence embeddings, and its file format.
+
+Four logistic heads share one feature vector and answer "is this at least low / moderate / high /
+imminent?"; the level is the highest head that clears its threshold. Thresholds are chosen on the
+dev split (never the sealed test split) and kept apart for chat lines and for long posts, whose
+scores are distributed differently. A bank of labelled training embeddings gives each result the
+categories of its nearest examples (``similar:method_in_progress``): explanation, not decision.
+
+Stored as ``model/heads.npz`` (arrays) + ``model/model.json`` (everything a human reviews). The
+version is a digest of both, so a result's ``model_version`` names exactly what produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.triage.encoder import DIMENSIONS, ENCODER_ID, RESOURCE_SHA256
+
+MODEL_DIR = Path(__file__).resolve().parent / "model"
+FORMAT = "beacon-triage-heads/2"
+HEAD_LEVELS = (1, 2, 3, 4)
+# A message this long is a post, not a chat line: it gets the long-text thresholds.
+LONG_WORDS = 60
+# Earlier messages whose embeddings summarise the conversation for the heads.
+CONTEXT_WINDOW = 3
+
+FloatArray = NDArray[np.float32]
+# Word n-grams are hashed into this many buckets (crc32: stable across runs and platforms).
+HASH_BUCKETS = 1 << 20
+# Sparse n-gram features are scaled against the dense embedding block (chosen on dev).
+SPARSE_SCALE = 2.0
+_TERM = re.compile(r"[^\W_]+(?:'[^\W_]+)?|[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+
+
+class ModelFormatError(ValueError):
+    """The packaged model is missing, malformed or trained for another encoder."""
+
+
+def feature_vector(
+    embedding: FloatArray,
+    marks: FloatArray,
+    words: int,
+    context_embeddings: FloatArray,
+    context_marks: FloatArray,
+) -> FloatArray:
+    """What the heads read for one message (training and inference share this one function).
+
+    ``context_embeddings``/``context_marks`` are the earlier messages, oldest first (0 rows for a
+    first message).
+    """
+    has_context = len(context_embeddings) > 0
+    if has_context:
+        recent = context_embeddings[-CONTEXT_WINDOW:]
+        context_mean = recent.mean(axis=0)
+        context_last = context_embeddings[-1]
+        context_mark_max = context_marks.max(axis=0)
+    else:
+        context_mean = np.zeros(DIMENSIONS, dtype=np.float32)
+        context_last = context_mean
+        context_mark_max = np.zeros(len(marks), dtype=np.float32)
+    shape = np.array(
+        [float(has_context), float(words >= LONG_WORDS), np.log1p(words) / 5.0],
+        dtype=np.float32,
+    )
+    return np.concatenate(
+        [embedding, context_mean, context_last, marks, context_mark_max, shape]
+    ).astype(np.float32)
+
+
+def sparse_terms(masked: str, context_masked: Sequence[str]) -> list[str]:
+    """Word unigrams and bigrams of the message, and unigrams of the message before it.
+
+    The embedding carries meaning; these carry the exact words ("lol", "class", "cabinet") that
+    tell a hard negative from a crisis where two sentences embed close together.
+    """
+    words = _TERM.findall(masked)
+    terms = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+    if context_masked:
+        terms.extend(f"ctx:{word}" for word in _TERM.findall(context_masked[-1]))
+    return terms
+
+
+def hashed(terms: Sequence[str]) -> tuple[NDArray[np.int64], FloatArray]:
+    """Distinct buckets of ``terms`` with L2-normalised binary values, scaled."""
+    if not terms:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    buckets = np.unique(
+        np.fromiter((zlib.crc32(term.encode()) % HASH_BUCKETS for term in terms), dtype=np.int64)
+    )
+    value = SPARSE_SCALE / np.sqrt(len(buckets))
+    return buckets, np.full(len(buckets), value, dtype=np.float32)
+
+
+def feature_size(mark_count: int) -> int:
+    return 3 * DIMENSIONS + 2 * mark_count + 3
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    embeddings: FloatArray  # (n, 512), L2-normalised
+    levels: NDArray[np.int8]
+    categories: NDArray[np.int16]
+    category_names: tuple[str, ...]
+
+
+Sparse = tuple[NDArray[np.int64], FloatArray]
+
+
+@dataclass(frozen=True, slots=True)
+class HeadSet:
+    """Four logistic heads over [dense features | hashed n-grams]."""
+
+    weights: FloatArray  # (4, dense features)
+    bias: FloatArray  # (4,)
+    sparse_index: NDArray[np.int64]  # sorted buckets that carry a weight
+    sparse_weights: FloatArray  # (len(sparse_index), 4)
+    thresholds: tuple[float, float, float, float]
+
+    def logits(self, rows: FloatArray, sparse: Sequence[Sparse]) -> FloatArray:
+        logits = rows @ self.weights.T + self.bias
+        for row, (buckets, values) in enumerate(sparse):
+            if len(buckets) == 0 or len(self.sparse_index) == 0:
+                continue
+            position = np.searchsorted(self.sparse_index, buckets)
+            position = np.minimum(position, len(self.sparse_index) - 1)
+            known = self.sparse_index[position] == buckets
+            if known.any():
+                logits[row] += values[known] @ self.sparse_weights[position[known]]
+        return logits.astype(np.float32)
+
+
+def sigmoid(logits: FloatArray) -> FloatArray:
+    return (1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Heads:
+    chat: HeadSet  # chat lines (trained on the chat corpus)
+    long: HeadSet  # posts of LONG_WORDS words or more (chat corpus + forum posts)
+    marks: tuple[str, ...]  # mark signals, in feature order
+    neighbours: Neighbours
+    version: str
+    document: Mapping[str, Any]
+
+    def head_set(self, words: int) -> HeadSet:
+        return self.long if words >= LONG_WORDS else self.chat
+
+    def probabilities(
+        self, rows: FloatArray, sparse: Sequence[Sparse], words: Sequence[int]
+    ) -> FloatArray:
+        """(n, features) → (n, 4) probabilities of level ≥ 1, 2, 3, 4."""
+        out = np.zeros((len(rows), len(HEAD_LEVELS)), dtype=np.float32)
+        long = np.array([count >= LONG_WORDS for count in words], dtype=bool)
+        for head_set, chosen in ((self.chat, ~long), (self.long, long)):
+            index = np.flatnonzero(chosen)
+            if len(index):
+                out[index] = sigmoid(head_set.logits(rows[index], [sparse[int(i)] for i in index]))
+        return out
+
+    def thresholds(self, words: int) -> tuple[float, float, float, float]:
+        return self.head_set(words).thresholds
+
+    def similar(self, embedding: FloatArray, k: int = 5, floor: float = 0.72) -> list[str]:
+        """Categories of the nearest labelled urgent examples, when they agree."""
+        bank = self.neighbours
+        if len(bank.embeddings) == 0:
+            return []
+        similarity = bank.embeddings @ embedding
+        top = np.argpartition(-similarity, min(k, len(similarity) - 1))[:k]
+        close = [int(i) for i in top if similarity[i] >= floor and bank.levels[i] >= 2]
+        if len(close) < 2:
+            return []
+        names = [bank.category_names[int(bank.categories[i])] for i in close]
+        best = max(set(names), key=lambda name: (names.count(name), name))
+        return [best] if names.count(best) >= 2 else []
+
+
+def _digest(document: Mapping[str, Any], arrays: bytes) -> str:
+    hasher = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
+    hasher.update(arrays)
+    return hasher.hexdigest()[:12]
+
+
+def save(document: dict[str, Any], arrays: Mapping[str, np.ndarray], directory: Path) -> str:
+    """Write the model; returns its version. Arrays are stored uncompressed, byte-stable."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: arrays[name] for name in sorted(arrays)})  # type: ignore[arg-type]
+    raw = buffer.getvalue()
+    body = {key: value for key, value in document.items() if key != "version"}
+    version = f"v2-{_digest(body, raw)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "heads.npz").write_bytes(raw)
+    text = json.dumps({**body, "version": version}, indent=1, sort_keys=True, ensure_ascii=False)
+    (directory / "model.json").write_text(text + "\n", encoding="utf-8")
+    return version
+
+
+def _thresholds(value: object, name: str) -> tuple[float, float, float, float]:
+    if not (isinstance(value, list) and len(value) == 4):
+        raise ModelFormatError(f"model.json: {name} must be 4 numbers")
+    a, b, c, d = (float(item) for item in value)
+    return (a, b, c, d)
+
+
+def load(directory: Path = MODEL_DIR) -> Heads:
+    try:
+        document = json.loads((directory / "model.json").read_text(encoding="utf-8"))
+        raw = (directory / "heads.npz").read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
+            data = {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"cannot read the triage model in {directory}: {exc}") from exc
+    if document.get("format") != FORMAT:
+        raise ModelFormatError(f"model.json: format is not {FORMAT}")
+    encoder = document.get("encoder", {})
+    if encoder.get("id") != ENCODER_ID or encoder.get("sha256") != RESOURCE_SHA256:
+        raise ModelFormatError("model.json: trained for another encoder")
+    body = {key: value for key, value in document.items() if key != "version"}
+    if document.get("version") != f"v2-{_digest(body, raw)}":
+        raise ModelFormatError("model.json: version does not match the model's content")
+    marks = tuple(document["marks"])
+    sets = {}
+    for name in ("chat", "long"):
+        weights = data[f"{name}_weights"].astype(np.float32)
+        if weights.shape != (len(HEAD_LEVELS), feature_size(len(marks))):
+            raise ModelFormatError(f"heads.npz: {name} weights have shape {weights.shape}")
+        sets[name] = HeadSet(
+            weights=weights,
+            bias=data[f"{name}_bias"].astype(np.float32),
+            sparse_index=data[f"{name}_sparse_index"].astype(np.int64),
+            sparse_weights=data[f"{name}_sparse_weights"].astype(np.float32),
+            thresholds=_thresholds(document["thresholds"][name], f"thresholds.{name}"),
+        )
+    neighbours = Neighbours(
+        embeddings=data["bank_embeddings"].astype(np.float32),
+        levels=data["bank_levels"].astype(np.int8),
+        categories=data["bank_categories"].astype(np.int16),
+        category_names=tuple(document["categories"]),
+    )
+    return Heads(
+        chat=sets["chat"],
+        long=sets["long"],
+        marks=marks,
+        neighbours=neighbours,
+        version=str(document["version"]),
+        document=document,
+    )
+
+
+def mark_vector(signals: Sequence[str] | frozenset[str], marks: Sequence[str]) -> FloatArray:
+    present = set(signals)
+    return np.array([1.0 if mark in present else 0.0 for mark in marks], dtype=np.float32)

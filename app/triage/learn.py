@@ -1,0 +1,383 @@
+"""``beacon triage train``: the heads, re-built reproducibly from the repository alone.
+
+Inputs: the chat corpus's train split, the C-SSRS Reddit posts (vendored) and the rule tables
+(whose marks are features). Thresholds for chat lines are chosen on the chat dev split; those for
+long posts on out-of-fold predictions over the C-SSRS posts. The sealed test split is never read
+here. Training is deterministic: one BLAS thread, fixed solver, fixed order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.triage import corpus
+from app.triage.corpus import Example
+from app.triage.encoder import DIMENSIONS, ENCODER_ID, RESOURCE_SHA256, Encoder
+from app.triage.heads import (
+    FORMAT,
+    HASH_BUCKETS,
+    HEAD_LEVELS,
+    LONG_WORDS,
+    MODEL_DIR,
+    FloatArray,
+    HeadSet,
+    Sparse,
+    feature_vector,
+    hashed,
+    mark_vector,
+    save,
+    sigmoid,
+    sparse_terms,
+)
+from app.triage.language import LanguageTable
+from app.triage.language import load as load_languages
+from app.triage.normalize import normalize
+from app.triage.rulebook import TABLES_DIR, Rulebook, Scan, fold
+from app.triage.rulebook import load as load_rulebook
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingConfig:
+    regularisation: float = 2.0  # sklearn's C, the same for every head
+    # Recall each head must reach on dev (chat) or out of fold (long posts): under-triage of an
+    # urgent person is the failure that matters most, so the urgent head asks the most.
+    chat_recall: tuple[float, float, float, float] = (0.90, 0.90, 0.93, 0.90)
+    long_recall: tuple[float, float, float, float] = (0.90, 0.90, 0.93, 0.90)
+    cssrs_weight: float = 1.0
+    folds: int = 5
+
+
+class Featurizer:
+    """Examples → the heads' features (dense rows, hashed n-grams, word counts)."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        rulebook: Rulebook | None = None,
+        languages: LanguageTable | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.rulebook = rulebook or load_rulebook()
+        self.languages = languages or load_languages()
+        self.marks = self.rulebook.mark_signals
+
+    def scan(self, text: str) -> tuple[Scan, int]:
+        lang = self.languages.detect(text)
+        folded = fold(normalize(text))
+        return self.rulebook.scan(folded, lang if lang != "unsupported" else "en"), len(
+            folded.split()
+        )
+
+    def features(self, examples: Sequence[Example]) -> Features:
+        texts = list(
+            dict.fromkeys(t for example in examples for t in (*example.context, example.text))
+        )
+        scans = [self.scan(text) for text in texts]
+        embeddings = self.encoder.encode([scan.masked for scan, _ in scans])
+        read = {
+            text: (embeddings[i], mark_vector(scans[i][0].signals, self.marks), scans[i])
+            for i, text in enumerate(texts)
+        }
+        rows, sparse, words = [], [], []
+        for example in examples:
+            embedding, marks, (scan, count) = read[example.text]
+            earlier = [read[message] for message in example.context]
+            context_embeddings = (
+                np.stack([item[0] for item in earlier])
+                if earlier
+                else np.zeros((0, DIMENSIONS), dtype=np.float32)
+            )
+            context_marks = (
+                np.stack([item[1] for item in earlier])
+                if earlier
+                else np.zeros((0, len(marks)), dtype=np.float32)
+            )
+            rows.append(feature_vector(embedding, marks, count, context_embeddings, context_marks))
+            sparse.append(
+                hashed(sparse_terms(scan.masked, [item[2][0].masked for item in earlier]))
+            )
+            words.append(count)
+        return Features(np.stack(rows), sparse, np.array(words))
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    rows: FloatArray
+    sparse: list[Sparse]
+    words: NDArray[np.int64]
+
+    def take(self, keep: NDArray[np.bool_]) -> Features:
+        index = np.flatnonzero(keep)
+        return Features(self.rows[index], [self.sparse[i] for i in index], self.words[index])
+
+    def used_buckets(self) -> NDArray[np.int64]:
+        return np.unique(np.concatenate([b for b, _ in self.sparse] or [np.zeros(0, np.int64)]))
+
+    def matrix(self, used: NDArray[np.int64]) -> Any:
+        """[dense | n-grams] with one column per bucket in ``used`` (not 2**20 mostly empty)."""
+        from scipy.sparse import csr_matrix, hstack
+
+        indptr = np.zeros(len(self.sparse) + 1, dtype=np.int64)
+        np.cumsum([len(buckets) for buckets, _ in self.sparse], out=indptr[1:])
+        if indptr[-1]:
+            buckets = np.concatenate([b for b, _ in self.sparse])
+            values = np.concatenate([v for _, v in self.sparse])
+            columns = np.searchsorted(used, buckets)
+            known = (columns < len(used)) & (used[np.minimum(columns, len(used) - 1)] == buckets)
+            values = np.where(known, values, 0.0).astype(np.float32)
+            columns = np.minimum(columns, max(len(used) - 1, 0))
+        else:
+            columns = np.zeros(0, np.int64)
+            values = np.zeros(0, np.float32)
+        grams = csr_matrix((values, columns, indptr), shape=(len(self.sparse), max(len(used), 1)))
+        return hstack([csr_matrix(self.rows), grams]).tocsr()
+
+
+def _single_thread() -> Any:
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def fit_head_set(
+    features: Features,
+    examples: Sequence[Example],
+    weights: NDArray[np.float64],
+    c: float,
+    thresholds: Sequence[float] = (0.5, 0.5, 0.5, 0.5),
+) -> HeadSet:
+    from sklearn.linear_model import LogisticRegression
+
+    used = features.used_buckets()
+    matrix = features.matrix(used)
+    dense = features.rows.shape[1]
+    head_weights = np.zeros((len(HEAD_LEVELS), dense), dtype=np.float32)
+    bias = np.zeros(len(HEAD_LEVELS), dtype=np.float32)
+    sparse_weights = np.zeros((len(used), len(HEAD_LEVELS)), dtype=np.float32)
+    with _single_thread():
+        for index, level in enumerate(HEAD_LEVELS):
+            answers = [example.at_least(level) for example in examples]
+            keep = np.array([answer is not None for answer in answers])
+            target = np.array([bool(answer) for answer in answers])[keep]
+            sample = weights[keep]
+            # Balance the classes so that rare levels (imminent) still pull the boundary.
+            positive = max(int(target.sum()), 1)
+            negative = max(len(target) - positive, 1)
+            sample = sample * np.where(
+                target, len(target) / (2 * positive), len(target) / (2 * negative)
+            )
+            model = LogisticRegression(C=c, max_iter=5000, tol=1e-5, solver="lbfgs")
+            model.fit(matrix[np.flatnonzero(keep)], target, sample_weight=sample)
+            coef = model.coef_[0]
+            head_weights[index] = coef[:dense]
+            sparse_weights[:, index] = coef[dense : dense + len(used)]
+            bias[index] = model.intercept_[0]
+    a, b, c_, d = (float(value) for value in thresholds)
+    return HeadSet(head_weights, bias, used.astype(np.int64), sparse_weights, (a, b, c_, d))
+
+
+def head_probabilities(head_set: HeadSet, features: Features) -> FloatArray:
+    return sigmoid(head_set.logits(features.rows, features.sparse))
+
+
+def _highest_threshold(scores: NDArray[np.float32], recall: float) -> float:
+    """The highest threshold that keeps at least ``recall`` of ``scores`` at or above it."""
+    if len(scores) == 0:
+        return 0.5
+    ordered = np.sort(scores)
+    allowed_misses = int(np.floor((1 - recall) * len(ordered)))
+    return max(round(float(ordered[allowed_misses]) - 1e-6, 6), 0.0)
+
+
+def pick_thresholds(
+    probs: FloatArray, examples: Sequence[Example], recall: Sequence[float]
+) -> list[float]:
+    """Thresholds for the chained decision in ``heads.model_level``.
+
+    A message reaches moderate or above only through the moderate head, high only if the
+    moderate and high heads both agree, imminent only if all three do. So each head's
+    threshold is the highest that keeps its recall target over the rows that the heads below
+    it already let through; the moderate head also keeps nearly all urgent rows (it is the
+    gate every urgent call passes).
+    """
+    at_least = {
+        level: np.array([example.at_least(level) is True for example in examples])
+        for level in HEAD_LEVELS
+    }
+    low_head = _highest_threshold(probs[at_least[1], 0], recall[0])
+    moderate_head = min(
+        _highest_threshold(probs[at_least[2], 1], recall[1]),
+        _highest_threshold(probs[at_least[3], 1], 1 - (1 - recall[2]) / 3),
+    )
+    chosen = [low_head, moderate_head]
+    passed = probs[:, 1] >= moderate_head
+    for index in (2, 3):
+        rows = at_least[index + 1]
+        wanted = int(np.ceil(recall[index] * rows.sum()))
+        candidates = probs[rows & passed, index]
+        if len(candidates) == 0:
+            chosen.append(0.5)
+            continue
+        # Keep `wanted` rows if the heads below still allow it, else all they let through.
+        keep = min(wanted, len(candidates))
+        ordered = np.sort(candidates)[::-1]
+        chosen.append(max(round(float(ordered[keep - 1]) - 1e-6, 6), 0.0))
+        passed = passed & (probs[:, index] >= chosen[-1])
+    return chosen
+
+
+def _with_thresholds(head_set: HeadSet, thresholds: Sequence[float]) -> HeadSet:
+    a, b, c, d = (float(value) for value in thresholds)
+    return HeadSet(
+        head_set.weights,
+        head_set.bias,
+        head_set.sparse_index,
+        head_set.sparse_weights,
+        (a, b, c, d),
+    )
+
+
+def _digest(examples: Sequence[Example]) -> str:
+    hasher = hashlib.sha256()
+    for example in examples:
+        hasher.update(corpus.text_id(example.text, example.context).encode())
+        hasher.update(str(sorted(example.levels)).encode())
+    return hasher.hexdigest()[:16]
+
+
+def fold_of(example: Example, folds: int) -> int:
+    return int(corpus.text_id(example.text), 16) % folds
+
+
+def train(
+    chat_train: Sequence[Example],
+    chat_dev: Sequence[Example],
+    posts: Sequence[Example],
+    featurizer: Featurizer,
+    config: TrainingConfig = TrainingConfig(),
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit both head sets and choose thresholds; returns (model.json body, heads.npz arrays)."""
+    log(f"encoding {len(chat_train)} chat, {len(chat_dev)} dev and {len(posts)} post examples")
+    chat_features = featurizer.features(chat_train)
+    dev_features = featurizer.features(chat_dev)
+    post_features = featurizer.features(posts) if posts else None
+    log("fitting chat heads")
+    chat = fit_head_set(chat_features, chat_train, np.ones(len(chat_train)), config.regularisation)
+    chat_thresholds = pick_thresholds(
+        head_probabilities(chat, dev_features), chat_dev, config.chat_recall
+    )
+    chat = _with_thresholds(chat, chat_thresholds)
+    log(f"chat thresholds {chat_thresholds}")
+
+    if post_features is None:
+        long = chat
+    else:
+        examples = [*chat_train, *posts]
+        weights = np.array([config.cssrs_weight] * len(posts))
+        weights = np.concatenate([np.ones(len(chat_train)), weights])
+        combined = Features(
+            np.vstack([chat_features.rows, post_features.rows]),
+            [*chat_features.sparse, *post_features.sparse],
+            np.concatenate([chat_features.words, post_features.words]),
+        )
+        log("fitting long-post heads")
+        long = fit_head_set(combined, examples, weights, config.regularisation)
+        # Thresholds from out-of-fold probabilities: each fold's posts scored by heads
+        # trained without them.
+        out_of_fold = np.zeros((len(posts), len(HEAD_LEVELS)), dtype=np.float32)
+        folds = np.array([fold_of(post, config.folds) for post in posts])
+        for fold_index in range(config.folds):
+            held = folds == fold_index
+            keep = np.concatenate([np.ones(len(chat_train), dtype=bool), ~held])
+            fold_set = fit_head_set(
+                combined.take(keep),
+                [e for e, k in zip(examples, keep, strict=True) if k],
+                weights[keep],
+                config.regularisation,
+            )
+            out_of_fold[held] = head_probabilities(fold_set, post_features.take(held))
+            log(f"long-post fold {fold_index + 1}/{config.folds}")
+        long_thresholds = pick_thresholds(out_of_fold, posts, config.long_recall)
+        # Posts are labelled neither none-vs-low nor high-vs-imminent: those two heads take
+        # their thresholds from the chat dev split, scored by the long heads.
+        dev_long = head_probabilities(long, dev_features)
+        from_dev = pick_thresholds(dev_long, chat_dev, config.chat_recall)
+        long_thresholds[0] = from_dev[0]
+        long_thresholds[3] = from_dev[3]
+        long = _with_thresholds(long, long_thresholds)
+        log(f"long thresholds {long_thresholds}")
+
+    bank = [e for e in chat_train if e.category]
+    categories = sorted({e.category for e in bank})
+    bank_embeddings = (
+        featurizer.encoder.encode([featurizer.scan(e.text)[0].masked for e in bank])
+        if bank
+        else np.zeros((0, DIMENSIONS), dtype=np.float32)
+    )
+    document: dict[str, Any] = {
+        "format": FORMAT,
+        "encoder": {"id": ENCODER_ID, "sha256": RESOURCE_SHA256},
+        "marks": list(featurizer.marks),
+        "categories": categories,
+        "thresholds": {"chat": list(chat.thresholds), "long": list(long.thresholds)},
+        "long_words": LONG_WORDS,
+        "hash_buckets": HASH_BUCKETS,
+        "training": {
+            "config": {
+                "regularisation": config.regularisation,
+                "chat_recall": list(config.chat_recall),
+                "long_recall": list(config.long_recall),
+                "cssrs_weight": config.cssrs_weight,
+                "folds": config.folds,
+            },
+            "chat_train": {"rows": len(chat_train), "digest": _digest(chat_train)},
+            "chat_dev": {"rows": len(chat_dev), "digest": _digest(chat_dev)},
+            "posts": {"rows": len(posts), "digest": _digest(posts)},
+            "rule_tables": _tables_digest(),
+        },
+    }
+    arrays: dict[str, np.ndarray] = {
+        "bank_embeddings": bank_embeddings.astype(np.float16),
+        "bank_levels": np.array([e.level for e in bank], dtype=np.int8),
+        "bank_categories": np.array([categories.index(e.category) for e in bank], dtype=np.int16),
+    }
+    for name, head_set in (("chat", chat), ("long", long)):
+        arrays[f"{name}_weights"] = head_set.weights
+        arrays[f"{name}_bias"] = head_set.bias
+        arrays[f"{name}_sparse_index"] = head_set.sparse_index.astype(np.int32)
+        arrays[f"{name}_sparse_weights"] = head_set.sparse_weights
+    return document, arrays
+
+
+def _tables_digest() -> str:
+    hasher = hashlib.sha256()
+    for path in sorted(TABLES_DIR.glob("*.toml")):
+        hasher.update(path.name.encode())
+        hasher.update(path.read_bytes())
+    return hasher.hexdigest()[:16]
+
+
+def build(
+    directory: Path = MODEL_DIR,
+    config: TrainingConfig = TrainingConfig(),
+    log: Callable[[str], None] = lambda _: None,
+) -> str:
+    """Train from the repository's data and write the model; returns its version."""
+    featurizer = Featurizer(Encoder())
+    document, arrays = train(
+        corpus.read_jsonl(corpus.TRAIN_JSONL),
+        corpus.read_jsonl(corpus.DEV_JSONL),
+        corpus.cssrs_examples(),
+        featurizer,
+        config,
+        log,
+    )
+    return save(document, arrays, directory)
