@@ -31,8 +31,9 @@ from app.triage.encoder import DIMENSIONS, ENCODER_ID, RESOURCE_SHA256
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 FORMAT = "beacon-triage-heads/2"
 HEAD_LEVELS = (1, 2, 3, 4)
-# A message this long is a post, not a chat line: it gets the long-text thresholds.
-LONG_WORDS = 60
+# A message this long reads like a post, not a chat line (99 % of chat lines are shorter):
+# it gets the heads trained with forum posts and their thresholds.
+LONG_WORDS = 30
 # Earlier messages whose embeddings summarise the conversation for the heads.
 CONTEXT_WINDOW = 3
 
