@@ -213,6 +213,20 @@ class Engine:
             earlier = [readings[message] for message in context]
             probabilities = next(with_context) if earlier else current.probabilities
             results.append(self._result(current, earlier, probabilities))
+        return self._explain(results, [readings[text] for text, _ in normalised])
+
+    def _explain(self, results: list[TriageResult], readings: list[Reading]) -> list[TriageResult]:
+        """Add the categories of the nearest labelled examples to moderate+ results (one
+        matrix product for the batch)."""
+        worried = [i for i, result in enumerate(results) if result.level >= Level.moderate]
+        if not worried:
+            return results
+        names = self.heads.similar_many(np.stack([readings[i].embedding for i in worried]))
+        for i, similar in zip(worried, names, strict=True):
+            if similar:
+                result = results[i]
+                signals = tuple(sorted({*result.signals, *(f"similar:{n}" for n in similar)}))
+                results[i] = TriageResult(result.level, result.score, signals, result.model_version)
         return results
 
     def _result(
@@ -253,8 +267,6 @@ class Engine:
                 for signal in item.scan.signals
                 if not signal.startswith(("emoji:", "lang:"))
             )
-        if level >= Level.moderate:
-            signals.update(f"similar:{name}" for name in self.heads.similar(current.embedding))
         return TriageResult(
             level=level,
             score=_score(level, float(probabilities[2]), thresholds[2]),

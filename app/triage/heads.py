@@ -173,19 +173,27 @@ class Heads:
     def thresholds(self, words: int) -> tuple[float, float, float, float]:
         return self.head_set(words).thresholds
 
-    def similar(self, embedding: FloatArray, k: int = 5, floor: float = 0.72) -> list[str]:
-        """Categories of the nearest labelled urgent examples, when they agree."""
+    def similar_many(
+        self, embeddings: FloatArray, k: int = 5, floor: float = 0.72
+    ) -> list[list[str]]:
+        """Per row, the category of its nearest labelled moderate+ examples, when ≥ 2 of the
+        ``k`` nearest agree and are close (cosine ≥ ``floor``): explanation, not decision."""
         bank = self.neighbours
         if len(bank.embeddings) == 0:
-            return []
-        similarity = bank.embeddings @ embedding
-        top = np.argpartition(-similarity, min(k, len(similarity) - 1))[:k]
-        close = [int(i) for i in top if similarity[i] >= floor and bank.levels[i] >= 2]
-        if len(close) < 2:
-            return []
-        names = [bank.category_names[int(bank.categories[i])] for i in close]
-        best = max(set(names), key=lambda name: (names.count(name), name))
-        return [best] if names.count(best) >= 2 else []
+            return [[] for _ in embeddings]
+        similarity = embeddings @ bank.embeddings.T
+        k = min(k, similarity.shape[1])
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        out: list[list[str]] = []
+        for row, candidates in enumerate(top):
+            names = [
+                bank.category_names[int(bank.categories[i])]
+                for i in candidates
+                if similarity[row, i] >= floor and bank.levels[i] >= 2
+            ]
+            best = max(sorted(set(names)), key=names.count) if names else ""
+            out.append([best] if best and names.count(best) >= 2 else [])
+        return out
 
 
 def _digest(document: Mapping[str, Any], arrays: bytes) -> str:

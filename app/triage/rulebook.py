@@ -73,18 +73,25 @@ class Rule:
     signals: tuple[str, ...]
     level: Level
     requires: frozenset[str]
+    # All patterns as one alternation: one scan of the text per rule, not one per pattern
+    # (triage runs the tables on every message; most rules match nothing).
+    combined: re.Pattern[str]
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where this rule matches ``text`` (already folded), negated matches left out."""
-        if any(veto.search(text) for veto in self.unless_any):
-            return []
         found: list[tuple[int, int]] = []
-        for pattern in self.patterns:
-            for match in pattern.finditer(text):
-                before = text[max(0, match.start() - self.unless_window) : match.start()]
-                if any(veto.search(before) for veto in self.unless):
-                    continue
-                found.append(match.span())
+        for match in self.combined.finditer(text):
+            if not found and any(veto.search(text) for veto in self.unless_any):
+                return []
+            # A pattern that opens with optional words and ``\s*`` can start its match on the
+            # space after a negation ("no| me están pegando"); the veto must still see "no ".
+            start = match.start()
+            while start < match.end() and text[start].isspace():
+                start += 1
+            before = text[max(0, start - self.unless_window) : start]
+            if any(veto.search(before) for veto in self.unless):
+                continue
+            found.append(match.span())
         return found
 
 
@@ -216,6 +223,7 @@ def _rule(kind: str, entry: Mapping[str, Any], vocab: Mapping[str, str], source:
         signals=signals,
         level=level,
         requires=frozenset(_strings(entry.get("requires", []), where)),
+        combined=re.compile("|".join(f"(?:{pattern.pattern})" for pattern in patterns)),
     )
 
 
