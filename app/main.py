@@ -24,7 +24,7 @@ from app.core.migrate import upgrade_to_head
 from app.escalation.partners import load_partners
 from app.escalation.worker import EscalationWorker
 from app.retention.worker import RetentionWorker
-from app.routers import chat_ws, dashboard, handoffs, health, triage_api, volunteer_ws
+from app.routers import chat_ws, dashboard, handoffs, health, pages, triage_api, volunteer_ws
 from app.routing.at_risk import LostVisitorWatch
 from app.routing.queue import QueueMonitor
 from app.routing.worker import RoutingWorker
@@ -174,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(chat_ws.router)
     app.include_router(handoffs.router)
+    app.include_router(pages.router)
     return app
 
 

@@ -84,7 +84,7 @@ def load(locale: str) -> TemplateFile:
     return TemplateFile.model_validate(json.loads(source.read_text(encoding="utf-8")))
 
 
-def _split(locale: str | None) -> tuple[str, str | None]:
+def split_locale(locale: str | None) -> tuple[str, str | None]:
     if not locale:
         return DEFAULT_LOCALE, None
     parts = locale.strip().replace("_", "-").split("-")
@@ -104,7 +104,7 @@ def render(
 
     Without a partner, the ``*_no_partner`` variant is used so a text never shows a blank
     phone number."""
-    language, region = _split(locale)
+    language, region = split_locale(locale)
     if language not in available_locales():
         language = DEFAULT_LOCALE
     template = load(language)

@@ -1,0 +1,424 @@
+// The visitor chat page: the reference client of WS /v1/chat (docs/protocol.md).
+// Keeps only the resume token and unacknowledged messages, in this tab's sessionStorage, so a
+// reload or a dropped network resumes the chat; quick exit clears both and leaves.
+import { Link, h, newId, withPhoneLinks } from "./common.js";
+
+const KEY = "beacon.chat";
+const MAX_BYTES = 4096;
+const TYPING_EVERY_MS = 3000;
+const $ = (id) => document.getElementById(id);
+
+const locale = (() => {
+  const lang = (navigator.language || "en").slice(0, 16);
+  return /^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$/.test(lang) ? lang : "en";
+})();
+
+function loadSaved() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(KEY) || "{}");
+    return {
+      token: typeof saved.token === "string" ? saved.token : null,
+      pending: Array.isArray(saved.pending) ? saved.pending : [],
+    };
+  } catch {
+    return { token: null, pending: [] };
+  }
+}
+
+const saved = loadSaved();
+const state = {
+  token: saved.token,
+  pending: saved.pending, // [{id, text}] in the order typed, not yet acknowledged
+  seen: new Set(), // seqs shown on this page
+  highest: 0, // highest seq seen on this page: the last_seq to resume from
+  status: null,
+  spoke: saved.pending.length > 0,
+  ended: false,
+  exiting: false,
+  typingSentAt: 0,
+  retryTimer: null,
+};
+
+function persist() {
+  if (state.exiting) return;
+  if (!state.token && state.pending.length === 0) {
+    sessionStorage.removeItem(KEY);
+    return;
+  }
+  sessionStorage.setItem(KEY, JSON.stringify({ token: state.token, pending: state.pending }));
+}
+
+// -- the socket ---------------------------------------------------------------------------------
+
+const link = new Link("/v1/chat", {
+  onOpen() {
+    link.send({
+      type: "hello",
+      resume_token: state.token,
+      // After a reload nothing is on the page yet: 0 replays the whole chat.
+      last_seq: state.token ? state.highest : null,
+      locale,
+      channel: "web",
+    });
+  },
+  onFrame: handle,
+  onClose(code) {
+    if (code === 1000) {
+      if (!state.ended) endChat("This chat has ended.");
+      return false;
+    }
+    if (code === 1003 || code === 1007 || code === 1009) {
+      showConn("This page could not talk to the server. Please reload.", "bad");
+      return false;
+    }
+    if (code === 1008 && state.token) return false; // a refusal we did not expect: see error
+    return true; // 1006, 1011, 1012, 1013, network: come back and resume
+  },
+  onState: connState,
+});
+
+let offlineTick = null;
+function connState(kind, delay) {
+  clearInterval(offlineTick);
+  document.body.dataset.conn = kind;
+  if (kind === "open") showConn("Connected", "ok");
+  else if (kind === "connecting") showConn("Connecting…", "wait");
+  else if (kind === "offline") {
+    const tick = () => {
+      const s = Math.max(0, Math.ceil((link.retryAt - Date.now()) / 1000));
+      showConn(`Offline — reconnecting${s > 0 ? ` in ${s} s` : "…"} Your messages are kept and will be sent.`, "bad");
+    };
+    tick();
+    offlineTick = setInterval(tick, 1000);
+  } else if (kind === "stopped" && !state.ended) showConn("Disconnected", "bad");
+}
+
+function showConn(text, tone) {
+  const el = $("conn");
+  el.textContent = text;
+  el.dataset.tone = tone;
+}
+
+function handle(frame) {
+  switch (frame.type) {
+    case "session":
+      state.token = frame.resume_token;
+      if (frame.last_seq > 0) state.spoke = true;
+      persist();
+      link.established();
+      setComposeEnabled(true);
+      for (const p of state.pending) sendPending(p);
+      renderPending();
+      break;
+    case "message":
+      show(frame);
+      if (frame.sender === "visitor" && frame.client_msg_id) settle(frame.client_msg_id);
+      break;
+    case "ack": {
+      const p = state.pending.find((x) => x.id === frame.client_msg_id);
+      if (p) show({ seq: frame.seq, sender: "visitor", text: p.text, sent_at: new Date().toISOString() });
+      settle(frame.client_msg_id);
+      break;
+    }
+    case "status":
+      onStatus(frame);
+      break;
+    case "typing":
+      showTyping();
+      break;
+    case "error":
+      onError(frame);
+      break;
+    default:
+      break; // pong, and frame types a later server may add
+  }
+}
+
+// -- the transcript -----------------------------------------------------------------------------
+
+const SENDERS = { visitor: "You", volunteer: "Volunteer", system: "Beacon" };
+
+function timeOf(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function show(m) {
+  if (typeof m.seq !== "number" || state.seen.has(m.seq)) return;
+  state.seen.add(m.seq);
+  state.highest = Math.max(state.highest, m.seq);
+  if (m.sender === "visitor") state.spoke = true;
+  const safety = m.sender === "system" && m.kind === "safety";
+  const text = m.text === null ? "(this message was removed)" : m.text;
+  const item = h(
+    "li",
+    { class: `msg from-${m.sender}${safety ? " safety" : ""}`, "data-seq": m.seq },
+    h("span", { class: "who" }, safety ? "Safety message" : SENDERS[m.sender] || m.sender),
+    h("span", { class: "when" }, timeOf(m.sent_at)),
+    h("p", { class: "text" }, safety ? withPhoneLinks(text) : text),
+  );
+  const list = $("transcript");
+  const after = [...list.querySelectorAll("li[data-seq]")].find((li) => Number(li.dataset.seq) > m.seq);
+  list.insertBefore(item, after || list.querySelector("li.pending"));
+  if (m.sender === "volunteer") $("typing").textContent = "";
+  scrollDown();
+}
+
+function renderPending() {
+  const list = $("transcript");
+  for (const li of list.querySelectorAll("li.pending")) li.remove();
+  for (const p of state.pending) {
+    list.append(
+      h("li", { class: "msg from-visitor pending", "data-pending": p.id },
+        h("span", { class: "who" }, "You"),
+        h("span", { class: "when" }, link.open ? "sending…" : "waiting for connection…"),
+        h("p", { class: "text" }, p.text)),
+    );
+  }
+  scrollDown();
+}
+
+function scrollDown() {
+  const box = $("transcript-box");
+  box.scrollTop = box.scrollHeight;
+}
+
+function settle(clientMsgId) {
+  const before = state.pending.length;
+  state.pending = state.pending.filter((p) => p.id !== clientMsgId);
+  if (state.pending.length !== before) {
+    persist();
+    renderPending();
+  }
+}
+
+let typingTimer = null;
+function showTyping() {
+  $("typing").textContent = "A volunteer is typing…";
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(() => { $("typing").textContent = ""; }, 5000);
+}
+
+// -- status -------------------------------------------------------------------------------------
+
+function minutes(s) {
+  const m = Math.max(1, Math.ceil(s / 60));
+  return m === 1 ? "about 1 minute" : `about ${m} minutes`;
+}
+
+function onStatus(f) {
+  state.status = f.status;
+  document.body.dataset.status = f.status;
+  const el = $("status");
+  el.replaceChildren();
+  if (f.status === "waiting") {
+    if (typeof f.queue_position === "number") {
+      el.append(h("strong", { id: "queue-position" }, `You are number ${f.queue_position} in the queue.`), " ");
+      el.append(h("span", { id: "wait-estimate" },
+        typeof f.estimated_wait_s === "number"
+          ? `Estimated wait: ${minutes(f.estimated_wait_s)}.`
+          : "We'll be with you as soon as we can."));
+    } else if (!state.spoke) {
+      el.append("Tell us what is happening. A trained volunteer will read it; you join the queue when you send your first message.");
+    } else {
+      el.append("You are in the queue. We'll be with you as soon as we can.");
+    }
+  } else if (f.status === "offered") {
+    el.append("A volunteer is about to join you.");
+  } else if (f.status === "active") {
+    el.append("You are talking with a trained volunteer.");
+  } else if (f.status === "handed_off") {
+    el.append("We have passed your chat to a crisis line partner. They will be in touch.");
+  } else if (f.status === "closed") {
+    endChat(f.reason === "erased" ? "This chat has been erased." : "This chat has ended.");
+  }
+}
+
+function endChat(text) {
+  state.ended = true;
+  state.token = null;
+  state.pending = [];
+  sessionStorage.removeItem(KEY);
+  renderPending();
+  $("status").textContent = text;
+  $("ended-text").textContent = text;
+  $("ended").hidden = false;
+  $("compose").hidden = true;
+  showConn("Chat ended", "wait");
+  link.stop();
+}
+
+function onError(f) {
+  const pending = f.client_msg_id && state.pending.find((p) => p.id === f.client_msg_id);
+  switch (f.code) {
+    case "invalid_resume_token":
+      // The old chat is gone (expired or erased): start a new one rather than a dead end.
+      state.token = null;
+      state.highest = 0;
+      persist();
+      $("transcript").replaceChildren();
+      state.seen.clear();
+      renderPending();
+      notice("Your earlier chat could not be reopened, so we started a new one.");
+      break;
+    case "too_many_sessions":
+      link.retryDelayMs = (f.retry_after_s || 10) * 1000;
+      notice("Lots of people are starting chats right now. We will connect you in a moment.");
+      break;
+    case "rate_limited":
+    case "temporarily_unavailable":
+      if (pending) {
+        clearTimeout(state.retryTimer);
+        state.retryTimer = setTimeout(() => sendPending(pending), 2000);
+      }
+      break;
+    case "text_too_large":
+      if (pending) settle(pending.id);
+      notice("That message is too long. Please split it into shorter messages.");
+      break;
+    case "session_closed":
+      if (!state.ended) endChat("This chat has ended.");
+      break;
+    default:
+      break;
+  }
+}
+
+function notice(text) {
+  $("compose-error").textContent = text;
+}
+
+// -- sending ------------------------------------------------------------------------------------
+
+function sendPending(p) {
+  link.send({ type: "message", client_msg_id: p.id, text: p.text });
+}
+
+function setComposeEnabled(on) {
+  $("send").disabled = !on;
+}
+
+function submit(event) {
+  event.preventDefault();
+  const box = $("compose-text");
+  const text = box.value;
+  notice("");
+  if (!text.trim()) {
+    notice("Write a message first.");
+    box.focus();
+    return;
+  }
+  if (new TextEncoder().encode(text).length > MAX_BYTES) {
+    notice("That message is too long. Please split it into shorter messages.");
+    return;
+  }
+  box.value = "";
+  if (text.trim() === "DELETE") {
+    erase();
+    return;
+  }
+  const p = { id: newId(), text };
+  state.pending.push(p);
+  state.spoke = true;
+  persist();
+  renderPending();
+  sendPending(p);
+  box.focus();
+}
+
+function erase() {
+  // Never kept in the outbox: erasure is not acknowledged, and must not happen twice by accident.
+  if (!link.send({ type: "message", client_msg_id: newId(), text: "DELETE" })) {
+    notice("You are offline; try erasing again when the page says Connected.");
+  }
+}
+
+function typing() {
+  const now = Date.now();
+  if (now - state.typingSentAt < TYPING_EVERY_MS || !$("compose-text").value.trim()) return;
+  state.typingSentAt = now;
+  link.send({ type: "typing" });
+}
+
+// -- quick exit -------------------------------------------------------------------------------
+
+function quickExit() {
+  state.exiting = true;
+  try { sessionStorage.clear(); } catch { /* storage disabled */ }
+  link.stop();
+  document.title = "";
+  document.body.replaceChildren();
+  // replace(): the chat page does not stay in this tab's history.
+  location.replace($("quick-exit")?.dataset.exitUrl || "https://www.google.com/");
+}
+
+let lastEscape = 0;
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const now = Date.now();
+  if (now - lastEscape < 1500) quickExit();
+  lastEscape = now;
+});
+
+// -- safety contacts ----------------------------------------------------------------------------
+
+async function loadContacts() {
+  try {
+    const response = await fetch(`/v1/chat/safety?locale=${encodeURIComponent(locale)}`);
+    if (!response.ok) return;
+    const c = await response.json();
+    const target = $("emergency");
+    target.replaceChildren(c.emergency.tel
+      ? h("a", { href: `tel:${c.emergency.tel}`, class: "tel" }, c.emergency.label)
+      : c.emergency.label);
+    $("hotlines").replaceChildren(...c.hotlines.map((line) => h("li", {},
+      "Or call ", line.tel ? h("a", { href: `tel:${line.tel}`, class: "tel" }, line.phone) : line.phone,
+      ` (${line.name}), any time.`)));
+  } catch {
+    // Offline: the panel keeps its built-in wording, which still gives the route to help.
+  }
+}
+
+// -- start ----------------------------------------------------------------------------------------
+
+function newChat() {
+  state.token = null;
+  state.pending = [];
+  state.seen.clear();
+  state.highest = 0;
+  state.spoke = false;
+  state.ended = false;
+  $("transcript").replaceChildren();
+  $("ended").hidden = true;
+  $("compose").hidden = false;
+  $("status").textContent = "Connecting you…";
+  link.start();
+  $("compose-text").focus();
+}
+
+$("quick-exit").addEventListener("click", quickExit);
+$("compose").addEventListener("submit", submit);
+$("compose-text").addEventListener("input", typing);
+$("compose-text").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("compose").requestSubmit();
+  }
+});
+$("end-chat").addEventListener("click", () => {
+  if (!link.send({ type: "close" })) notice("You are offline; the chat will end when you reconnect and press End chat again.");
+});
+$("erase").addEventListener("click", () => {
+  $("erase-confirm").hidden = false;
+  $("erase-confirm").focus();
+});
+$("erase-confirm").addEventListener("click", () => {
+  $("erase-confirm").hidden = true;
+  erase();
+});
+$("new-chat").addEventListener("click", newChat);
+
+setComposeEnabled(false);
+renderPending();
+loadContacts();
+link.start();
