@@ -31,14 +31,26 @@ import json
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, cast
 
 import structlog
 from prometheus_client import Histogram
-from sqlalchemy import Table, Uuid, any_, bindparam, func, select, text, update
+from sqlalchemy import (
+    Table,
+    Uuid,
+    any_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -53,14 +65,13 @@ from app.chat.recent import RecentMessages, Staged
 from app.chat.service import TERMINAL_STATUSES, MessageView
 from app.core.db import UTCDateTime, utcnow
 from app.core.metrics import Metrics
-from app.triage import Level, TriageResult, assess
+from app.triage import Level, TriageResult, assess_many
 
 log = structlog.get_logger(__name__)
 
 SENDERS: Final = ("visitor", "volunteer", "system")
 MAX_SESSION_SIGNALS: Final = 100
 _ATTEMPTS: Final = 3
-_TRIAGE_SLICE_S: Final = 0.005
 
 _PG_WRITE_SEQS = text(
     "UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now"
@@ -104,7 +115,8 @@ _PG_INSERT = text(
 _MESSAGES = cast(Table, Message.__table__)
 _SESSIONS = cast(Table, ChatSession.__table__)
 
-Triage = Callable[[str, tuple[str, ...]], TriageResult]
+# Triage of a whole batch in one call: the engine encodes every new text of the batch at once.
+Triage = Callable[[Sequence[tuple[str, Sequence[str]]]], list[TriageResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +158,10 @@ class _SessionState:
     last_seq: int
     urgency: int
     signals: list[str]
+    spoke: bool  # the visitor has sent a message before (the session is in the queue)
     context: list[str] | None = None  # recent visitor texts, when this batch needs them
     dirty: bool = False  # urgency or signals changed
+    joined: bool = False  # this batch holds the visitor's first message
 
 
 _Outcome = StoredMessage | Exception
@@ -208,7 +222,7 @@ class MessageCommitter:
         workers: int = 1,
         context_size: int = 10,
         context_cache_sessions: int = 2048,
-        triage: Triage = assess,
+        triage: Triage = assess_many,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._bus = bus
@@ -220,6 +234,7 @@ class MessageCommitter:
         self._triage = triage
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._triage_pool: ThreadPoolExecutor | None = None
         self._accepting = False
         # Label lookups resolved once, not per message.
         self._stored_by_sender = {s: metrics.messages.labels(sender=s) for s in SENDERS}
@@ -241,6 +256,9 @@ class MessageCommitter:
 
     async def start(self) -> None:
         self._accepting = True
+        # Triage is CPU work (the encoder); one worker thread keeps it off the event loop, and
+        # numpy releases the GIL for the matrix products, so sockets keep being served.
+        self._triage_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triage")
         self._tasks = [
             asyncio.create_task(self._work(), name=f"chat-committer-{i}")
             for i in range(self._workers)
@@ -255,6 +273,9 @@ class MessageCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._triage_pool is not None:
+            self._triage_pool.shutdown(wait=True)
+            self._triage_pool = None
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -427,9 +448,10 @@ class MessageCommitter:
         if triaged and self._context_size > 0:
             await self._load_contexts(db, states, triaged)
 
+        assessed = await self._assess_batch(batch, todo, states)
+
         rows: list[dict[str, Any]] = []
         bus_events: list[Event] = []
-        last_yield = time.perf_counter()
         for i in todo:
             message = batch[i].message
             state = states[message.session_id]
@@ -451,11 +473,7 @@ class MessageCommitter:
                 "triage_ms": None,
             }
             if message.sender == "visitor":
-                if time.perf_counter() - last_yield > _TRIAGE_SLICE_S:
-                    # A big batch of triage must not starve every other socket of the loop.
-                    await asyncio.sleep(0)
-                    last_yield = time.perf_counter()
-                result, elapsed_ms = self._assess(message.text, state.context or [])
+                result, elapsed_ms = assessed[i]
                 if state.context is not None:
                     state.context.append(message.text)
                 level = int(result.level)
@@ -494,6 +512,20 @@ class MessageCommitter:
                         previous=previous_urgency,
                         seq=state.last_seq,
                     )
+                if not state.spoke:
+                    # A hello alone is not a request for help; the first message is (SPEC §9).
+                    state.spoke = state.joined = True
+                    record_event(
+                        db,
+                        actor_type="visitor",
+                        actor_id=None,
+                        action="visitor_spoke",
+                        subject_type="session",
+                        subject_id=str(message.session_id),
+                        details={"seq": state.last_seq, "status": state.status},
+                    )
+                    if state.status == "waiting":
+                        bus_events += events.joined_queue(message.session_id, state.urgency)
             rows.append(row)
             bus_events += events.message_stored(
                 message.session_id, state.last_seq, message.sender, message.client_msg_id
@@ -604,21 +636,67 @@ class MessageCommitter:
                     .where(table.c.id == session_id)
                     .values(urgency=state.urgency, signals=state.signals)
                 )
+        joined = [session_id for session_id in ordered if states[session_id].joined]
+        if joined:
+            # Once per session. The wait starts now, not at the hello: sessions held open in
+            # silence must not age their way ahead of people who asked for help before them.
+            await db.execute(
+                update(table)
+                .where(table.c.id.in_(joined), table.c.visitor_spoke_at.is_(None))
+                .values(
+                    visitor_spoke_at=now,
+                    waiting_since=case(
+                        (table.c.status == "waiting", literal(now, UTCDateTime())),
+                        else_=table.c.waiting_since,
+                    ),
+                )
+            )
 
-    def _assess(self, text: str, context: list[str]) -> tuple[TriageResult, float]:
+    async def _assess_batch(
+        self,
+        batch: Sequence[_Pending],
+        todo: Sequence[int],
+        states: dict[uuid.UUID, _SessionState],
+    ) -> dict[int, tuple[TriageResult, float]]:
+        """Triage every visitor message of the batch in one call, off the event loop.
+
+        Each message sees its session's conversation so far, including the batch's earlier
+        messages of the same session. The per-message time reported is the batch's share.
+        """
+        items: list[tuple[int, str, tuple[str, ...]]] = []
+        running: dict[uuid.UUID, list[str]] = {}
+        for i in todo:
+            message = batch[i].message
+            if message.sender != "visitor":
+                continue
+            context = running.setdefault(
+                message.session_id, list(states[message.session_id].context or [])
+            )
+            window = tuple(context[-self._context_size :]) if self._context_size else ()
+            items.append((i, message.text, window))
+            context.append(message.text)
+        if not items:
+            return {}
         started = time.perf_counter()
         try:
-            result = self._triage(text, tuple(context[-self._context_size :]))
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(
+                self._triage_pool, self._triage, [(text, ctx) for _, text, ctx in items]
+            )
         except Exception:
             # Never lose a message to a triage bug, and fail safe: a human must look at it.
             log.exception("triage_failed")
-            result = TriageResult(
+            failed = TriageResult(
                 level=Level.moderate, score=0.5, signals=("triage:error",), model_version="error"
             )
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        self._triage_latency.observe(elapsed_ms)
-        self._triage_levels[result.level].inc()
-        return result, elapsed_ms
+            results = [failed] * len(items)
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(items)
+        out = {}
+        for (i, _, _), result in zip(items, results, strict=True):
+            self._triage_latency.observe(elapsed_ms)
+            self._triage_levels[result.level].inc()
+            out[i] = (result, elapsed_ms)
+        return out
 
     async def _lock_sessions(
         self, db: AsyncSession, session_ids: list[uuid.UUID]
@@ -629,6 +707,7 @@ class MessageCommitter:
             ChatSession.last_seq,
             ChatSession.urgency,
             ChatSession.signals,
+            ChatSession.visitor_spoke_at,
         )
         if db.get_bind().dialect.name == "postgresql":
             # ``= ANY(array)``: one statement text for every batch size (IN lists are not).
@@ -654,6 +733,7 @@ class MessageCommitter:
                 last_seq=r.last_seq,
                 urgency=r.urgency,
                 signals=list(r.signals or []),
+                spoke=r.visitor_spoke_at is not None,
             )
             for r in rows
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from app.chat.models import ChatSession, Message
 from app.chat.service import SessionStatus, change_status, open_session
 from app.core.db import create_engine, create_sessionmaker, transaction
 from app.core.metrics import Metrics
-from app.triage import Level, TriageResult, assess
+from app.triage import Level, TriageResult, assess_many
 
 Factory = Callable[..., Any]
 
@@ -30,7 +30,7 @@ async def committer_factory(
 ) -> AsyncIterator[Factory]:
     made: list[tuple[MessageCommitter, AsyncEngine]] = []
 
-    async def make(triage: Triage = assess, **kwargs: Any) -> MessageCommitter:
+    async def make(triage: Triage = assess_many, **kwargs: Any) -> MessageCommitter:
         # Each committer gets its own engine: as separate as two server processes.
         engine = create_engine(database_url, pool_size=3)
         committer = MessageCommitter(
@@ -153,9 +153,9 @@ async def test_triage_sees_the_conversation_so_far(
 ) -> None:
     calls: list[tuple[str, tuple[str, ...]]] = []
 
-    def recording(text: str, context: tuple[str, ...]) -> TriageResult:
-        calls.append((text, context))
-        return assess(text, context)
+    def recording(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        calls.extend((text, tuple(context)) for text, context in items)
+        return assess_many(items)
 
     committer: MessageCommitter = await committer_factory(triage=recording, context_size=3)
     session_id = await new_session(sessionmaker)
@@ -184,11 +184,16 @@ async def test_urgency_only_rises_and_every_rise_is_audited(
 ) -> None:
     levels = iter([Level.low, Level.high, Level.none, Level.moderate, Level.imminent])
 
-    def scripted(text: str, context: tuple[str, ...]) -> TriageResult:
-        level = next(levels)
-        return TriageResult(
-            level=level, score=level / 4, signals=(f"sig:{level.name}",), model_version="t"
-        )
+    def scripted(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        results = []
+        for _ in items:
+            level = next(levels)
+            results.append(
+                TriageResult(
+                    level=level, score=level / 4, signals=(f"sig:{level.name}",), model_version="t"
+                )
+            )
+        return results
 
     committer: MessageCommitter = await committer_factory(triage=scripted)
     session_id = await new_session(sessionmaker)
@@ -227,7 +232,7 @@ async def test_a_triage_bug_never_loses_the_message(
     sessionmaker: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
 ) -> None:
-    def broken(text: str, context: tuple[str, ...]) -> TriageResult:
+    def broken(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
         raise ZeroDivisionError
 
     committer: MessageCommitter = await committer_factory(triage=broken)
