@@ -5,7 +5,7 @@ import { Link, h, newId, withPhoneLinks } from "./common.js";
 
 const KEY = "beacon.chat";
 const MAX_BYTES = 4096;
-const TYPING_EVERY_MS = 3000;
+const TYPING_EVERY_MS = 2500; // the server passes on one every 2 s
 const $ = (id) => document.getElementById(id);
 
 const locale = (() => {

@@ -158,7 +158,11 @@ function handle(f) {
     case "typing": onTyping(f); break;
     case "queue": onQueueCounts(f.counts || {}); break;
     case "alert": onAlert(f); break;
-    case "presence": state.presence = f.status; $("presence").value = f.status; break;
+    case "presence":
+      state.presence = f.status;
+      $("presence").value = f.status;
+      document.body.dataset.presence = f.status;
+      break;
     case "handoff": onHandoffReply(f); break;
     case "error": onError(f); break;
     default: break; // pong, and frame types a later server may add
@@ -178,6 +182,7 @@ function onReady(f) {
   $("view-supervise").hidden = !supervisor;
   // The server sets everyone online on connect: a volunteer who chose "away" stays away.
   if (state.presence === "away") link.send({ type: "presence", status: "away" });
+  else document.body.dataset.presence = "online";
   // Whatever was typed while offline goes out now, same client_msg_id (stored once).
   for (const chat of state.chats.values()) {
     for (const [cmid, text] of chat.pending) sendMessage(chat.sid, cmid, text);
