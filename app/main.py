@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.bus import Bus, create_bus
+from app.chat.admission import SessionOpenLimiter
 from app.chat.committer import MessageCommitter
 from app.chat.presence import VisitorPresence
 from app.core.config import Environment, Settings, get_settings
@@ -49,6 +50,8 @@ class AppState:
     queue: QueueMonitor
     # Visitor sockets on this instance: presence heartbeat and the abandonment sweeper.
     visitors: VisitorPresence
+    # New sessions per client address on this instance (SPEC §9); resuming is never limited.
+    session_opens: SessionOpenLimiter
     # Safety messages, supervisor alerts, the handoff clock and partner webhooks (SPEC §5).
     escalation: EscalationWorker
     # High+ visitors gone past the grace: supervisors' at-risk list and alert (SPEC §3).
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 bus,
                 grace_s=settings.visitor_grace_s,
                 sweep_interval_s=settings.visitor_sweep_interval_s,
+                silent_ttl_s=settings.silent_session_ttl_s,
             )
             await visitors.start()
             stack.push_async_callback(visitors.stop)
@@ -153,6 +157,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routing=routing,
                 queue=queue,
                 visitors=visitors,
+                session_opens=SessionOpenLimiter(
+                    burst=settings.session_open_burst, per_min=settings.session_open_per_min
+                ),
                 escalation=escalation,
                 lost_visitors=lost_visitors,
                 retention=retention,

@@ -78,6 +78,15 @@ def _idle(out: str) -> str:
     )
 
 
+def _flood(out: str) -> str:
+    f = _summary(out)
+    return (
+        f"canary ack p99 {f['ack_p99_flood_ms']} ms during {f['opened']} drive-bys "
+        f"({f['ack_p99_ratio']}x quiet); position {f['canary_position_before']} -> "
+        f"{f['canary_position_after']}, late visitor {f['late_visitor_position']}"
+    )
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -96,9 +105,16 @@ BENCHES = (
         (),
         _chat,
     ),
-    Bench("routing_offer_latency", "(hello -> offer)", ("--n", "100"), (), _routing),
+    Bench("routing_offer_latency", "(1st message -> offer)", ("--n", "100"), (), _routing),
     Bench("imminent_offer", "p99 <= 100 ms", ("--n", "100"), (), _imminent),
     Bench("idle_connections", "5000 idle; KiB/conn", ("--n", "2000", "--hold", "5"), (), _idle),
+    Bench(
+        "drive_by_flood",
+        "2000 drive-bys: position same, ack p99 < 50 ms",
+        ("--n", "2000", "--quiet-s", "3"),
+        (),
+        _flood,
+    ),
 )
 
 

@@ -116,12 +116,16 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
 
 
 def beacon_env(database_url: str, **settings: str) -> dict[str, str]:
-    """Environment for `beacon` children: quiet logs plus ``BEACON_<NAME>`` for each setting."""
+    """Environment for `beacon` children: quiet logs plus ``BEACON_<NAME>`` for each setting.
+
+    Every bench client connects from 127.0.0.1, so the per-client limit on new sessions is
+    lifted unless a bench sets it (bench/drive_by_flood.py measures it)."""
     env = {
         **os.environ,
         "BEACON_DATABASE_URL": database_url,
         "BEACON_ENV": "test",
         "BEACON_LOG_LEVEL": "WARNING",
+        "BEACON_SESSION_OPEN_BURST": "1000000",
     }
     env.update({f"BEACON_{name.upper()}": value for name, value in settings.items()})
     return env

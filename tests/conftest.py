@@ -77,6 +77,9 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
             "database_url": database_url,
             "db_pool_size": 5,
             "log_json": True,
+            # Every test client connects from 127.0.0.1; the per-client session limit has tests
+            # of its own (tests/chat/test_drive_by.py), which set it low.
+            "session_open_burst": 100_000,
         }
         values.update(overrides)
         return Settings(**values)
@@ -287,6 +290,7 @@ def server_process_factory(database_url: str) -> Iterator[Callable[..., ServerPr
             "BEACON_ENV": "test",
             "BEACON_DATABASE_URL": database_url,
             "BEACON_LOG_LEVEL": "WARNING",
+            "BEACON_SESSION_OPEN_BURST": "100000",
             **env_overrides,
         }
         proc = ServerProcess(env, free_port())

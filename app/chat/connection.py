@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus, Subscription, session_channel
 from app.chat import events, frames
+from app.chat.admission import SessionOpenLimiter
 from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.errors import InvalidResumeToken, SessionClosed, SessionNotFound, StoreUnavailable
 from app.chat.feed import VisitorFeed
@@ -97,6 +99,7 @@ class ChatDeps:
     queue: QueueMonitor
     presence: VisitorPresence
     metrics: Metrics
+    session_opens: SessionOpenLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +108,15 @@ class _Opened:
     resume_token: str
     delivered_seq: int
     last_seq_refused: bool
+    new: bool = False  # opened by this hello: nobody else knows it yet, nothing to replay
 
 
 class VisitorConnection:
-    def __init__(self, transport: Transport, deps: ChatDeps) -> None:
+    def __init__(self, transport: Transport, deps: ChatDeps, *, client: str = "-") -> None:
+        """``client``: the key the per-client session limit counts (app/chat/admission)."""
         self._transport = transport
         self._deps = deps
+        self._client = client
         settings = deps.settings
         self._limiter = FrameRateLimiter(
             rate=settings.ws_rate_limit_per_s,
@@ -121,6 +127,9 @@ class VisitorConnection:
         self._session_id: uuid.UUID | None = None
         self._feed: VisitorFeed | None = None
         self._status = SessionStatus.waiting.value
+        # In the queue when waiting (the visitor has spoken, or the session is high+): a silent
+        # session has no place in it, so there is nothing to look up for it.
+        self._queueable = False
         self._queue_info = _NO_QUEUE
         self._last_status_frame: str | None = None
         self._last_typing = 0.0
@@ -160,6 +169,7 @@ class VisitorConnection:
             return
         session = opened.session
         self._session_id = session.id
+        self._queueable = session.queueable
         deps = self._deps
         feed = self._feed = VisitorFeed(
             session_id=session.id,
@@ -191,7 +201,8 @@ class VisitorConnection:
                         " replaying nothing",
                     )
                 )
-            await feed.catch_up()
+            if not opened.new:
+                await feed.catch_up()
             await self._on_status(session.status, fresh=session.last_seq == 0)
             if self._closing:
                 return
@@ -252,12 +263,14 @@ class VisitorConnection:
         deps = self._deps
         ttl = deps.settings.resume_token_ttl_s
         try:
+            if hello.resume_token is None and not await self._may_open():
+                return None
             async with transaction(deps.sessionmaker) as db:
                 if hello.resume_token is None:
                     session, token = await open_session(
                         db, deps.bus, locale=hello.locale, channel=hello.channel, token_ttl_s=ttl
                     )
-                    return _Opened(session, token, 0, last_seq_refused=False)
+                    return _Opened(session, token, 0, last_seq_refused=False, new=True)
                 session = await resume_session(
                     db, deps.bus, token=hello.resume_token, token_ttl_s=ttl
                 )
@@ -268,7 +281,7 @@ class VisitorConnection:
         except (DBAPIError, OSError):
             log.warning("visitor_open_failed")
             await self._error(ErrorCode.temporarily_unavailable, "please reconnect shortly")
-            await self._close(1013, "try again later")
+            await self._close(CloseCode.try_again_later, "try again later")
             return None
         last_seq = hello.last_seq or 0
         refused = last_seq > session.last_seq
@@ -278,6 +291,25 @@ class VisitorConnection:
             session.last_seq if refused else last_seq,
             last_seq_refused=refused,
         )
+
+    async def _may_open(self) -> bool:
+        """The per-client limit on new sessions (resuming never comes here). A refusal says
+        when to retry, so a client can try again by itself instead of giving up."""
+        deps = self._deps
+        retry_after = deps.session_opens.try_open(self._client)
+        if retry_after is None:
+            return True
+        deps.metrics.sessions_refused.inc()
+        log.info("session_open_refused", retry_after_s=round(retry_after, 1))
+        await self._send(
+            frames.error_frame(
+                ErrorCode.too_many_sessions,
+                "too many new chats from your network; please try again shortly",
+                retry_after_s=max(1, math.ceil(retry_after)),
+            )
+        )
+        await self._close(CloseCode.try_again_later, "too many sessions")
+        return False
 
     # -- client frames -----------------------------------------------------------------------
 
@@ -351,6 +383,7 @@ class VisitorConnection:
             )
             return
         await self._feed.acknowledge(stored)
+        self._queueable = True  # the committer put a waiting session in the queue with it
 
     async def _on_typing(self) -> None:
         now = time.monotonic()
@@ -425,6 +458,7 @@ class VisitorConnection:
         async with self._deps.sessionmaker() as db:
             session = await get_session(db, self._session_id)
         if session is not None:
+            self._queueable = session.queueable
             await self._on_status(session.status, fresh=True)
 
     async def _on_status(self, status: str, *, fresh: bool) -> None:
@@ -432,7 +466,7 @@ class VisitorConnection:
         if self._ending or self._closing:
             return
         self._status = status
-        if status == SessionStatus.waiting:
+        if status == SessionStatus.waiting and self._queueable:
             self._queue_info = await self._deps.queue.lookup(self._session_id, fresh=fresh)
         else:
             self._queue_info = _NO_QUEUE

@@ -10,7 +10,8 @@ On ``session:<id>`` (see :func:`app.bus.session_channel`):
 * ``{"kind": "erased", "session_id"}`` — the visitor erased the transcript.
 
 On ``queue`` (:data:`app.bus.QUEUE_CHANNEL`): the ``status`` and ``urgency`` payloads above, plus
-``{"kind": "opened", "session_id", "urgency"}`` when a visitor opens a session.
+``{"kind": "queued", "session_id", "urgency"}`` when a waiting session's visitor first speaks
+(it joins the queue only then; a hello alone announces nothing).
 
 Other parts (routing, escalation) that change a session must publish ``status`` / ``message``
 payloads the same way, inside their transaction (``bus.publish(..., db=db)``).
@@ -36,8 +37,11 @@ def message_stored(
     return [(session_channel(session_id), payload)]
 
 
-def status_changed(session_id: uuid.UUID, status: str) -> list[Event]:
+def status_changed(session_id: uuid.UUID, status: str, *, queue: bool = True) -> list[Event]:
+    """``queue=False`` for a session that was never in the queue: nothing there to refresh."""
     payload = {"kind": "status", "session_id": str(session_id), "status": status}
+    if not queue:
+        return [(session_channel(session_id), payload)]
     return [(session_channel(session_id), payload), (QUEUE_CHANNEL, dict(payload))]
 
 
@@ -52,8 +56,9 @@ def urgency_raised(session_id: uuid.UUID, *, urgency: int, previous: int, seq: i
     return [(session_channel(session_id), payload), (QUEUE_CHANNEL, dict(payload))]
 
 
-def session_opened(session_id: uuid.UUID, urgency: int) -> list[Event]:
-    return [(QUEUE_CHANNEL, {"kind": "opened", "session_id": str(session_id), "urgency": urgency})]
+def joined_queue(session_id: uuid.UUID, urgency: int) -> list[Event]:
+    payload = {"kind": "queued", "session_id": str(session_id), "urgency": urgency}
+    return [(QUEUE_CHANNEL, payload)]
 
 
 def typing(session_id: uuid.UUID, sender: str) -> list[Event]:

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     invalid_resume_token = "invalid_resume_token"  # noqa: S105 - an error code, not a secret
     invalid_last_seq = "invalid_last_seq"
     session_closed = "session_closed"
+    too_many_sessions = "too_many_sessions"
     temporarily_unavailable = "temporarily_unavailable"
     internal_error = "internal_error"
 
@@ -46,6 +47,7 @@ class CloseCode:
     message_too_big = 1009  # a frame over max_frame_bytes (closed by the WebSocket layer)
     internal_error = 1011
     service_restart = 1012  # server shutting down: reconnect and resume
+    try_again_later = 1013  # database unreachable, or too many new sessions from this client
 
 
 class FrameError(Exception):
@@ -249,10 +251,18 @@ def status_frame(
     return _dump(frame)
 
 
-def error_frame(code: ErrorCode, detail: str, *, client_msg_id: str | None = None) -> str:
+def error_frame(
+    code: ErrorCode,
+    detail: str,
+    *,
+    client_msg_id: str | None = None,
+    retry_after_s: int | None = None,
+) -> str:
     frame: dict[str, Any] = {"type": "error", "code": code.value, "detail": detail}
     if client_msg_id is not None:
         frame["client_msg_id"] = client_msg_id
+    if retry_after_s is not None:
+        frame["retry_after_s"] = retry_after_s
     return _dump(frame)
 
 

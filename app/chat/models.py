@@ -38,6 +38,9 @@ class ChatSession(Base):
     waiting_since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     visitor_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The visitor's first message (NULL: a hello alone). Only then does the session join the
+    # queue, so drive-by sessions that never speak put nobody behind anyone (SPEC §9).
+    visitor_spoke_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     visitor_connected: Mapped[bool] = mapped_column(default=False)
     token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -6,6 +6,11 @@ grace period therefore has no visitor anywhere — also when the instance holdin
 killed and never got to say so — and the sweeper marks it ``abandoned``: only from ``waiting`` or
 ``active``, never at ``high`` or above (those stay for a supervisor), conditionally, so several
 instances sweeping at once abandon a session once.
+
+A session whose visitor never spoke was never in the queue; once its visitor's sockets are all
+closed it is abandoned after ``silent_ttl_s`` (a minute) instead of the grace period, so a flood
+of drive-by hellos leaves nothing behind for long. It is not lost: its resume token still
+reopens it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus
 from app.chat.models import ChatSession
-from app.chat.service import abandon_if_still_stale, stale_visitor_sessions
+from app.chat.service import (
+    abandon_if_still_stale,
+    abandon_silent,
+    silent_sessions,
+    stale_visitor_sessions,
+)
 from app.core.db import transaction, utcnow
 
 log = structlog.get_logger(__name__)
@@ -39,13 +49,15 @@ class VisitorPresence:
         *,
         grace_s: float,
         sweep_interval_s: float,
+        silent_ttl_s: float | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._bus = bus
         self._grace_s = grace_s
+        self._silent_ttl_s = grace_s if silent_ttl_s is None else min(silent_ttl_s, grace_s)
         self._sweep_interval_s = sweep_interval_s
-        # A heartbeat well inside the grace period, so a live visitor never looks stale.
-        self._heartbeat_s = min(60.0, max(0.05, grace_s / 4))
+        # A heartbeat well inside both periods, so a live visitor never looks stale.
+        self._heartbeat_s = min(60.0, max(0.05, min(grace_s, self._silent_ttl_s) / 4))
         self._local: Counter[uuid.UUID] = Counter()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -70,7 +82,9 @@ class VisitorPresence:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._every(self._heartbeat_s, self.heartbeat), name="visitor-hb"),
-            asyncio.create_task(self._every(self._sweep_interval_s, self.sweep), name="sweeper"),
+            asyncio.create_task(
+                self._every(self._sweep_interval_s, self._sweep_both), name="sweeper"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -96,10 +110,39 @@ class VisitorPresence:
             async with transaction(self._sessionmaker) as db:
                 await db.execute(
                     update(ChatSession)
-                    .where(ChatSession.id.in_(session_ids[start : start + _CHUNK]))
+                    .where(
+                        ChatSession.id.in_(session_ids[start : start + _CHUNK]),
+                        # A socket that closed after ``session_ids`` was read wrote a later
+                        # time: this write must not mark that visitor connected again.
+                        ChatSession.visitor_seen_at < now,
+                    )
                     .values(visitor_connected=True, visitor_seen_at=now)
                     .execution_options(synchronize_session=False)
                 )
+
+    async def _sweep_both(self) -> None:
+        await self.sweep_silent()
+        await self.sweep()
+
+    async def sweep_silent(self) -> list[uuid.UUID]:
+        """Abandon sessions that never spoke, whose visitor left over ``silent_ttl_s`` ago."""
+        abandoned: list[uuid.UUID] = []
+        while True:
+            async with self._sessionmaker() as db:
+                found = await silent_sessions(db, ttl_s=self._silent_ttl_s, limit=_CHUNK)
+            candidates = [s for s in found if not self.is_local(s)]
+            done: list[uuid.UUID] = []
+            if candidates:
+                async with transaction(self._sessionmaker) as db:
+                    done = await abandon_silent(
+                        db, self._bus, session_ids=candidates, ttl_s=self._silent_ttl_s
+                    )
+            abandoned += done
+            if len(found) < _CHUNK or not done:
+                break
+        if abandoned:
+            log.info("silent_sessions_abandoned", count=len(abandoned))
+        return abandoned
 
     async def sweep(self) -> list[uuid.UUID]:
         """Abandon sessions whose visitor has been gone past the grace period; returns them."""

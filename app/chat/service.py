@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record_event
@@ -54,6 +54,18 @@ def new_resume_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
 
 
+def in_queue() -> ColumnElement[bool]:
+    """The sessions the queue is made of — routed, offered, counted in positions and depths.
+
+    Waiting, and the visitor has spoken: a hello alone is not yet a request for help, and a
+    flood of them must not put anyone behind anybody (SPEC §9). ``high`` and above are always
+    in, whatever else is true of the row: nothing may ever hide an urgent person."""
+    return and_(
+        ChatSession.status == SessionStatus.waiting.value,
+        or_(ChatSession.visitor_spoke_at.is_not(None), ChatSession.urgency >= int(Level.high)),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SessionView:
     id: uuid.UUID
@@ -63,10 +75,16 @@ class SessionView:
     waiting_since: datetime
     visitor_seen_at: datetime
     locale: str | None
+    visitor_spoke_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
         return self.status not in TERMINAL_STATUSES
+
+    @property
+    def queueable(self) -> bool:
+        """Whether, when waiting, this session counts in the queue (see :func:`in_queue`)."""
+        return self.visitor_spoke_at is not None or self.urgency >= Level.high
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +105,7 @@ _SESSION_COLUMNS = (
     ChatSession.waiting_since,
     ChatSession.visitor_seen_at,
     ChatSession.locale,
+    ChatSession.visitor_spoke_at,
 )
 
 
@@ -99,6 +118,7 @@ def _view(row: Any) -> SessionView:
         waiting_since=row.waiting_since,
         visitor_seen_at=row.visitor_seen_at,
         locale=row.locale,
+        visitor_spoke_at=row.visitor_spoke_at,
     )
 
 
@@ -110,7 +130,10 @@ async def open_session(
     channel: str | None,
     token_ttl_s: float,
 ) -> tuple[SessionView, str]:
-    """A new anonymous session in ``waiting``; returns it and the resume token (shown once)."""
+    """A new anonymous session in ``waiting``; returns it and the resume token (shown once).
+
+    Nothing is announced: the session joins the queue with its visitor's first message (the
+    chat committer announces that), so a hello alone wakes no router and no queue refresh."""
     now = utcnow()
     token = new_resume_token()
     session = ChatSession(
@@ -140,7 +163,6 @@ async def open_session(
         subject_id=str(session.id),
         details={"status": session.status, "locale": locale, "channel": channel},
     )
-    await bus.publish_many(events.session_opened(session.id, session.urgency), db=db)
     return _view(session), token
 
 
@@ -423,3 +445,75 @@ async def abandon_if_still_stale(
     )
     await bus.publish_many(events.status_changed(session_id, SessionStatus.abandoned.value), db=db)
     return True
+
+
+def _silent_and_gone(cutoff: datetime) -> ColumnElement[bool]:
+    """Never spoke, not in the queue, and the visitor's last socket closed before ``cutoff``.
+
+    ``visitor_connected`` must be false: a person who opened the chat and is still reading or
+    finding words is never closed on (only an instance killed outright leaves the flag set, and
+    then the grace-period sweep takes over). Never ``high`` or above."""
+    return and_(
+        ChatSession.status == SessionStatus.waiting.value,
+        ChatSession.visitor_spoke_at.is_(None),
+        ChatSession.urgency < int(Level.high),
+        ChatSession.visitor_connected.is_(False),
+        ChatSession.visitor_seen_at < cutoff,
+    )
+
+
+async def silent_sessions(db: AsyncSession, *, ttl_s: float, limit: int = 500) -> list[uuid.UUID]:
+    """Sessions whose visitor left without ever speaking, longer than ``ttl_s`` ago."""
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    rows = await db.scalars(select(ChatSession.id).where(_silent_and_gone(cutoff)).limit(limit))
+    return list(rows.all())
+
+
+async def abandon_silent(
+    db: AsyncSession, bus: Bus, *, session_ids: Collection[uuid.UUID], ttl_s: float
+) -> list[uuid.UUID]:
+    """Abandon those of ``session_ids`` that are still silent and gone (one conditional UPDATE:
+    a visitor who came back or spoke meanwhile, or another instance sweeping, makes it a no-op
+    for that row). Audited per session; announced on the session's channel only, since these
+    sessions were never in the queue."""
+    if not session_ids:
+        return []
+    now = utcnow()
+    cutoff = now - timedelta(seconds=ttl_s)
+    rows = (
+        await db.execute(
+            update(ChatSession)
+            .where(ChatSession.id.in_(sorted(session_ids)), _silent_and_gone(cutoff))
+            .values(status=SessionStatus.abandoned.value, closed_at=now, updated_at=now)
+            .returning(ChatSession.id, ChatSession.urgency)
+            .execution_options(**_NO_SYNC)
+        )
+    ).all()
+    done = [row.id for row in rows]
+    for session_id, urgency in rows:
+        record_event(
+            db,
+            actor_type="system",
+            actor_id=None,
+            action="session_status_changed",
+            subject_type="session",
+            subject_id=str(session_id),
+            details={
+                "from": SessionStatus.waiting.value,
+                "to": SessionStatus.abandoned.value,
+                "reason": "never_spoke",
+                "silent_ttl_s": ttl_s,
+                "urgency": urgency,
+            },
+        )
+    await bus.publish_many(
+        [
+            event
+            for session_id in done
+            for event in events.status_changed(
+                session_id, SessionStatus.abandoned.value, queue=False
+            )
+        ],
+        db=db,
+    )
+    return done

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
+    # `beacon serve` on SIGTERM: at most this long for open handlers to finish after their
+    # sockets were told to reconnect (1012), before background work is stopped.
+    shutdown_timeout_s: int = Field(default=20, ge=1)
     log_json: bool = True
     # One JSON line per HTTP request (method, path without query string, status; no address).
     access_log: bool = False
@@ -52,6 +55,13 @@ class Settings(BaseSettings):
     resume_token_ttl_s: float = Field(default=86400.0, gt=0)
     # A client that keeps sending after rate_limited errors is closed (1008) past this many.
     ws_flood_disconnect_after: int = Field(default=40, ge=1)
+    # New sessions per client address (app/chat/admission; resuming is never limited): a burst,
+    # refilled at a steady rate. Per instance, in memory. Trade-offs in docs/operations.md.
+    session_open_burst: int = Field(default=20, ge=1)
+    session_open_per_min: float = Field(default=20.0, gt=0)
+    # A session whose visitor never spoke and is gone is abandoned after this long (the grace
+    # period is for people who did speak); it never was in the queue.
+    silent_session_ttl_s: float = Field(default=60.0, gt=0)
     # Group commit (SPEC §10): messages arriving while a commit runs share the next one.
     chat_commit_max_batch: int = Field(default=256, ge=1)
     chat_commit_linger_ms: float = Field(default=0.0, ge=0)

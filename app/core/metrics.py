@@ -46,6 +46,13 @@ class Metrics:
             "beacon_connected_volunteers", "Open volunteer sockets", registry=r
         )
         self.messages = Counter("beacon_messages_total", "Messages stored", ["sender"], registry=r)
+        # A steady rise with no flood going on usually means every visitor looks like one
+        # address: a proxy missing from FORWARDED_ALLOW_IPS (docs/operations.md).
+        self.sessions_refused = Counter(
+            "beacon_sessions_refused_total",
+            "New visitor sessions refused by the per-client limit",
+            registry=r,
+        )
         self.handoff_attempts = Counter(
             "beacon_handoff_attempts_total",
             "Handoff webhook attempts",

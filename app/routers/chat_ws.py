@@ -11,6 +11,7 @@ import contextlib
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from app.chat.admission import client_key
 from app.chat.connection import (
     BinaryIn,
     ChatDeps,
@@ -64,5 +65,8 @@ async def visitor_chat(websocket: WebSocket) -> None:
         queue=state.queue,
         presence=state.visitors,
         metrics=state.metrics,
+        session_opens=state.session_opens,
     )
-    await VisitorConnection(StarletteTransport(websocket), deps).run()
+    # The address uvicorn reports: the X-Forwarded-For one when the peer is a trusted proxy.
+    client = client_key(websocket.client.host if websocket.client else None)
+    await VisitorConnection(StarletteTransport(websocket), deps, client=client).run()

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit.models import Event
 from app.bus.base import Bus
 from app.chat.models import ChatSession
+from app.chat.service import in_queue
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.routing import assignments, notify
@@ -63,14 +64,15 @@ async def waiting_sessions(
     limit: int = 200,
     urgency: int | None = None,
 ) -> list[Waiting]:
-    """Waiting sessions, most urgent (by effective priority) first."""
+    """Sessions in the queue (:func:`app.chat.service.in_queue`: waiting, and the visitor has
+    spoken), most urgent (by effective priority) first."""
     query = select(
         ChatSession.id,
         ChatSession.urgency,
         ChatSession.waiting_since,
         ChatSession.locale,
         ChatSession.signals,
-    ).where(ChatSession.status == "waiting")
+    ).where(in_queue())
     if urgency is not None:
         query = query.where(ChatSession.urgency == urgency)
     query = query.order_by(

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL, Bus, Subscription
 from app.chat.models import ChatSession
+from app.chat.service import in_queue
 from app.routing.priority import queue_order
 
 log = structlog.get_logger(__name__)
@@ -58,11 +59,11 @@ def estimate_wait_s(position: int, served_per_s: float | None) -> int | None:
 
 
 async def waiting_order(db: AsyncSession, *, ceiling_s: float) -> list[tuple[uuid.UUID, int]]:
-    """(session id, urgency) of every waiting session, next-to-be-offered first."""
+    """(session id, urgency) of every session in the queue, next-to-be-offered first."""
     rows = (
         await db.execute(
             select(ChatSession.id, ChatSession.urgency)
-            .where(ChatSession.status == "waiting")
+            .where(in_queue())
             .order_by(
                 *queue_order(ChatSession.urgency, ChatSession.waiting_since, ceiling_s=ceiling_s),
                 ChatSession.id,

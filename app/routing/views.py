@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatSession, Message
+from app.chat.service import in_queue
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.routing import dispatch, schemas
@@ -101,7 +102,12 @@ async def live_sessions(db: AsyncSession, principal: Principal) -> schemas.Sessi
         Assignment.status == "active"
     )
     held = {row.session_id: row.volunteer_id for row in (await db.execute(holders)).all()}
-    query = select(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES))
+    # A waiting session whose visitor never spoke is not in the queue; listing it would let a
+    # flood of drive-by hellos bury the people who did ask for help.
+    query = select(ChatSession).where(
+        ChatSession.status.in_(LIVE_STATUSES),
+        or_(ChatSession.status != "waiting", in_queue()),
+    )
     if not principal.is_supervisor:
         mine = select(Assignment.session_id).where(
             Assignment.volunteer_id == principal.id, Assignment.status.in_(("offered", "active"))
@@ -149,7 +155,7 @@ async def metrics_summary(db: AsyncSession) -> schemas.MetricsSummary:
     now = utcnow()
     oldest = await db.execute(
         select(ChatSession.urgency, func.min(ChatSession.waiting_since))
-        .where(ChatSession.status == "waiting")
+        .where(in_queue())
         .group_by(ChatSession.urgency)
     )
     longest = {level.name: 0.0 for level in Level}

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.bus import QUEUE_CHANNEL
 from app.bus.base import Bus, Subscription
 from app.chat.models import ChatSession
+from app.chat.service import in_queue
 from app.core.config import Settings
 from app.core.db import transaction
 from app.core.metrics import Metrics
@@ -34,9 +35,7 @@ DEFAULT_WAKE_CHANNELS: tuple[str, ...] = (ROUTING_CHANNEL, QUEUE_CHANNEL)
 
 async def queue_counts(db: AsyncSession) -> dict[str, int]:
     rows = await db.execute(
-        select(ChatSession.urgency, func.count())
-        .where(ChatSession.status == "waiting")
-        .group_by(ChatSession.urgency)
+        select(ChatSession.urgency, func.count()).where(in_queue()).group_by(ChatSession.urgency)
     )
     counts = {level.name: 0 for level in Level}
     for urgency, count in rows.all():

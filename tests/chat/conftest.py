@@ -50,6 +50,20 @@ class Visitor:
             if frame["type"] == type_ and all(frame.get(k) == v for k, v in match.items()):
                 return frame
 
+    async def told_position(self, position: int | None = None, wait_s: float = 10.0) -> Frame:
+        """The first status frame, among those already read or still to come, that gives a
+        queue position (``position``, if given): a push can arrive before or after an ack."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        seen = 0
+        while True:
+            for frame in self.frames[seen:]:
+                given = frame.get("queue_position") if frame["type"] == "status" else None
+                if given is not None and position in (None, given):
+                    return frame
+            seen = len(self.frames)
+            await self.recv(max(0.01, deadline - loop.time()))
+
     async def hello(self, **fields: Any) -> Frame:
         await self.send({"type": "hello", "resume_token": None, "last_seq": None, **fields})
         return await self.recv_until("session")

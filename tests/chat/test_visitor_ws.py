@@ -34,9 +34,8 @@ async def test_hello_opens_a_waiting_session_with_a_strong_resume_token(
     assert len(session["resume_token"]) >= 43  # token_urlsafe(32): 256 bits
     status = await v.recv_until("status")
     assert status["status"] == "waiting"
-    assert isinstance(status["queue_position"], int)
-    assert status["queue_position"] >= 1
-    assert status["estimated_wait_s"] is None  # nobody has been served yet: we do not guess
+    # In the queue only once the visitor speaks: a hello alone is not a request for help.
+    assert (status["queue_position"], status["estimated_wait_s"]) == (None, None)
     async with engine.connect() as conn:
         row = (
             await conn.execute(
@@ -49,8 +48,27 @@ async def test_hello_opens_a_waiting_session_with_a_strong_resume_token(
     # Only the hash is stored.
     assert session["resume_token"] not in row.resume_token_hash
     assert len(row.resume_token_hash) == 64
+    assert row.visitor_spoke_at is None
     events = await events_for(engine, session["session_id"])
     assert [e.action for e in events] == ["session_opened"]
+
+    await v.say("hi", "first")
+    status = await v.told_position()
+    assert isinstance(status["queue_position"], int)
+    assert status["queue_position"] >= 1
+    assert status["estimated_wait_s"] is None  # nobody has been served yet: we do not guess
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(ChatSession).where(ChatSession.id == uuid.UUID(session["session_id"]))
+            )
+        ).one()
+    # The wait starts with the first message, not the hello.
+    assert row.visitor_spoke_at is not None
+    assert row.waiting_since == row.visitor_spoke_at
+    actions = [e.action for e in await events_for(engine, session["session_id"])]
+    assert actions[0] == "session_opened"
+    assert actions.count("visitor_spoke") == 1
 
 
 async def test_message_is_acked_with_gap_free_seq_and_stored_with_triage(
@@ -419,13 +437,15 @@ async def test_queue_position_follows_urgency(
     await end_live_sessions(engine)
     calm = await visitor_factory()
     await calm.hello()
-    assert (await calm.recv_until("status"))["queue_position"] == 1
+    await calm.say("hi", "c1")
+    assert (await calm.told_position())["queue_position"] == 1
     worried = await visitor_factory()
     await worried.hello()
-    assert (await worried.recv_until("status"))["queue_position"] == 2
+    await worried.say("hi", "w0")
+    assert (await worried.told_position())["queue_position"] == 2
     await worried.say(URGENT, "w1")
-    assert (await worried.recv_until("status", queue_position=1))["status"] == "waiting"
-    assert (await calm.recv_until("status", queue_position=2))["status"] == "waiting"
+    assert (await worried.told_position(1))["status"] == "waiting"
+    assert (await calm.told_position(2))["status"] == "waiting"
 
 
 async def test_close_frame_ends_the_chat(

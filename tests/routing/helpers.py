@@ -26,7 +26,9 @@ async def add_session(
     locale: str | None = "en",
     status: str = "waiting",
     now: datetime | None = None,
+    spoke: bool = True,
 ) -> uuid.UUID:
+    """A session whose visitor has spoken (so it is in the queue), unless ``spoke=False``."""
     now = now or utcnow()
     session = ChatSession(
         id=uuid.uuid4(),
@@ -41,6 +43,7 @@ async def add_session(
         updated_at=now,
         visitor_seen_at=now,
         visitor_connected=True,
+        visitor_spoke_at=now if spoke else None,
         token_expires_at=now + timedelta(days=1),
     )
     db.add(session)
