@@ -56,6 +56,10 @@ def _serve(argv: Sequence[str]) -> int:
         # The app's own error path answers bad frames; uvicorn's ping keeps NATs open.
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
+        # SIGTERM: uvicorn stops listening, closes every socket with 1012 and waits for the
+        # handlers (a message already received still commits); this bounds that wait before
+        # the lifespan stops the background work (docs/operations.md, "Stopping an instance").
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     return 0
 

@@ -675,6 +675,34 @@ async def claim_deliveries(
     return claimed
 
 
+async def release_deliveries(
+    db: AsyncSession, claimed: list[Claimed], *, now: datetime | None = None
+) -> list[uuid.UUID]:
+    """Hand claimed attempts back before their lease runs out (this process is stopping):
+    due at once, for any instance. Only while the claim is still ours — the same attempt
+    number, still delivering — so an attempt another instance took over or recorded meanwhile
+    is left alone. Re-sending is safe: the partner deduplicates by ``Idempotency-Key``."""
+    now = now or utcnow()
+    released: list[uuid.UUID] = []
+    for item in claimed:
+        row = (
+            await db.execute(
+                update(Handoff)
+                .where(
+                    Handoff.id == item.handoff_id,
+                    Handoff.status == "delivering",
+                    Handoff.attempts == item.number,
+                )
+                .values(next_attempt_at=now, updated_at=now)
+                .returning(Handoff.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).one_or_none()
+        if row is not None:
+            released.append(row.id)
+    return released
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
     partner: str | None

@@ -41,6 +41,10 @@ from app.escalation.templates import render
 
 log = structlog.get_logger(__name__)
 
+# On stop (SIGTERM), how long a webhook already on its way may take to be answered and
+# recorded before it is cancelled and its lease handed back to the other instances.
+_DRAIN_S = 2.0
+
 
 class EscalationWorker:
     def __init__(
@@ -83,7 +87,7 @@ class EscalationWorker:
         )
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._deliveries: dict[asyncio.Task[None], Claimed] = {}
         self._subscription: Subscription | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -99,15 +103,40 @@ class EscalationWorker:
         ]
 
     async def stop(self) -> None:
+        """Stop the clock; let webhooks in flight finish briefly, then hand back the rest.
+
+        A claimed delivery carries a lease (``next_attempt_at`` pushed past the request
+        timeout) that keeps every other instance off it; left to expire, it would hold an
+        urgent handoff back for that long after this process is gone."""
         if self._subscription is not None:
             self._subscription.close()
-        for task in [*self._tasks, *self._deliveries]:
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._deliveries]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self._deliveries:
+            await asyncio.wait(list(self._deliveries), timeout=_DRAIN_S)
+        unfinished = [(task, claimed) for task, claimed in self._deliveries.items()]
+        for task, _ in unfinished:
+            task.cancel()
+        for task, _ in unfinished:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._deliveries.clear()
+        if unfinished:
+            await self._release([claimed for _, claimed in unfinished])
+
+    async def _release(self, claimed: list[Claimed]) -> None:
+        try:
+            async with transaction(self.sessionmaker) as db:
+                released = await service.release_deliveries(db, claimed)
+        except (DBAPIError, OSError) as exc:  # then the lease simply runs out
+            log.warning("handoff_release_failed", error_type=type(exc).__name__)
+            return
+        for handoff_id in released:
+            log.info("handoff_delivery_released", handoff_id=str(handoff_id))
 
     async def _pump(self, subscription: Subscription) -> None:
         async for payload in subscription:
@@ -231,12 +260,12 @@ class EscalationWorker:
             log.warning("handoff_claim_failed", error_type=type(exc).__name__)
             return
         for item in claimed:
-            self._spawn(self._deliver(item))
+            self._spawn(self._deliver(item), item)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], claimed: Claimed) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+        self._deliveries[task] = claimed
+        task.add_done_callback(lambda done: self._deliveries.pop(done, None))
 
     # -- one delivery attempt ----------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class ResilientVisitor:
     drops: int = 0
     resends: int = 0
     errors: list[Frame] = field(default_factory=list)
+    # The close code the server sent, per connection that ended (None: none was received).
+    close_codes: list[int | None] = field(default_factory=list)
     _sent: set[str] = field(default_factory=set)
 
     def cid(self, index: int) -> str:
@@ -65,33 +67,40 @@ class ResilientVisitor:
 
     async def _one_connection(self) -> None:
         self.connections += 1
-        async with connect(f"{self.url()}/v1/chat", open_timeout=5, close_timeout=1) as ws:
-            await ws.send(
-                json.dumps({"type": "hello", "resume_token": self.token, "last_seq": self.last_seq})
-            )
-            session = json.loads(await asyncio.wait_for(ws.recv(), 10))
-            if session["type"] != "session":
-                raise ProtocolViolation(f"{self.name}: expected session, got {session}")
-            if self.session_id is not None and session["session_id"] != self.session_id:
-                raise ProtocolViolation(f"{self.name}: resumed into another session")
-            self.token, self.session_id = session["resume_token"], session["session_id"]
-            acks: dict[str, asyncio.Event] = {}
-            reader = asyncio.create_task(self._read(ws, acks))
-            try:
-                for index, text in enumerate(self.texts):
-                    cid = self.cid(index)
-                    if cid in self.acked:
-                        continue
-                    await self._send_one(ws, reader, acks, cid, text)
-                    if self.pause_s:
-                        await asyncio.sleep(self.rng.random() * self.pause_s)
-                    if self.rng.random() < self.drop_probability / 2:
-                        self.drops += 1
-                        return  # a clean close between messages
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_RETRYABLE):
-                    await reader
+        ws = await connect(f"{self.url()}/v1/chat", open_timeout=5, close_timeout=1)
+        try:
+            await self._converse(ws)
+        finally:
+            await ws.close()
+            self.close_codes.append(ws.close_code)
+
+    async def _converse(self, ws: ClientConnection) -> None:
+        await ws.send(
+            json.dumps({"type": "hello", "resume_token": self.token, "last_seq": self.last_seq})
+        )
+        session = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if session["type"] != "session":
+            raise ProtocolViolation(f"{self.name}: expected session, got {session}")
+        if self.session_id is not None and session["session_id"] != self.session_id:
+            raise ProtocolViolation(f"{self.name}: resumed into another session")
+        self.token, self.session_id = session["resume_token"], session["session_id"]
+        acks: dict[str, asyncio.Event] = {}
+        reader = asyncio.create_task(self._read(ws, acks))
+        try:
+            for index, text in enumerate(self.texts):
+                cid = self.cid(index)
+                if cid in self.acked:
+                    continue
+                await self._send_one(ws, reader, acks, cid, text)
+                if self.pause_s:
+                    await asyncio.sleep(self.rng.random() * self.pause_s)
+                if self.rng.random() < self.drop_probability / 2:
+                    self.drops += 1
+                    return  # a clean close between messages
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_RETRYABLE):
+                await reader
 
     async def _send_one(
         self,
