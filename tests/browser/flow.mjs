@@ -58,10 +58,17 @@ try {
   // -- visitor A (calm) and visitor B (imminent), on phones ----------------------------------------
   const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
   const visA = await newPage(browser, phone);
+  const visASockets = recordFrames(visA);
   await visA.goto("/chat");
   await visA.waitForSelector("body[data-conn=open]");
+  await visA.waitForFunction(() => document.body.dataset.status === "waiting");
+  const firstStatus = visASockets[0].got.find((f) => f.type === "status");
   const before = await visA.textContent("#status");
-  check("before speaking, the visitor is told they join the queue with a first message", /first message/.test(before), before);
+  if (firstStatus.queue_position === null) {
+    check("before speaking (not in the queue yet), the visitor is told a first message joins it", /first message/.test(before), before);
+  } else {
+    check("a visitor already in the queue sees their position", /number \d+ in the queue/.test(before), before);
+  }
   await tabTo(visA, () => document.activeElement.id === "compose-text");
   await visA.keyboard.type("I feel a bit lonely and sad today");
   await visA.keyboard.press("Enter");
@@ -145,6 +152,7 @@ try {
   result.axe.push(await axe(vol, "dashboard (chat open)"));
   result.axe.push(await axe(visB, "visitor page (chatting)"));
   await shot(vol, "dashboard", { fullPage: true });
+  await shot(visB, "visitor-phone", { fullPage: true });
 
   // -- the visitor reloads: the whole transcript comes back -------------------------------------------
   const beforeReload = await visB.$$eval("#transcript li[data-seq]", (lis) => lis.map((li) => [Number(li.dataset.seq), li.querySelector(".text").textContent]));
@@ -219,12 +227,34 @@ try {
   await sup.waitForSelector("#live-rows tr");
   await sup.waitForSelector(`#alerts li[data-session="${sid}"]`);
   await sup.click("#alert-dismiss");
+  // The handoff's own state, read from GET /v1/handoffs/{id}: the clock of an answered chat
+  // stands down at its deadline, so until then it reads "scheduled".
+  await sup.waitForFunction(() => [...document.querySelectorAll("#handoff-rows .handoff-state")].some((td) => /^scheduled/.test(td.textContent)));
+  check("the supervisor sees the handoff and its state", true, await sup.textContent("#handoff-rows"));
+
+  // -- reassign: the volunteer takes the calm visitor; the supervisor moves the chat to themself ----
+  await vol.waitForSelector(".offer");
+  await vol.click(".offer .accept");
+  await vol.waitForSelector(".chat:not(.over)");
+  const aSession = await vol.getAttribute(".chat:not(.over)", "data-session");
+  await sup.selectOption("#presence", "online");
+  await sup.waitForSelector("body[data-presence=online]");
+  const reassign = `#reassign-${aSession}`;
+  await sup.waitForSelector(`${reassign} option[value="${tokens.supervisor_id}"]`, { state: "attached" });
+  await sup.selectOption(reassign, tokens.supervisor_id);
+  await sup.click(`#live-rows tr[data-session="${aSession}"] button`);
+  await sup.waitForSelector(`.offer[data-session="${aSession}"]`);
   result.axe.push(await axe(sup, "supervisor view"));
   await shot(sup, "supervisor", { fullPage: true });
+  await sup.click("#view-work");
+  await sup.click(`.offer[data-session="${aSession}"] .accept`);
+  await sup.waitForSelector(`.chat[data-session="${aSession}"]:not(.over)`);
+  await vol.waitForFunction((id) => /transferred/.test(document.querySelector(`.chat[data-session="${id}"] .chat-status`).textContent), aSession);
+  result.reassigned = aSession;
+  check("a supervisor reassigned a live chat (warm transfer to themself, accepted)", true);
 
   // -- visitor A: the phone screenshot, then quick exit -------------------------------------------------
   result.axe.push(await axe(visA, "visitor page (waiting)"));
-  await shot(visA, "visitor-phone", { fullPage: true });
   await visA.context().route("https://www.google.com/**", (r) => r.fulfill({ contentType: "text/html", body: "<!doctype html><title>Search</title><p>neutral</p>" }));
   await visA.evaluate(() => document.activeElement.blur());
   await visA.keyboard.press("Escape");

@@ -29,7 +29,7 @@ from app.core.config import Settings
 from app.core.db import transaction
 from app.core.server import http_protocol
 from app.main import create_app
-from app.routing.models import Disposition
+from app.routing.models import Assignment, Disposition
 from tests.conftest import ROOT, LiveServer, free_port
 from tests.routing.conftest import end_live_work
 from tests.routing.helpers import add_volunteer
@@ -164,12 +164,14 @@ async def run_script(
             if message["event"] == "stop":
                 await server.stop()
                 proc.stdin.write(b"stopped\n")
+                await proc.stdin.drain()
             elif message["event"] == "start":
                 await server.start()
                 proc.stdin.write(b"started\n")
+                await proc.stdin.drain()
             elif message["event"] == "result":
+                # The script exits right after this line: nothing more to say to it.
                 result = message
-            await proc.stdin.drain()
 
     try:
         await asyncio.wait_for(conversation(), SCRIPT_DEADLINE_S)
@@ -196,7 +198,11 @@ def _shots_env() -> dict[str, str]:
 async def test_volunteer_and_visitor_flow_in_chromium(served: Restartable) -> None:
     volunteer = await _account(served, "volunteer")
     supervisor = await _account(served, "supervisor")
-    tokens = {"volunteer": volunteer["token"], "supervisor": supervisor["token"]}
+    tokens = {
+        "volunteer": volunteer["token"],
+        "supervisor": supervisor["token"],
+        "supervisor_id": supervisor["id"],
+    }
     result = await run_script(
         served, "flow.mjs", {"BEACON_TOKENS": json.dumps(tokens), **_shots_env()}
     )
@@ -241,6 +247,13 @@ async def test_volunteer_and_visitor_flow_in_chromium(served: Restartable) -> No
                 )
             ).all()
         )
+        reassigned = await db.scalar(
+            select(Assignment.volunteer_id).where(
+                Assignment.session_id == uuid.UUID(result["reassigned"]),
+                Assignment.status == "active",
+            )
+        )
+    assert str(reassigned) == supervisor["id"]
     # What was typed offline was stored exactly once, after the restart.
     assert seqs == list(range(1, len(seqs) + 1))
     assert texts.count("hello? it went quiet") == 1

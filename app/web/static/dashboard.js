@@ -94,7 +94,7 @@ function toast(text) {
 }
 
 async function api(path, { method = "GET", body } = {}) {
-  const response = await fetch(`/v1/dashboard${path}`, {
+  const response = await fetch(path.startsWith("/v1/") ? path : `/v1/dashboard${path}`, {
     method,
     headers: {
       Authorization: `Bearer ${state.token}`,
@@ -106,6 +106,14 @@ async function api(path, { method = "GET", body } = {}) {
   if (response.status === 401) signOut("Your token is no longer valid. Please sign in again.");
   if (!response.ok) throw new Error(data.detail && typeof data.detail === "string" ? data.detail : data.error || response.statusText);
   return data;
+}
+
+/** Replace a table's rows, unless the keyboard is on one of them: rebuilding the rows would throw
+ *  the focus away mid-choice. The next refresh (a few seconds later) catches up. */
+function replaceRows(tbody, rows) {
+  if (tbody.contains(document.activeElement)) return false;
+  tbody.replaceChildren(...rows);
+  return true;
 }
 
 function timeOf(iso) {
@@ -504,7 +512,8 @@ function onSession(f) {
     toast(`Chat ${shortId(f.session_id)}: ${statusWords(f.status)}.`);
     return;
   }
-  if (!chat) return;
+  // Once a chat is no longer ours, later updates about it (its new holder's "active") are not.
+  if (!chat || chat.over) return;
   const ended = ["closed", "abandoned", "handed_off", "released", "transferred", "requeued", "transferred_to_queue"];
   const line = chat.el.querySelector(".chat-status");
   if (ended.includes(f.status)) {
@@ -567,8 +576,7 @@ async function refreshQueue() {
     h("td", {}, item.language || "unknown"),
     h("td", { class: "signals" }, signalsText(item.signals)),
     h("td", {}, h("button", { type: "button", onclick: () => claim(item.session_id) }, `Take chat ${shortId(item.session_id)}`))));
-  $("queue-rows").replaceChildren(...rows);
-  $("queue-empty").hidden = rows.length > 0;
+  if (replaceRows($("queue-rows"), rows)) $("queue-empty").hidden = rows.length > 0;
 }
 setInterval(() => { if (state.me && link.open) refreshQueue(); }, 5000);
 
@@ -599,11 +607,31 @@ function onAlert(f) {
 
 function recordHandoff(f) {
   if (!f.handoff_id) return;
-  state.handoffs.set(f.handoff_id, { session_id: f.session_id, reason: f.reason, at: new Date().toISOString() });
-  const rows = [...state.handoffs].map(([id, x]) => h("tr", {},
-    h("td", {}, shortId(x.session_id)), h("td", {}, shortId(id)), h("td", {}, reasonWords(x.reason)), h("td", {}, timeOf(x.at))));
+  const known = state.handoffs.get(f.handoff_id) || {};
+  state.handoffs.set(f.handoff_id, { ...known, session_id: f.session_id, reason: f.reason, at: new Date().toISOString() });
+  renderHandoffs();
+}
+
+function renderHandoffs() {
+  const rows = [...state.handoffs].map(([id, x]) => h("tr", { "data-handoff": id },
+    h("td", {}, shortId(x.session_id)),
+    h("td", {}, shortId(id)),
+    h("td", { class: "handoff-state" }, x.status ? statusWords(x.status) : "…", ` (last alert: ${reasonWords(x.reason)})`),
+    h("td", {}, x.partner || "—"),
+    h("td", {}, x.attempts === undefined ? "—" : String(x.attempts)),
+    h("td", {}, timeOf(x.at))));
   $("handoff-rows").replaceChildren(...rows);
   $("handoffs-empty").hidden = rows.length > 0;
+}
+
+async function refreshHandoffs() {
+  await Promise.all([...state.handoffs.keys()].map(async (id) => {
+    try {
+      const detail = await api(`/v1/handoffs/${id}`);
+      Object.assign(state.handoffs.get(id), { status: detail.status, partner: detail.partner, attempts: detail.attempts });
+    } catch { /* gone or not allowed: keep what the alerts said */ }
+  }));
+  renderHandoffs();
 }
 
 function renderAlerts() {
@@ -630,7 +658,7 @@ async function refreshSupervisor() {
   }
   state.volunteers = new Map(team.volunteers.map((v) => [v.volunteer_id, v.name]));
   const online = team.volunteers.filter((v) => v.presence === "online");
-  $("live-rows").replaceChildren(...sessions.sessions.map((s) => {
+  replaceRows($("live-rows"), sessions.sessions.map((s) => {
     const select = h("select", { id: `reassign-${s.session_id}`, "aria-label": `Reassign chat ${shortId(s.session_id)} to` },
       h("option", { value: "" }, "Choose…"),
       online.filter((v) => v.volunteer_id !== s.volunteer_id).map((v) => h("option", { value: v.volunteer_id }, v.name)));
@@ -646,6 +674,7 @@ async function refreshSupervisor() {
       }, "Reassign")] : "—"));
   }));
   $("live-empty").hidden = sessions.sessions.length > 0;
+  refreshHandoffs();
   $("risk-rows").replaceChildren(...risk.sessions.map((s) => h("tr", { class: `lvl-${s.urgency}` },
     h("td", {}, shortId(s.session_id)), h("td", {}, badge(s.urgency)), h("td", {}, statusWords(s.status)),
     h("td", {}, duration(s.gone_s)), h("td", { class: "signals" }, signalsText(s.signals)))));
