@@ -50,21 +50,19 @@ class PgCluster(PgServer):
     def restart(self, mode: str = "fast") -> None:
         """``pg_ctl restart -m fast|immediate``: every client connection is cut, then the server
         is back (``-w`` waits until it accepts connections)."""
+        self._pg_ctl("-m", mode, "-o", self.options, "-l", str(self.log), "restart")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Down until :meth:`start`: connections are refused meanwhile."""
+        self._pg_ctl("-m", mode, "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-o", self.options, "-l", str(self.log), "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        # -l on (re)start: without a log file the postmaster would hold our stdout pipe open.
         subprocess.run(
-            [
-                *self.prefix,
-                self.pg_ctl,
-                "-D",
-                str(self.data),
-                "-m",
-                mode,
-                "-o",
-                self.options,
-                "-l",  # without a log file the postmaster would hold our stdout pipe open
-                str(self.log),
-                "-w",
-                "restart",
-            ],
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-w", *args],
             check=True,
             capture_output=True,
         )

@@ -96,7 +96,11 @@ class PostgresBus(Bus):
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=10)
-        await conn.add_listener(self._pg_channel, self._on_notify)
+        try:
+            await conn.add_listener(self._pg_channel, self._on_notify)
+        except BaseException:
+            conn.terminate()  # half set up: no LISTEN, so no use; never leak it
+            raise
         conn.add_termination_listener(self._on_terminated)
         self._conn = conn
         self._lost.clear()
@@ -111,6 +115,8 @@ class PostgresBus(Bus):
         self._lost.set()
 
     async def _watch(self) -> None:
+        """Runs for the bus's whole life: if it ever stopped, this instance would stay deaf to
+        every other instance. So any failure of a check or a reconnect means "retry"."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), timeout=self._health_interval_s)
@@ -123,7 +129,7 @@ class PostgresBus(Bus):
                 try:
                     await self._connect()
                     break
-                except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                except Exception as exc:  # whatever a server that is away makes the driver raise
                     log.warning("bus_listener_reconnect_failed", error_type=type(exc).__name__)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._max_reconnect_delay_s)
@@ -138,7 +144,10 @@ class PostgresBus(Bus):
             return False
         try:
             await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self._health_interval_s)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        except Exception:
+            # Not only OSError/PostgresError/InterfaceError: on a connection the server has just
+            # dropped asyncpg can raise InternalClientError ("cannot switch to state ...;
+            # another operation is in progress"), which used to kill the watchdog for good.
             return False
         return True
 

@@ -2,8 +2,9 @@
 
 Protocol in docs/protocol.md ("Volunteer WebSocket"). Bad input gets an ``error`` frame with a
 stable code and the connection stays open; only a failed/late auth (1008), a binary frame
-(1003) or a flood (1008) end it. Invalid UTF-8 (1007) and oversize frames (1009) are closed by
-the WebSocket layer before they reach this code.
+(1003), a flood (1008) or a database that is away while connecting (1013) end it. Invalid
+UTF-8 (1007) and oversize frames (1009) are closed by the WebSocket layer before they reach
+this code.
 """
 
 from __future__ import annotations
@@ -38,6 +39,21 @@ async def _refuse(websocket: WebSocket, code: str, detail: str, close_code: int)
     with contextlib.suppress(Exception):
         await _send_json(websocket, {"type": "error", "code": code, "detail": detail})
         await websocket.close(close_code)
+
+
+# What a database call raises while Postgres is away: a DBAPIError from the driver, or the
+# OSError of a refused connection (the pool opens connections outside the driver's wrapping).
+_DATABASE_DOWN = (DBAPIError, OSError)
+
+
+async def _database_down(websocket: WebSocket, exc: Exception) -> None:
+    log.warning("volunteer_connect_db_error", error_type=type(exc).__name__)
+    await _refuse(
+        websocket,
+        "temporarily_unavailable",
+        "the database did not answer; reconnect shortly",
+        1013,  # try again later
+    )
 
 
 async def _refuse_binary(websocket: WebSocket) -> None:
@@ -88,6 +104,9 @@ async def volunteer_socket(websocket: WebSocket) -> None:
     except BeaconError as exc:
         await _refuse(websocket, exc.code, str(exc.detail), CloseCode.policy_violation)
         return
+    except _DATABASE_DOWN as exc:
+        await _database_down(websocket, exc)
+        return
 
     async def send(frame: dict[str, Any]) -> None:
         if websocket.application_state is WebSocketState.CONNECTED:
@@ -111,7 +130,11 @@ async def volunteer_socket(websocket: WebSocket) -> None:
     state.metrics.connected_volunteers.inc()
     log.info("volunteer_connected", volunteer_id=str(principal.id), role=principal.role)
     try:
-        await link.start(first.last_seq)
+        try:
+            await link.start(first.last_seq)
+        except _DATABASE_DOWN as exc:
+            await _database_down(websocket, exc)
+            return
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -138,7 +161,7 @@ async def volunteer_socket(websocket: WebSocket) -> None:
                     await link.handle(frame)
             except BeaconError as exc:
                 await send(error_frame(exc, **_frame_context(frame)))
-            except DBAPIError as exc:
+            except _DATABASE_DOWN as exc:
                 log.warning("volunteer_frame_db_error", error_type=type(exc).__name__)
                 await send(
                     {
