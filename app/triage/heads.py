@@ -29,8 +29,9 @@ from numpy.typing import NDArray
 from app.triage.encoder import DIMENSIONS, ENCODER_ID, RESOURCE_SHA256
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FORMAT = "beacon-triage-heads/2"
-HEAD_LEVELS = (1, 2, 3, 4)
+FORMAT = "beacon-triage-heads/3"
+HEAD_LEVELS = (1, 2, 3, 4)  # the cumulative probabilities P(level >= k) the engine reads
+CLASSES = 5  # none .. imminent
 # A message this long reads like a post, not a chat line (99 % of chat lines are shorter):
 # it gets the heads trained with forum posts and their thresholds.
 LONG_WORDS = 30
@@ -121,12 +122,17 @@ Sparse = tuple[NDArray[np.int64], FloatArray]
 
 @dataclass(frozen=True, slots=True)
 class HeadSet:
-    """Four logistic heads over [dense features | hashed n-grams]."""
+    """One multinomial (softmax) classifier over [dense features | hashed n-grams].
 
-    weights: FloatArray  # (4, dense features)
-    bias: FloatArray  # (4,)
+    Its five class probabilities sum to P(level ≥ k) for k = 1..4, which are therefore
+    consistent (P(≥ 2) ≥ P(≥ 3) ≥ P(≥ 4)) — four separately trained heads were not, and their
+    disagreements were false alarms ("I'm hanging out with friends later" → imminent head only).
+    """
+
+    weights: FloatArray  # (5, dense features)
+    bias: FloatArray  # (5,)
     sparse_index: NDArray[np.int64]  # sorted buckets that carry a weight
-    sparse_weights: FloatArray  # (len(sparse_index), 4)
+    sparse_weights: FloatArray  # (len(sparse_index), 5)
     thresholds: tuple[float, float, float, float]
 
     def logits(self, rows: FloatArray, sparse: Sequence[Sparse]) -> FloatArray:
@@ -142,8 +148,13 @@ class HeadSet:
         return logits.astype(np.float32)
 
 
-def sigmoid(logits: FloatArray) -> FloatArray:
-    return (1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))).astype(np.float32)
+def cumulative(logits: FloatArray) -> FloatArray:
+    """(n, 5) class logits → (n, 4) probabilities of level ≥ 1, 2, 3, 4."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    classes = exp / exp.sum(axis=1, keepdims=True)
+    tails = np.cumsum(classes[:, ::-1], axis=1)[:, ::-1]
+    return np.clip(tails[:, 1:], 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +178,9 @@ class Heads:
         for head_set, chosen in ((self.chat, ~long), (self.long, long)):
             index = np.flatnonzero(chosen)
             if len(index):
-                out[index] = sigmoid(head_set.logits(rows[index], [sparse[int(i)] for i in index]))
+                out[index] = cumulative(
+                    head_set.logits(rows[index], [sparse[int(i)] for i in index])
+                )
         return out
 
     def thresholds(self, words: int) -> tuple[float, float, float, float]:
@@ -243,7 +256,7 @@ def load(directory: Path = MODEL_DIR) -> Heads:
     sets = {}
     for name in ("chat", "long"):
         weights = data[f"{name}_weights"].astype(np.float32)
-        if weights.shape != (len(HEAD_LEVELS), feature_size(len(marks))):
+        if weights.shape != (CLASSES, feature_size(len(marks))):
             raise ModelFormatError(f"heads.npz: {name} weights have shape {weights.shape}")
         sets[name] = HeadSet(
             weights=weights,
