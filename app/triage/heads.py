@@ -153,8 +153,9 @@ def cumulative(logits: FloatArray) -> FloatArray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     classes = exp / exp.sum(axis=1, keepdims=True)
-    tails = np.cumsum(classes[:, ::-1], axis=1)[:, ::-1]
-    return np.clip(tails[:, 1:], 0.0, 1.0).astype(np.float32)
+    tails: FloatArray = np.cumsum(classes[:, ::-1], axis=1)[:, ::-1].astype(np.float32)
+    clipped: FloatArray = np.clip(tails[:, 1:], 0.0, 1.0)
+    return clipped
 
 
 @dataclass(frozen=True, slots=True)
