@@ -29,6 +29,7 @@ from app.core.config import Settings
 from app.core.db import transaction
 from app.core.server import http_protocol
 from app.main import create_app
+from app.routing.accounts import revoke_volunteer
 from app.routing.models import Assignment, Disposition
 from tests.conftest import ROOT, LiveServer, free_port
 from tests.routing.conftest import end_live_work
@@ -169,6 +170,13 @@ async def run_script(
                 await server.start()
                 proc.stdin.write(b"started\n")
                 await proc.stdin.drain()
+            elif message["event"] == "revoke_restart":
+                async with transaction(server.state.sessionmaker) as db:
+                    await revoke_volunteer(db, uuid.UUID(message["volunteer_id"]))
+                await server.stop()
+                await server.start()
+                proc.stdin.write(b"done\n")
+                await proc.stdin.drain()
             elif message["event"] == "result":
                 # The script exits right after this line: nothing more to say to it.
                 result = message
@@ -261,7 +269,12 @@ async def test_volunteer_and_visitor_flow_in_chromium(served: Restartable) -> No
 
 
 async def test_visitor_page_alone_in_chromium(served: Restartable) -> None:
-    result = await run_script(served, "visitor.mjs")
+    volunteer = await _account(served, "volunteer")
+    result = await run_script(
+        served,
+        "visitor.mjs",
+        {"BEACON_TOKEN": volunteer["token"], "BEACON_VOLUNTEER_ID": volunteer["id"]},
+    )
 
     assert all(a["serious"] == 0 for a in result["axe"]), result["axe"]
     weight = result["weight"]

@@ -1,7 +1,7 @@
 // The visitor page on its own, on a phone: weight, safety contacts, keyboard use, reflow at
 // 320 CSS px (what 200 % zoom gives on a 640 px window), erasure; and the dashboard refusing
 // a bad token. Run by tests/browser/test_pages.py; one JSON result line.
-import { BASE, axe, done, launch, newPage, tabTo } from "./lib.mjs";
+import { BASE, ask, axe, done, launch, newPage, tabTo, until } from "./lib.mjs";
 
 const result = { axe: [], checks: [] };
 const check = (name, ok, detail = null) => {
@@ -86,6 +86,17 @@ try {
   check("a bad token is refused on the sign-in form", !(await dash.isVisible("#app")));
   check("…and is not kept in the tab", (await dash.evaluate(() => sessionStorage.length)) === 0);
   result.axe.push(await axe(dash, "dashboard sign-in"));
+
+  // -- a token revoked while signed in: after the reconnect, back to sign-in, no retry loop --------
+  await dash.fill("#token", process.env.BEACON_TOKEN);
+  await dash.press("#token", "Enter");
+  await dash.waitForSelector("body[data-conn=open]");
+  ask("revoke_restart", { volunteer_id: process.env.BEACON_VOLUNTEER_ID });
+  await until("done");
+  await dash.waitForSelector("#signin:not([hidden])");
+  await dash.waitForSelector("body[data-conn=stopped]");
+  const why = await dash.textContent("#signin-error");
+  check("a token revoked meanwhile ends at the sign-in form, not in a reconnect loop", /not accepted/.test(why), why);
 
   result.problems = [...page.problems, ...dash.problems].filter((p) => !/WebSocket connection|Failed to load resource/.test(p));
   check("no script errors", result.problems.length === 0, result.problems);

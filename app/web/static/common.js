@@ -103,7 +103,8 @@ export class Link {
         this.onState("stopped", 0);
         return;
       }
-      this.retry();
+      // 1012: that instance is shutting down and another one answers: come back at once.
+      this.retry(event.code === 1012 && this.failures === 0 ? 150 : null);
     };
   }
 
@@ -121,9 +122,9 @@ export class Link {
     this.send({ type: "ping" });
   }
 
-  retry() {
+  retry(first = null) {
     this.failures += 1;
-    let delay = Math.min(10000, 500 * 2 ** Math.min(this.failures - 1, 5));
+    let delay = first ?? Math.min(10000, 500 * 2 ** Math.min(this.failures - 1, 5));
     delay = delay * (0.7 + Math.random() * 0.6);
     if (this.retryDelayMs !== null) {
       delay = Math.max(delay, this.retryDelayMs);

@@ -13,6 +13,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   token: sessionStorage.getItem(KEY),
   me: null,
+  ready: false, // this connection got `ready`
   presence: "online",
   offers: new Map(), // session_id -> {frame, deadline}
   chats: new Map(), // session_id -> chat (see newChat)
@@ -125,13 +126,14 @@ function timeOf(iso) {
 
 const link = new Link("/v1/volunteer", {
   onOpen() {
+    state.ready = false; // until this connection's `ready`
     const lastSeq = {};
     for (const [sid, chat] of state.chats) if (!chat.over) lastSeq[sid] = chat.highest;
     link.send({ type: "auth", token: state.token, last_seq: lastSeq });
   },
   onFrame: handle,
   onClose(code) {
-    if (code === 1008 && !state.me) return false; // refused at auth: handled by the error frame
+    if (code === 1008 && !state.ready) return false; // refused at auth: see the error frame
     return true;
   },
   onState: connState,
@@ -180,6 +182,7 @@ function handle(f) {
 function onReady(f) {
   const first = state.me === null;
   state.me = f;
+  state.ready = true;
   link.established();
   $("signin").hidden = true;
   $("app").hidden = false;
@@ -201,7 +204,9 @@ function onReady(f) {
 }
 
 function onError(f) {
-  if (!state.me && (f.code === "unauthorized" || f.code === "invalid_frame" || f.code === "auth_timeout")) {
+  // Refused at auth, also on a reconnect (a token revoked or expired meanwhile): sign out
+  // rather than knock again and again with a token that will never work.
+  if (!state.ready && (f.code === "unauthorized" || f.code === "invalid_frame" || f.code === "auth_timeout")) {
     signOut("That token was not accepted. Check it and try again.");
     return;
   }
