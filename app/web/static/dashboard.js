@@ -40,7 +40,12 @@ function chime() {
   if (!state.sound) return;
   unlockAudio();
   if (!audio) return;
-  if (audio.state === "suspended") audio.resume();
+  if (audio.state === "suspended") {
+    audio.resume().catch(() => {});
+    // No click or key on this page yet (a reload signs in by itself): say so, so that the
+    // next alert is heard.
+    if (audio.state === "suspended") $("sound").textContent = "Sound blocked: press to allow";
+  }
   const t0 = audio.currentTime;
   for (let i = 0; i < 3; i += 1) {
     const osc = audio.createOscillator();
@@ -228,12 +233,16 @@ function onError(f) {
 
 // -- offers -------------------------------------------------------------------------------------
 
+let offerCount = 0;
 function onOffer(f) {
+  const isNew = !state.offers.has(f.session_id);
   state.offers.set(f.session_id, { frame: f, deadline: Date.now() + f.expires_in_s * 1000 });
   renderOffers();
   const urgency = levelName(f.urgency);
-  if (urgency === "imminent") {
-    imminentAlert(`offer:${f.session_id}`, `Imminent risk waiting for you: chat ${shortId(f.session_id)} — ${signalsText(f.signals)}. Accept it now or decline so it goes to someone else.`);
+  if (urgency === "imminent" && isNew) {
+    // Every new imminent offer sounds, also one offered again after a decline elsewhere.
+    offerCount += 1;
+    imminentAlert(`offer:${f.session_id}:${offerCount}`, `Imminent risk waiting for you: chat ${shortId(f.session_id)} — ${signalsText(f.signals)}. Accept it now or decline so it goes to someone else.`);
   }
 }
 
@@ -745,6 +754,13 @@ $("presence").addEventListener("change", (event) => {
   link.send({ type: "presence", status: state.presence });
 });
 $("sound").addEventListener("click", () => {
+  if (audio && audio.state === "suspended") {
+    audio.resume().catch(() => {});
+    state.sound = true;
+    $("sound").setAttribute("aria-pressed", "true");
+    $("sound").textContent = "Sound on";
+    return;
+  }
   state.sound = !state.sound;
   $("sound").setAttribute("aria-pressed", String(state.sound));
   $("sound").textContent = state.sound ? "Sound on" : "Sound off";
