@@ -158,7 +158,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 queue=queue,
                 visitors=visitors,
                 session_opens=SessionOpenLimiter(
-                    burst=settings.session_open_burst, per_min=settings.session_open_per_min
+                    burst=settings.session_open_burst,
+                    per_min=settings.session_open_per_min,
+                    # At most half the pool for sessions that have not spoken yet.
+                    concurrency=max(1, settings.db_pool_size // 2),
                 ),
                 escalation=escalation,
                 lost_visitors=lost_visitors,

@@ -59,6 +59,9 @@ from bench._common import (
 
 HELLO = {"type": "hello", "resume_token": None, "last_seq": None, "locale": "en"}
 BURST = 20  # the shipped BEACON_SESSION_OPEN_BURST: each drive-by address opens this many
+# What the canary says must stay `none` for the triage engine: an escalation (safety message,
+# handoff clock) would measure escalation, not the flood.
+CALM = "hi"
 SILENT_TTL_S = 5.0
 
 
@@ -89,7 +92,10 @@ class Canary:
 
     @classmethod
     async def open(cls, base: str) -> Canary:
-        ws = await connect(f"{base}/v1/chat", compression=None, local_addr=("127.0.0.1", 0))
+        # No client keepalive: a slow ack must show up in the figures, not end the connection.
+        ws = await connect(
+            f"{base}/v1/chat", compression=None, local_addr=("127.0.0.1", 0), ping_interval=None
+        )
         canary = cls(ws)
         await ws.send(json.dumps(HELLO))
         session = await _json(ws)
@@ -124,7 +130,7 @@ class Canary:
         interval = 1 / rate
         next_at = time.perf_counter()
         while not stop.is_set():
-            sent.append(await self.say(f"still here, message {len(sent)}"))
+            sent.append(await self.say(CALM))
             next_at += interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.perf_counter()))
@@ -246,7 +252,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         with child(serve_args(port), env, port, ready_path="/healthz") as proc:
             base = f"ws://127.0.0.1:{port}"
             canary = await Canary.open(base)
-            await canary.say("I can't stop shaking and I don't know who to talk to")
+            await canary.say(CALM)
             await asyncio.wait_for(canary._spoke.wait(), 10)
             position_before = next(p for p in canary.positions if p is not None)
 
@@ -318,7 +324,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.drive_by_flood", description=__doc__)
     parser.add_argument("--n", type=int, default=2000, help="drive-by sessions")
     parser.add_argument("--concurrency", type=int, default=50, help="drive-bys at a time")
-    parser.add_argument("--rate", type=float, default=20.0, help="canary messages per second")
+    parser.add_argument("--rate", type=float, default=5.0, help="canary messages per second")
     parser.add_argument("--quiet-s", type=float, default=5.0, help="baseline phase length")
     parser.add_argument("--one-address", type=int, default=40, help="hellos from one address")
     parser.add_argument("--admin-url", default=default_admin_url())

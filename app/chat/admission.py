@@ -14,6 +14,7 @@ a client can open up to N times the limit. Trade-offs are in docs/operations.md.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections import OrderedDict
@@ -45,16 +46,24 @@ def client_key(host: str | None) -> str:
 
 
 class SessionOpenLimiter:
-    """A token bucket per client: ``burst`` sessions at once, then ``per_min`` a minute."""
+    """A token bucket per client: ``burst`` sessions at once, then ``per_min`` a minute.
+
+    ``writes`` bounds how many database writes for sessions that have not spoken (opening one,
+    recording its visitor gone) run at once on this instance: a flood of hellos from many
+    addresses then queues here, cheaply, instead of taking every pooled connection from the
+    messages of people already talking (whose acks wait for a commit). Resumes and sessions
+    that spoke never wait for it."""
 
     def __init__(
         self,
         *,
         burst: int,
         per_min: float,
+        concurrency: int = 4,
         max_clients: int = MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.writes = asyncio.Semaphore(concurrency)
         self._capacity = float(burst)
         self._rate = per_min / 60.0
         self._max_clients = max_clients

@@ -217,7 +217,10 @@ class VisitorConnection:
                     await pump
             if deps.presence.detach(session.id):
                 try:
-                    async with transaction(deps.sessionmaker) as db:
+                    # A session that never spoke waits its turn, as its opening did.
+                    writes = deps.session_opens.writes
+                    gate = contextlib.nullcontext() if self._queueable else writes
+                    async with gate, transaction(deps.sessionmaker) as db:
                         await visitor_disconnected(db, session_id=session.id)
                 except (DBAPIError, OSError):
                     log.warning("visitor_disconnect_not_recorded", session_id=str(session.id))
@@ -263,14 +266,15 @@ class VisitorConnection:
         deps = self._deps
         ttl = deps.settings.resume_token_ttl_s
         try:
-            if hello.resume_token is None and not await self._may_open():
-                return None
-            async with transaction(deps.sessionmaker) as db:
-                if hello.resume_token is None:
+            if hello.resume_token is None:
+                if not await self._may_open():
+                    return None
+                async with deps.session_opens.writes, transaction(deps.sessionmaker) as db:
                     session, token = await open_session(
                         db, deps.bus, locale=hello.locale, channel=hello.channel, token_ttl_s=ttl
                     )
-                    return _Opened(session, token, 0, last_seq_refused=False, new=True)
+                return _Opened(session, token, 0, last_seq_refused=False, new=True)
+            async with transaction(deps.sessionmaker) as db:
                 session = await resume_session(
                     db, deps.bus, token=hello.resume_token, token_ttl_s=ttl
                 )

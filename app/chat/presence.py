@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import structlog
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus
@@ -104,18 +104,28 @@ class VisitorPresence:
                 log.exception("visitor_presence_job_failed")
 
     async def heartbeat(self) -> None:
+        """One UPDATE per chunk of this instance's sessions. A row another transaction holds
+        (a message being committed, a socket closing) is skipped this round, not waited for:
+        waiting would hold every row already updated, and a chain of such waits once held a
+        talking visitor's acks for seconds under a flood of drive-by sessions. The next round,
+        well inside both periods, catches it up."""
         session_ids = sorted(self._local)
         now = utcnow()
         for start in range(0, len(session_ids), _CHUNK):
+            free = (
+                select(ChatSession.id)
+                .where(
+                    ChatSession.id.in_(session_ids[start : start + _CHUNK]),
+                    # A socket that closed after ``session_ids`` was read wrote a later time:
+                    # this write must not mark that visitor connected again.
+                    ChatSession.visitor_seen_at < now,
+                )
+                .with_for_update(skip_locked=True)
+            )
             async with transaction(self._sessionmaker) as db:
                 await db.execute(
                     update(ChatSession)
-                    .where(
-                        ChatSession.id.in_(session_ids[start : start + _CHUNK]),
-                        # A socket that closed after ``session_ids`` was read wrote a later
-                        # time: this write must not mark that visitor connected again.
-                        ChatSession.visitor_seen_at < now,
-                    )
+                    .where(ChatSession.id.in_(free.scalar_subquery()))
                     .values(visitor_connected=True, visitor_seen_at=now)
                     .execution_options(synchronize_session=False)
                 )

@@ -480,10 +480,17 @@ async def abandon_silent(
         return []
     now = utcnow()
     cutoff = now - timedelta(seconds=ttl_s)
+    # Rows another transaction holds (a visitor just back, say) are left for the next sweep
+    # rather than waited for while holding the rest.
+    free = (
+        select(ChatSession.id)
+        .where(ChatSession.id.in_(sorted(session_ids)), _silent_and_gone(cutoff))
+        .with_for_update(skip_locked=True)
+    )
     rows = (
         await db.execute(
             update(ChatSession)
-            .where(ChatSession.id.in_(sorted(session_ids)), _silent_and_gone(cutoff))
+            .where(ChatSession.id.in_(free.scalar_subquery()), _silent_and_gone(cutoff))
             .values(status=SessionStatus.abandoned.value, closed_at=now, updated_at=now)
             .returning(ChatSession.id, ChatSession.urgency)
             .execution_options(**_NO_SYNC)
