@@ -96,7 +96,7 @@ try {
   await dash.waitForSelector("#signin:not([hidden])");
   await dash.waitForSelector("body[data-conn=stopped]");
   const why = await dash.textContent("#signin-error");
-  check("a token revoked meanwhile ends at the sign-in form, not in a reconnect loop", /not accepted/.test(why), why);
+  check("a token revoked meanwhile ends at the sign-in form, not in a reconnect loop", /not accepted|no longer valid/.test(why), why);
 
   result.problems = [...page.problems, ...dash.problems].filter((p) => !/WebSocket connection|Failed to load resource/.test(p));
   check("no script errors", result.problems.length === 0, result.problems);
