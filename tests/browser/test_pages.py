@@ -297,3 +297,16 @@ async def test_visitor_page_alone_in_chromium(served: Restartable) -> None:
     assert texts
     assert all(t is None for t in texts)
     assert erased is not None
+
+
+async def test_visitor_refused_for_now_waits_calmly_and_connects(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # One new session at a time from an address, one more every 2 s.
+    server = Restartable(settings_factory(session_open_burst=1, session_open_per_min=30.0))
+    await server.start()
+    try:
+        result = await run_script(server, "admission.mjs")
+    finally:
+        await server.stop()
+    assert [c["ok"] for c in result["checks"]] == [True, True, True]

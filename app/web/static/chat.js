@@ -37,6 +37,7 @@ const state = {
   exiting: false,
   typingSentAt: 0,
   retryTimer: null,
+  calmRetry: false, // the server asked us to come back later (too_many_sessions)
 };
 
 function persist() {
@@ -83,7 +84,11 @@ function connState(kind, delay) {
   document.body.dataset.conn = kind;
   if (kind === "open") showConn("Connected", "ok");
   else if (kind === "connecting") showConn("Connecting…", "wait");
-  else if (kind === "offline") {
+  else if (kind === "offline" && state.calmRetry) {
+    // Refused for now (too many new chats from this network): not the person's fault, and not
+    // an error to alarm them with.
+    showConn("Connecting…", "wait");
+  } else if (kind === "offline") {
     const tick = () => {
       const s = Math.max(0, Math.ceil((link.retryAt - Date.now()) / 1000));
       showConn(`Offline — reconnecting${s > 0 ? ` in ${s} s` : "…"} Your messages are kept and will be sent.`, "bad");
@@ -102,6 +107,7 @@ function showConn(text, tone) {
 function handle(frame) {
   switch (frame.type) {
     case "session":
+      state.calmRetry = false;
       // When a person can start typing: what bench/page_load.py calls time to interactive.
       if (!performance.getEntriesByName("beacon-ready").length) performance.mark("beacon-ready");
       state.token = frame.resume_token;
@@ -265,7 +271,8 @@ function onError(f) {
       break;
     case "too_many_sessions":
       link.retryDelayMs = (f.retry_after_s || 10) * 1000;
-      notice("Lots of people are starting chats right now. We will connect you in a moment.");
+      state.calmRetry = true;
+      $("status").textContent = "Connecting you… Many people are starting chats right now; you will be connected in a moment.";
       break;
     case "rate_limited":
     case "temporarily_unavailable":
