@@ -18,6 +18,10 @@ if [ ! -x "$CHROMIUM" ]; then
   if can_apt; then
     echo "browser-setup: installing Debian's chromium" >&2
     apt_install chromium fonts-dejavu-core
+    if [ ! -x "$CHROMIUM" ]; then
+      echo "browser-setup: installed Debian's chromium, but $CHROMIUM is still missing (set CHROMIUM)" >&2
+      exit 1
+    fi
   else
     echo "browser-setup: the browser tests need $CHROMIUM (Debian: apt-get install chromium), or CHROMIUM=/path/to/chromium" >&2
     exit 1
