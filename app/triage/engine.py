@@ -107,6 +107,12 @@ class Engine:
         self.languages = languages
         self.encoder = encoder
         self.model_version = heads.version
+        # One BLAS thread for the heads and the nearest-example product, as for the encoder:
+        # triage shares two cores with the event loop and Postgres, and more threads only
+        # oversubscribe them (measured: 3-4x slower nearest-example products with 2 threads).
+        from threadpoolctl import ThreadpoolController
+
+        self._blas = ThreadpoolController()
         self._readings: OrderedDict[str, Reading] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -176,6 +182,10 @@ class Engine:
 
     def assess_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
         """Triage each ``(text, context)``; context is oldest first. One encoder call in all."""
+        with self._blas.limit(limits=1, user_api="blas"):
+            return self._assess_many(items)
+
+    def _assess_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
         normalised = [
             (text, (context,) if isinstance(context, str) else tuple(context[-MAX_CONTEXT:]))
             for text, context in items

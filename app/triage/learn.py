@@ -328,7 +328,8 @@ def train(
         long = _with_thresholds(long, long_thresholds)
         log(f"long thresholds {long_thresholds}")
 
-    bank = [e for e in chat_train if e.category]
+    # The nearest-example bank holds what an explanation can name: moderate and above.
+    bank = [e for e in chat_train if e.category and e.level >= 2]
     categories = sorted({e.category for e in bank})
     bank_embeddings = (
         featurizer.encoder.encode([featurizer.scan(e.text)[0].masked for e in bank])
