@@ -190,6 +190,8 @@ async def run_script(
             await proc.wait()
     stderr = (await stderr_task).decode(errors="replace")
     assert result is not None, f"{script} printed no result (exit {code}): {stderr[-2000:]}"
+    # Shown with `pytest -s`: what axe found at every impact, and the page weight.
+    print(json.dumps({"script": script, "axe": result.get("axe"), "weight": result.get("weight")}))
     report = json.dumps(result, indent=1)[-6000:] + stderr[-2000:]
     assert result.get("ok"), report
     assert code == 0, report
