@@ -41,6 +41,9 @@ def main(n: int, admin_url: str) -> None:
         "BEACON_LOG_LEVEL": "WARNING",
         "BEACON_WS_RATE_LIMIT_PER_S": "1000",
         "BEACON_WS_RATE_LIMIT_BURST": "1000",
+        # The volunteer here accepts and closes a chat every few milliseconds.
+        "BEACON_VOLUNTEER_WS_RATE_LIMIT_PER_S": "1000",
+        "BEACON_VOLUNTEER_WS_RATE_LIMIT_BURST": "1000",
         # Every visitor here connects from 127.0.0.1 (bench/drive_by_flood.py measures the limit).
         "BEACON_SESSION_OPEN_BURST": "1000000",
     }
