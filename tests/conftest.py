@@ -29,7 +29,6 @@ from app.routers.deps import get_db
 from tests import pg
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data" / "triage"
 
 
 @pytest.fixture(scope="session")
