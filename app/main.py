@@ -29,6 +29,7 @@ from app.routers import chat_ws, dashboard, handoffs, health, pages, triage_api,
 from app.routing.at_risk import LostVisitorWatch
 from app.routing.queue import QueueMonitor
 from app.routing.worker import RoutingWorker
+from app.triage import default_engine
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(bus.stop)
             # Stopped before the bus and the database: submitted messages are committed (and
             # acked) first.
+            # The triage model (~150 MB with its encoder, ~1 s to load) is loaded before the
+            # first frame is accepted, not by the first visitor message, which would wait for it.
+            await asyncio.to_thread(default_engine)
             committer = MessageCommitter(
                 sessionmaker,
                 bus,

@@ -8,6 +8,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -237,18 +238,7 @@ def _detect_languages(examples: list[Example]) -> list[Example]:
 
     languages = default_engine().languages
     return [
-        example
-        if example.lang
-        else Example(
-            example.text,
-            example.context,
-            example.levels,
-            example.category,
-            languages.detect(example.text),
-            example.third_party,
-            example.source,
-            example.meta,
-        )
+        example if example.lang else replace(example, lang=languages.detect(example.text))
         for example in examples
     ]
 

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,6 +58,23 @@ _MODEL_SIGNAL = {
     Level.high: "model:urgent",
     Level.imminent: "model:imminent",
 }
+
+
+class Prepared(NamedTuple):
+    """What the tables say of one message, before the encoder: shared by training and
+    inference, so that the model is trained on exactly what it later reads."""
+
+    lang: str
+    scan: Scan
+    words: int
+
+
+def prepare(text: str, languages: LanguageTable, rulebook: Rulebook) -> Prepared:
+    text = text[:MAX_TEXT_CHARS]
+    lang = languages.detect(text)
+    folded = fold(normalize(text))
+    scan = rulebook.scan(folded, lang if lang != "unsupported" else "en")
+    return Prepared(lang, scan, len(folded.split()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,37 +141,30 @@ class Engine:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ reading messages
-    def prepare(self, text: str) -> tuple[str, Scan, int, str]:
-        """Language, rule scan, word count and the text the encoder reads (pure, no encoder)."""
-        text = text[:MAX_TEXT_CHARS]
-        lang = self.languages.detect(text)
-        folded = fold(normalize(text))
-        scan = self.rulebook.scan(folded, lang if lang != "unsupported" else "en")
-        return lang, scan, len(folded.split()), scan.masked
-
     def read_many(self, texts: Sequence[str]) -> list[Reading]:
         with self._lock:
             known = {text: self._readings.get(text) for text in texts}
         missing = [text for text, reading in known.items() if reading is None]
         if missing:
-            prepared = [self.prepare(text) for text in missing]
-            embeddings = self.encoder.encode([item[3] for item in prepared])
+            prepared = [prepare(text, self.languages, self.rulebook) for text in missing]
+            embeddings = self.encoder.encode([item.scan.masked for item in prepared])
             rows = []
             marks_list = []
             sparse: list[Sparse] = []
             empty_context = np.zeros((0, embeddings.shape[1]), dtype=np.float32)
-            for (_, scan, words, _), embedding in zip(prepared, embeddings, strict=True):
+            for item, embedding in zip(prepared, embeddings, strict=True):
+                scan, words = item.scan, item.words
                 marks = mark_vector(scan.signals, self.heads.marks)
                 marks_list.append(marks)
                 no_marks = np.zeros((0, len(marks)), dtype=np.float32)
                 rows.append(feature_vector(embedding, marks, words, empty_context, no_marks))
                 sparse.append(hashed(sparse_terms(scan.masked, ())))
             probabilities = self.heads.probabilities(
-                np.stack(rows), sparse, [item[2] for item in prepared]
+                np.stack(rows), sparse, [item.words for item in prepared]
             )
             fresh: dict[str, Reading] = {}
             for index, text in enumerate(missing):
-                lang, scan, words, _ = prepared[index]
+                lang, scan, words = prepared[index]
                 level = max(
                     _model_level(probabilities[index], self.heads.thresholds(words)), scan.floor
                 )

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from app.triage import corpus
 from app.triage.corpus import Example
 from app.triage.encoder import DIMENSIONS, ENCODER_ID, RESOURCE_SHA256, Encoder
+from app.triage.engine import prepare
 from app.triage.heads import (
     CLASSES,
     FORMAT,
@@ -39,8 +40,7 @@ from app.triage.heads import (
 )
 from app.triage.language import LanguageTable
 from app.triage.language import load as load_languages
-from app.triage.normalize import normalize
-from app.triage.rulebook import TABLES_DIR, Rulebook, Scan, fold
+from app.triage.rulebook import TABLES_DIR, Rulebook, Scan
 from app.triage.rulebook import load as load_rulebook
 
 
@@ -72,11 +72,8 @@ class Featurizer:
         self.marks = self.rulebook.mark_signals
 
     def scan(self, text: str) -> tuple[Scan, int]:
-        lang = self.languages.detect(text)
-        folded = fold(normalize(text))
-        return self.rulebook.scan(folded, lang if lang != "unsupported" else "en"), len(
-            folded.split()
-        )
+        prepared = prepare(text, self.languages, self.rulebook)
+        return prepared.scan, prepared.words
 
     def features(self, examples: Sequence[Example]) -> Features:
         texts = list(

@@ -81,6 +81,13 @@ def macro_f1(truth: Sequence[int], predicted: Sequence[int]) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def hit_rate(low: NDArray[np.int64], high: NDArray[np.int64], pred: NDArray[np.int64]) -> float:
+    """Rows judged on the right side of their label: urgent rows called high+, moderate rows
+    called moderate+, calm rows not called high+."""
+    hit = np.where(low >= 3, pred >= 3, np.where(low == 2, pred >= 2, pred < 3))
+    return float(np.mean(hit)) if len(hit) else float("nan")
+
+
 METRICS: dict[str, _Metric] = {
     "urgent_recall": urgent_recall,
     "urgent_precision": urgent_precision,
@@ -217,12 +224,9 @@ def _grouped(
         guesses = [predicted[i] for i in members]
         entry: dict[str, Any] = {"rows": len(members)}
         if brief:
-            low, _, pred = _arrays(subset, guesses)
-            # The share of rows judged on the right side of their label: urgent rows called
-            # high+, moderate rows called moderate+, calm rows not called high+.
-            hit = np.where(low >= 3, pred >= 3, np.where(low == 2, pred >= 2, pred < 3))
-            entry["hit"] = _round(float(np.mean(hit)))
-            entry["hit_ci95"] = _hit_interval(hit)
+            estimate = bootstrap(hit_rate, *_arrays(subset, guesses))
+            entry["hit"] = _round(estimate.value)
+            entry["hit_ci95"] = [_round(estimate.low), _round(estimate.high)]
         else:
             entry.update(
                 {
@@ -232,12 +236,3 @@ def _grouped(
             )
         out[name] = entry
     return out
-
-
-def _hit_interval(hit: NDArray[np.bool_]) -> list[float]:
-    rng = np.random.default_rng(20261201)
-    samples = [
-        float(np.mean(hit[rng.integers(0, len(hit), len(hit))])) for _ in range(BOOTSTRAP_SAMPLES)
-    ]
-    lower, upper = np.percentile(samples, [2.5, 97.5])
-    return [_round(float(lower)), _round(float(upper))]

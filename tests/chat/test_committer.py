@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -289,3 +290,25 @@ async def test_stop_commits_what_was_submitted(
     await committer.stop()
     assert [(await p).seq for p in pending] == list(range(1, 21))
     assert len(await seqs(engine, session_id)) == 20
+
+
+async def test_triage_runs_off_the_event_loop(
+    committer_factory: Factory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def recording(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        calls.append((threading.current_thread().name, len(items)))
+        return assess_many(items)
+
+    committer: MessageCommitter = await committer_factory(triage=recording)
+    session_ids = [await new_session(sessionmaker) for _ in range(3)]
+    await asyncio.gather(
+        *(
+            committer.submit(NewMessage(session_id=sid, sender="visitor", text=f"hello {i}"))
+            for i, sid in enumerate(session_ids)
+        )
+    )
+    assert calls
+    assert all(name.startswith("triage") for name, _ in calls)  # the worker thread, not the loop
+    assert sum(count for _, count in calls) == 3

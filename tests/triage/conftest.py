@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 import pytest
 
 from app.triage import Engine, Level, default_engine
+from app.triage.engine import prepare
 from app.triage.heads import MODEL_DIR
 from app.triage.normalize import normalize
 from app.triage.rulebook import Rule, Rulebook, fold
@@ -77,7 +78,7 @@ def without(item: Rule, vetoes: Iterable[str]) -> Rule:
 def floor_of(engine: Engine, text: str) -> Level:
     """What a message's rule floors establish on their own (including a floor that needs
     signals when the message itself supplies them)."""
-    scan = engine.prepare(text)[1]
+    scan = prepare(text, engine.languages, engine.rulebook).scan
     confirmed, _ = Rulebook.confirm(scan.pending, scan.signals)
     return max(scan.floor, confirmed)
 
@@ -85,7 +86,9 @@ def floor_of(engine: Engine, text: str) -> Level:
 def conversation_floor(engine: Engine, text: str, context: Sequence[str]) -> Level:
     """What the rule floors of a whole conversation establish, floors that wait for signals
     from other messages included (the engine's ``requires``)."""
-    scans = [engine.prepare(message)[1] for message in (*context, text)]
+    scans = [
+        prepare(message, engine.languages, engine.rulebook).scan for message in (*context, text)
+    ]
     signals = frozenset().union(*(scan.signals for scan in scans))
     pending = [rule for scan in scans for rule in scan.pending]
     confirmed, _ = Rulebook.confirm(pending, signals)

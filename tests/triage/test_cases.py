@@ -24,6 +24,7 @@ import pytest
 
 import app.triage
 from app.triage import Engine, Level, TriageResult
+from app.triage.engine import prepare
 from tests.triage.conftest import conversation_floor, floor_of
 
 CASES_CSV = Path(app.triage.__file__).resolve().parent / "data" / "cases.csv"
@@ -302,7 +303,7 @@ def test_a_guard_leaves_the_model_nothing_alarming_to_read(engine: Engine) -> No
     alarming |= {"matando", "matar", "muero", "murio", "cortar"}
     for text, _, level, signals in MUST_PASS:
         if level is None and "idiom:" in signals:
-            masked = engine.prepare(text)[3]
+            masked = prepare(text, engine.languages, engine.rulebook).scan.masked
             assert not alarming & set(masked.split()), (text, masked)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.triage import Engine, Level
+from app.triage.engine import prepare
 from app.triage.rulebook import TABLES_DIR, Rulebook, RuleTableError, fold, load
 from tests.triage.conftest import folded, matched_ids, rule, scan_lang, without
 
@@ -283,13 +284,13 @@ def test_each_language_has_floors_and_guards(engine: Engine, lang: str) -> None:
 
 # ------------------------------------------------------------------------ what a scan decides
 def test_an_overdose_just_taken_is_an_imminent_floor(engine: Engine) -> None:
-    scan = engine.prepare("I took 30 pills")[1]
+    scan = prepare("I took 30 pills", engine.languages, engine.rulebook).scan
     assert scan.floor == Level.imminent
     assert {"behavior:attempt_now", "method:overdose"} <= scan.signals
 
 
 def test_a_spanish_overdose_just_taken_is_an_imminent_floor(engine: Engine) -> None:
-    lang, scan, _, _ = engine.prepare("ya me tomé todas las pastillas")
+    lang, scan, _ = prepare("ya me tomé todas las pastillas", engine.languages, engine.rulebook)
     assert lang == "es"
     assert scan.floor == Level.imminent
     assert "behavior:attempt_now" in scan.signals
@@ -307,7 +308,8 @@ def test_a_spanish_overdose_just_taken_is_an_imminent_floor(engine: Engine) -> N
 def test_a_guard_masks_the_idiom_and_says_so(
     engine: Engine, text: str, signal: str, word: str
 ) -> None:
-    _, scan, _, masked = engine.prepare(text)
+    scan = prepare(text, engine.languages, engine.rulebook).scan
+    masked = scan.masked
     assert signal in scan.signals
     assert scan.floor == Level.none
     assert word not in masked.split()
@@ -316,7 +318,10 @@ def test_a_guard_masks_the_idiom_and_says_so(
 
 def test_a_guard_masks_only_the_idiom(engine: Engine) -> None:
     """The rest of the message is still read: the second half keeps its words and marks."""
-    _, scan, _, masked = engine.prepare("this exam is killing me and honestly i want to die")
+    scan = prepare(
+        "this exam is killing me and honestly i want to die", engine.languages, engine.rulebook
+    ).scan
+    masked = scan.masked
     assert "killing" not in masked
     assert "want to die" in masked
     assert "ideation:active" in scan.signals
@@ -329,13 +334,13 @@ def test_a_negated_or_hypothetical_overdose_is_not_the_overdose_floor(
     engine: Engine, text: str
 ) -> None:
     assert "overdose_taken" not in matched_ids(engine, text)
-    scan = engine.prepare(text)[1]
+    scan = prepare(text, engine.languages, engine.rulebook).scan
     assert "behavior:attempt_now" not in scan.signals
     assert scan.floor < Level.imminent
 
 
 def test_a_floor_that_requires_context_waits_for_it(engine: Engine) -> None:
-    scan = engine.prepare("I have them right here")[1]
+    scan = prepare("I have them right here", engine.languages, engine.rulebook).scan
     assert scan.floor == Level.none
     assert [item.id for item in scan.pending] == ["means_at_hand_with_intent_en"]
     assert Rulebook.confirm(scan.pending, frozenset({"lang:en"})) == (Level.none, set())
