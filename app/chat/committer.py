@@ -33,7 +33,7 @@ import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -57,9 +57,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.service import record_event
-from app.bus import Bus, Event
-from app.chat import events
-from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
+from app.bus import Bus
+from app.chat import commit_plan
+from app.chat.commit_plan import Existing, NewMessage, Outcome, SessionState, StoredMessage
+from app.chat.errors import StoreUnavailable
 from app.chat.models import ChatSession, Message
 from app.chat.recent import RecentMessages, Staged
 from app.chat.service import TERMINAL_STATUSES, MessageView
@@ -67,10 +68,11 @@ from app.core.db import UTCDateTime, utcnow
 from app.core.metrics import Metrics
 from app.triage import Level, TriageResult, assess_many
 
+__all__ = ["MessageCommitter", "NewMessage", "StoredMessage", "Triage"]
+
 log = structlog.get_logger(__name__)
 
 SENDERS: Final = ("visitor", "volunteer", "system")
-MAX_SESSION_SIGNALS: Final = 100
 _ATTEMPTS: Final = 3
 
 _PG_WRITE_SEQS = text(
@@ -119,52 +121,13 @@ _SESSIONS = cast(Table, ChatSession.__table__)
 Triage = Callable[[Sequence[tuple[str, Sequence[str]]]], list[TriageResult]]
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    session_id: uuid.UUID
-    sender: str  # visitor | volunteer | system
-    text: str
-    client_msg_id: str | None = None
-    sender_id: str | None = None
-    kind: str | None = None  # e.g. "safety" for system messages
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    session_id: uuid.UUID
-    seq: int
-    sender: str
-    client_msg_id: str | None
-    sent_at: datetime
-    duplicate: bool  # a resend: nothing new was stored, ``seq`` is the original's
-    level: int | None  # the message's own triage level (visitor messages)
-    urgency: int  # the session's urgency after this message
-    previous_urgency: int
-
-    @property
-    def urgency_raised(self) -> bool:
-        return self.urgency > self.previous_urgency
-
-
 @dataclass(slots=True)
 class _Pending:
     message: NewMessage
     future: asyncio.Future[StoredMessage]
 
 
-@dataclass(slots=True)
-class _SessionState:
-    status: str
-    last_seq: int
-    urgency: int
-    signals: list[str]
-    spoke: bool  # the visitor has sent a message before (the session is in the queue)
-    context: list[str] | None = None  # recent visitor texts, when this batch needs them
-    dirty: bool = False  # urgency or signals changed
-    joined: bool = False  # this batch holds the visitor's first message
-
-
-_Outcome = StoredMessage | Exception
+_Outcome = Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,175 +353,38 @@ class MessageCommitter:
     async def _store(
         self, db: AsyncSession, batch: list[_Pending], *, check_duplicates: bool
     ) -> _Batch:
+        """The I/O of one batch; every decision in between is app/chat/commit_plan.py's."""
         now = utcnow()
-        session_ids = sorted({p.message.session_id for p in batch})
-        states = await self._lock_sessions(db, session_ids)
-        outcomes: list[_Outcome | None] = [None] * len(batch)
-
-        # Refuse what cannot be stored; fold resends within the batch onto their first copy.
-        first_of: dict[tuple[uuid.UUID, str, str], int] = {}
-        followers: list[tuple[int, int]] = []
-        todo: list[int] = []
-        for i, pending in enumerate(batch):
-            message = pending.message
-            state = states.get(message.session_id)
-            if state is None:
-                outcomes[i] = SessionNotFound("no such session")
-                continue
-            if state.status in TERMINAL_STATUSES:
-                outcomes[i] = SessionClosed("the session is closed")
-                continue
-            if message.client_msg_id is not None:
-                key = (message.session_id, message.sender, message.client_msg_id)
-                if key in first_of:
-                    followers.append((i, first_of[key]))
-                    continue
-                first_of[key] = i
-            todo.append(i)
-
+        messages = [p.message for p in batch]
+        states = await self._lock_sessions(db, sorted({m.session_id for m in messages}))
+        sorting = commit_plan.sort(messages, states, terminal=TERMINAL_STATUSES)
         # Resends of messages committed earlier (by us, by a dead process, by another instance).
-        # Looked up only when the fast path below found one: resends are rare, lookups are not
-        # free.
-        if check_duplicates and first_of:
-            existing = await self._existing(db, list(first_of))
-            still_todo = []
-            for i in todo:
-                message = batch[i].message
-                found = existing.get((message.session_id, message.sender, message.client_msg_id))
-                if found is None:
-                    still_todo.append(i)
-                    continue
-                state = states[message.session_id]
-                outcomes[i] = StoredMessage(
-                    session_id=message.session_id,
-                    seq=found.seq,
-                    sender=message.sender,
-                    client_msg_id=message.client_msg_id,
-                    sent_at=found.sent_at,
-                    duplicate=True,
-                    level=found.level,
-                    urgency=state.urgency,
-                    previous_urgency=state.urgency,
-                )
-            todo = still_todo
-
-        triaged = {
-            batch[i].message.session_id for i in todo if batch[i].message.sender == "visitor"
-        }
+        # Looked up only when the fast path (ON CONFLICT in _insert) found one: resends are rare,
+        # lookups are not free.
+        if check_duplicates and sorting.keys:
+            existing = await self._existing(db, sorting.keys)
+            commit_plan.answer_resends(sorting, messages, states, existing)
+        triaged = commit_plan.sessions_to_triage(sorting, messages)
         if triaged and self._context_size > 0:
             await self._load_contexts(db, states, triaged)
-
-        assessed = await self._assess_batch(batch, todo, states)
-
-        rows: list[dict[str, Any]] = []
-        bus_events: list[Event] = []
-        for i in todo:
-            message = batch[i].message
-            state = states[message.session_id]
-            state.last_seq += 1
-            previous_urgency = state.urgency
-            row: dict[str, Any] = {
-                "session_id": message.session_id,
-                "seq": state.last_seq,
-                "sender": message.sender,
-                "sender_id": message.sender_id,
-                "kind": message.kind,
-                "client_msg_id": message.client_msg_id,
-                "text": message.text,
-                "sent_at": now,
-                "level": None,
-                "score": None,
-                "signals": None,
-                "model_version": None,
-                "triage_ms": None,
-            }
-            if message.sender == "visitor":
-                result, elapsed_ms = assessed[i]
-                if state.context is not None:
-                    state.context.append(message.text)
-                level = int(result.level)
-                row.update(
-                    level=level,
-                    score=result.score,
-                    signals=list(result.signals),
-                    model_version=result.model_version,
-                    triage_ms=elapsed_ms,
-                )
-                for signal in result.signals:
-                    if signal not in state.signals and len(state.signals) < MAX_SESSION_SIGNALS:
-                        state.signals.append(signal)
-                        state.dirty = True
-                if level > state.urgency:
-                    state.urgency = level
-                    state.dirty = True
-                    record_event(
-                        db,
-                        actor_type="system",
-                        actor_id=None,
-                        action="urgency_raised",
-                        subject_type="session",
-                        subject_id=str(message.session_id),
-                        details={
-                            "from": previous_urgency,
-                            "to": level,
-                            "seq": state.last_seq,
-                            "signals": list(result.signals),
-                            "model_version": result.model_version,
-                        },
-                    )
-                    bus_events += events.urgency_raised(
-                        message.session_id,
-                        urgency=level,
-                        previous=previous_urgency,
-                        seq=state.last_seq,
-                    )
-                if not state.spoke:
-                    # A hello alone is not a request for help; the first message is (SPEC §9).
-                    state.spoke = state.joined = True
-                    record_event(
-                        db,
-                        actor_type="visitor",
-                        actor_id=None,
-                        action="visitor_spoke",
-                        subject_type="session",
-                        subject_id=str(message.session_id),
-                        details={"seq": state.last_seq, "status": state.status},
-                    )
-                    if state.status == "waiting":
-                        bus_events += events.joined_queue(message.session_id, state.urgency)
-            rows.append(row)
-            bus_events += events.message_stored(
-                message.session_id, state.last_seq, message.sender, message.client_msg_id
+        assessed = await self._assess_batch(
+            commit_plan.triage_inputs(sorting, messages, states, context_size=self._context_size)
+        )
+        plan = commit_plan.plan(sorting, messages, states, assessed, now=now)
+        for audit in plan.audits:
+            record_event(
+                db,
+                actor_type=audit.actor_type,
+                actor_id=None,
+                action=audit.action,
+                subject_type="session",
+                subject_id=str(audit.session_id),
+                details=audit.details,
             )
-            outcomes[i] = StoredMessage(
-                session_id=message.session_id,
-                seq=state.last_seq,
-                sender=message.sender,
-                client_msg_id=message.client_msg_id,
-                sent_at=now,
-                duplicate=False,
-                level=row["level"],
-                urgency=state.urgency,
-                previous_urgency=previous_urgency,
-            )
-
-        if rows:
-            await self._insert(db, rows)
-            await self._write_back(db, states, {batch[i].message.session_id for i in todo}, now)
-            await self._bus.publish_many(bus_events, db=db)
-
-        for i, first in followers:
-            original = outcomes[first]
-            outcomes[i] = (
-                replace(original, duplicate=True)
-                if isinstance(original, StoredMessage)
-                else original
-            )
-        contexts = {
-            session_id: (state.last_seq, state.context)
-            for session_id, state in states.items()
-            if state.context is not None
-        }
+        if plan.rows:
+            await self._insert(db, plan.rows)
+            await self._write_back(db, states, plan.changed, now)
+            await self._bus.publish_many(plan.events, db=db)
         views = [
             (
                 row["session_id"],
@@ -571,11 +397,9 @@ class MessageCommitter:
                     client_msg_id=row["client_msg_id"],
                 ),
             )
-            for row in rows
+            for row in plan.rows
         ]
-        return _Batch(
-            outcomes=[o for o in outcomes if o is not None], views=views, contexts=contexts
-        )
+        return _Batch(outcomes=plan.outcomes, views=views, contexts=plan.contexts(states))
 
     async def _insert(self, db: AsyncSession, rows: list[dict[str, Any]]) -> None:
         """One multi-row INSERT. A ``client_msg_id`` already stored for that session and sender
@@ -604,7 +428,7 @@ class MessageCommitter:
     async def _write_back(
         self,
         db: AsyncSession,
-        states: dict[uuid.UUID, _SessionState],
+        states: dict[uuid.UUID, SessionState],
         changed: set[uuid.UUID],
         now: datetime,
     ) -> None:
@@ -653,28 +477,11 @@ class MessageCommitter:
             )
 
     async def _assess_batch(
-        self,
-        batch: Sequence[_Pending],
-        todo: Sequence[int],
-        states: dict[uuid.UUID, _SessionState],
+        self, items: Sequence[tuple[int, str, tuple[str, ...]]]
     ) -> dict[int, tuple[TriageResult, float]]:
-        """Triage every visitor message of the batch in one call, off the event loop.
-
-        Each message sees its session's conversation so far, including the batch's earlier
-        messages of the same session. The per-message time reported is the batch's share.
-        """
-        items: list[tuple[int, str, tuple[str, ...]]] = []
-        running: dict[uuid.UUID, list[str]] = {}
-        for i in todo:
-            message = batch[i].message
-            if message.sender != "visitor":
-                continue
-            context = running.setdefault(
-                message.session_id, list(states[message.session_id].context or [])
-            )
-            window = tuple(context[-self._context_size :]) if self._context_size else ()
-            items.append((i, message.text, window))
-            context.append(message.text)
+        """Triage every visitor message of the batch in one call, off the event loop
+        (``items``: :func:`~app.chat.commit_plan.triage_inputs`). The per-message time
+        reported is the batch's share."""
         if not items:
             return {}
         started = time.perf_counter()
@@ -700,7 +507,7 @@ class MessageCommitter:
 
     async def _lock_sessions(
         self, db: AsyncSession, session_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, _SessionState]:
+    ) -> dict[uuid.UUID, SessionState]:
         columns = (
             ChatSession.id,
             ChatSession.status,
@@ -728,7 +535,7 @@ class MessageCommitter:
             )
         rows = (await db.execute(query)).all()
         return {
-            r.id: _SessionState(
+            r.id: SessionState(
                 status=r.status,
                 last_seq=r.last_seq,
                 urgency=r.urgency,
@@ -741,7 +548,7 @@ class MessageCommitter:
     @staticmethod
     async def _existing(
         db: AsyncSession, keys: list[tuple[uuid.UUID, str, str]]
-    ) -> dict[tuple[uuid.UUID, str, str | None], Any]:
+    ) -> dict[tuple[uuid.UUID, str, str | None], Existing]:
         session_ids = sorted({k[0] for k in keys})
         client_ids = sorted({k[2] for k in keys})
         rows = (
@@ -756,12 +563,17 @@ class MessageCommitter:
                 ).where(Message.session_id.in_(session_ids), Message.client_msg_id.in_(client_ids))
             )
         ).all()
-        return {(r.session_id, r.sender, r.client_msg_id): r for r in rows}
+        return {
+            (r.session_id, r.sender, r.client_msg_id): Existing(
+                seq=r.seq, sent_at=r.sent_at, level=r.level
+            )
+            for r in rows
+        }
 
     async def _load_contexts(
         self,
         db: AsyncSession,
-        states: dict[uuid.UUID, _SessionState],
+        states: dict[uuid.UUID, SessionState],
         session_ids: set[uuid.UUID],
     ) -> None:
         """Each session's recent visitor texts: from this process's cache when it is provably
