@@ -100,13 +100,13 @@ class VisitorFeed:
                 if stored.seq > self.delivered_seq + 1:
                     await self._deliver(upto=stored.seq - 1)
                 await self._send(
-                    frames.ack_frame(client_msg_id=stored.client_msg_id, seq=stored.seq)
+                    frames.AckOut(client_msg_id=stored.client_msg_id, seq=stored.seq).dump()
                 )
                 self.delivered_seq = max(self.delivered_seq, stored.seq)
             else:
                 # A resend of something this connection has already seen: answer, deliver nothing.
                 await self._send(
-                    frames.ack_frame(client_msg_id=stored.client_msg_id, seq=stored.seq)
+                    frames.AckOut(client_msg_id=stored.client_msg_id, seq=stored.seq).dump()
                 )
             if self._heard_seq > self.delivered_seq:
                 await self._deliver(upto=self._heard_seq)
@@ -135,15 +135,14 @@ class VisitorFeed:
                 and row.client_msg_id == self._awaiting
             ):
                 return False
-            await self._send(
-                frames.message_frame(
-                    seq=row.seq,
-                    sender=row.sender,
-                    text=row.text,
-                    sent_at=row.sent_at,
-                    kind=row.kind,
-                    client_msg_id=row.client_msg_id if row.sender == "visitor" else None,
-                )
+            frame = frames.MessageOut.of(
+                seq=row.seq,
+                sender=row.sender,
+                text=row.text,
+                sent_at=row.sent_at,
+                kind=row.kind,
+                client_msg_id=row.client_msg_id if row.sender == "visitor" else None,
             )
+            await self._send(frame.dump())
             self.delivered_seq = row.seq
         return True

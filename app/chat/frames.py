@@ -1,5 +1,5 @@
 """Visitor WebSocket frames (SPEC §6): the client→server tagged union, the parser, and the
-server→client frame builders. docs/protocol.md is the prose version of this file.
+server→client frame models. docs/protocol.md is the prose version of this file.
 
 ``parse_client_frame`` is a pure function (text in, frame or :class:`FrameError` out) so that it
 can be fuzzed on its own; it never raises anything else.
@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from app.core.wire import ServerFrame
 
 MAX_SEQ = 2**31 - 1  # messages.seq is a 32-bit integer column
 MAX_CLIENT_MSG_ID = 64
@@ -188,86 +190,80 @@ def is_erase_command(text: str) -> bool:
 
 
 # -- server → client -----------------------------------------------------------------------------
+# One model per frame; ``.dump()`` is the text sent. docs/protocol.md "Server → client" is the
+# prose version.
 
 
-def _dump(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+class SessionOut(ServerFrame):
+    type: Literal["session"] = "session"
+    session_id: str
+    resume_token: str
+    status: str
+    last_seq: int
 
 
-def session_frame(*, session_id: str, resume_token: str, status: str, last_seq: int) -> str:
-    return _dump(
-        {
-            "type": "session",
-            "session_id": session_id,
-            "resume_token": resume_token,
-            "status": status,
-            "last_seq": last_seq,
-        }
-    )
+class AckOut(ServerFrame):
+    type: Literal["ack"] = "ack"
+    client_msg_id: str
+    seq: int
 
 
-def ack_frame(*, client_msg_id: str, seq: int) -> str:
-    return _dump({"type": "ack", "client_msg_id": client_msg_id, "seq": seq})
+class MessageOut(ServerFrame):
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"kind", "client_msg_id"})
+    type: Literal["message"] = "message"
+    seq: int
+    sender: str
+    text: str | None
+    sent_at: str  # datetime.isoformat(): "+00:00", as the wire has always said
+    kind: str | None = None
+    client_msg_id: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        seq: int,
+        sender: str,
+        text: str | None,
+        sent_at: datetime,
+        kind: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> MessageOut:
+        return cls(
+            seq=seq,
+            sender=sender,
+            text=text,
+            sent_at=sent_at.isoformat(),
+            kind=kind,
+            client_msg_id=client_msg_id,
+        )
 
 
-def message_frame(
-    *,
-    seq: int,
-    sender: str,
-    text: str | None,
-    sent_at: datetime,
-    kind: str | None = None,
-    client_msg_id: str | None = None,
-) -> str:
-    frame: dict[str, Any] = {
-        "type": "message",
-        "seq": seq,
-        "sender": sender,
-        "text": text,
-        "sent_at": sent_at.isoformat(),
-    }
-    if kind is not None:
-        frame["kind"] = kind
-    if client_msg_id is not None:
-        frame["client_msg_id"] = client_msg_id
-    return _dump(frame)
+class StatusOut(ServerFrame):
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"reason"})
+    type: Literal["status"] = "status"
+    status: str
+    queue_position: int | None
+    estimated_wait_s: int | None
+    reason: str | None = None
 
 
-def status_frame(
-    *,
-    status: str,
-    queue_position: int | None,
-    estimated_wait_s: int | None,
-    reason: str | None = None,
-) -> str:
-    frame: dict[str, Any] = {
-        "type": "status",
-        "status": status,
-        "queue_position": queue_position,
-        "estimated_wait_s": estimated_wait_s,
-    }
-    if reason is not None:
-        frame["reason"] = reason
-    return _dump(frame)
+class ErrorOut(ServerFrame):
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"client_msg_id", "retry_after_s"})
+    type: Literal["error"] = "error"
+    code: str
+    detail: str
+    client_msg_id: str | None = None
+    retry_after_s: int | None = None
 
 
-def error_frame(
-    code: ErrorCode,
-    detail: str,
-    *,
-    client_msg_id: str | None = None,
-    retry_after_s: int | None = None,
-) -> str:
-    frame: dict[str, Any] = {"type": "error", "code": code.value, "detail": detail}
-    if client_msg_id is not None:
-        frame["client_msg_id"] = client_msg_id
-    if retry_after_s is not None:
-        frame["retry_after_s"] = retry_after_s
-    return _dump(frame)
+class TypingOut(ServerFrame):
+    type: Literal["typing"] = "typing"
+    sender: str
 
 
-def typing_frame(sender: str) -> str:
-    return _dump({"type": "typing", "sender": sender})
+class PongOut(ServerFrame):
+    type: Literal["pong"] = "pong"
 
 
-PONG_FRAME = _dump({"type": "pong"})
+PONG_FRAME = PongOut().dump()

@@ -1,8 +1,10 @@
-"""The token bucket behind every rate limit (partner keys, socket frames)."""
+"""Rate limits: the token bucket behind every one (partner keys, socket frames), and the one
+flood guard both WebSocket protocols use."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 
 @dataclass(slots=True)
@@ -24,3 +26,36 @@ class TokenBucket:
             self.tokens -= 1.0
             return None
         return (1.0 - self.tokens) / rate
+
+
+class Verdict(Enum):
+    allow = "allow"
+    reject = "reject"  # answer with a rate_limited error, keep the connection
+    disconnect = "disconnect"  # the client keeps flooding: close 1008
+
+
+class FloodGuard:
+    """Per-connection flood control (visitor and volunteer sockets alike, each with its own
+    settings): ``rate`` frames/s sustained, ``burst`` at once. Each refused frame adds a strike;
+    strikes drain at ``rate`` per second too, so a client that slows down is forgiven, while one
+    that keeps sending at full speed crosses ``disconnect_after`` strikes within seconds.
+
+    The caller passes the time (sans-I/O protocols are given ``now``), so it is tested with a
+    plain number."""
+
+    def __init__(self, *, rate: float, burst: int, disconnect_after: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._disconnect_after = float(disconnect_after)
+        self._bucket = TokenBucket(tokens=float(burst), updated=now)
+        self._strikes = 0.0
+
+    def check(self, now: float) -> Verdict:
+        elapsed = max(0.0, now - self._bucket.updated)
+        self._strikes = max(0.0, self._strikes - elapsed * self._rate)
+        if self._bucket.take(now, rate=self._rate, capacity=self._burst) is None:
+            return Verdict.allow
+        self._strikes += 1.0
+        if self._strikes > self._disconnect_after:
+            return Verdict.disconnect
+        return Verdict.reject

@@ -1,13 +1,16 @@
-"""Frames a volunteer client sends on ``WS /v1/volunteer`` (SPEC §6), as one tagged union.
+"""Frames of ``WS /v1/volunteer`` (SPEC §6): what a volunteer client sends, as one tagged union
+and its parser, and the server frames this socket's code sends, as models. docs/protocol.md
+("Volunteer WebSocket") is the prose version.
 
-Server-to-client frames are documented in docs/protocol.md; they are built where the state they
-describe is decided (``app.routing.assignments``, ``app.routing.live``).
+Client frames are strict and ignore unknown fields, as the visitor socket's are: ``"5"`` is not
+a seq and ``true`` is not 1, while a newer dashboard may add fields an older server does not
+know (docs/protocol.md, "Client → server").
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +24,7 @@ from pydantic import (
 
 from app.chat.frames import MAX_SEQ
 from app.core.errors import BeaconError
+from app.core.wire import ServerFrame
 from app.routing.schemas import Disposition, risk_level_value
 
 
@@ -46,7 +50,7 @@ class TextTooLarge(BeaconError):
 
 
 class _Frame(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
 class AuthFrame(_Frame):
@@ -171,9 +175,93 @@ def parse_client_frame(raw: str) -> ClientFrame:
             raise InvalidJson("frame is not valid JSON") from None
         if "union_tag_invalid" in types:
             raise UnknownFrameType("unknown frame type") from None
-        if "union_tag_not_found" in types or "model_attributes_type" in types:
+        if types & {"union_tag_not_found", "model_attributes_type", "dict_type"}:
             raise InvalidFrame("frame must be an object with a string field 'type'") from None
         detail = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'frame'}: {e['msg']}" for e in errors[:3]
         )
         raise InvalidFrame(detail) from None
+
+
+# -- server → client (the frames this socket's own code sends; offers and assignments are built
+# where they are decided, in app.routing.assignments) --------------------------------------------
+
+
+class ReadyOut(ServerFrame):
+    type: Literal["ready"] = "ready"
+    volunteer_id: str
+    role: str
+    name: str
+    capacity: int
+    languages: list[str]
+
+
+class PresenceOut(ServerFrame):
+    type: Literal["presence"] = "presence"
+    status: str
+
+
+class AckOut(ServerFrame):
+    type: Literal["ack"] = "ack"
+    session_id: str
+    client_msg_id: str
+    seq: int
+
+
+class MessageOut(ServerFrame):
+    omit_if_none: ClassVar[frozenset[str]] = frozenset(
+        {"kind", "level", "signals", "client_msg_id"}
+    )
+    type: Literal["message"] = "message"
+    session_id: str
+    seq: int
+    sender: str
+    text: str | None
+    sent_at: str  # datetime.isoformat()
+    kind: str | None = None
+    level: int | None = None  # visitor messages, with their signals
+    signals: list[str] | None = None
+    client_msg_id: str | None = None  # the volunteer's own messages
+
+
+class SessionOut(ServerFrame):
+    """A held or offered session changed: its ``status``, or its urgency rose."""
+
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"status", "urgency", "urgency_value"})
+    type: Literal["session"] = "session"
+    session_id: str
+    status: str | None = None
+    urgency: str | None = None
+    urgency_value: int | None = None
+
+
+class TypingOut(ServerFrame):
+    type: Literal["typing"] = "typing"
+    session_id: str
+
+
+class QueueOut(ServerFrame):
+    type: Literal["queue"] = "queue"
+    counts: dict[str, int]
+
+
+class AlertOut(ServerFrame):
+    """Supervisors only. ``urgency_raised`` alerts carry session_id, urgency, urgency_value and
+    reason; other parts (escalation) publish their own fields on the supervisors channel, and
+    those are passed on as they are."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: Literal["alert"] = "alert"
+
+
+class ErrorOut(ServerFrame):
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"session_id", "client_msg_id"})
+    type: Literal["error"] = "error"
+    code: str
+    detail: Any
+    session_id: str | None = None
+    client_msg_id: str | None = None
+
+
+class PongOut(ServerFrame):
+    type: Literal["pong"] = "pong"

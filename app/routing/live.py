@@ -1,6 +1,7 @@
 """One volunteer's live connection: what it subscribes to, and what each client frame does.
 
-Independent of the WebSocket library: it is given a ``send`` coroutine. Every client frame runs
+Independent of the WebSocket library: it is given a ``send`` coroutine that takes one text
+frame (app/routing/socket.py runs the socket and its protocol around it). Every client frame runs
 in its own short transaction (never one held for the connection), and whatever that frame
 changed is announced on the bus inside the same transaction, so it is heard only if it commits.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,6 +37,7 @@ from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.core.errors import BeaconError
 from app.core.metrics import Metrics
+from app.core.wire import ServerFrame
 from app.routing import assignments, dispatch, frames, notify, presence
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
@@ -44,7 +47,7 @@ from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+SendText = Callable[[str], Awaitable[None]]
 # Session updates after which the volunteer no longer holds the chat.
 _LET_GO = frozenset(
     {
@@ -59,23 +62,24 @@ _LET_GO = frozenset(
 )
 
 
-def message_frame(session_id: uuid.UUID, message: Message) -> dict[str, Any]:
-    frame: dict[str, Any] = {
-        "type": "message",
-        "session_id": str(session_id),
-        "seq": message.seq,
-        "sender": message.sender,
-        "text": message.text,
-        "sent_at": message.sent_at.isoformat(),
-    }
-    if message.kind is not None:
-        frame["kind"] = message.kind
-    if message.level is not None:
-        frame["level"] = message.level
-        frame["signals"] = list(message.signals or [])
-    if message.client_msg_id is not None and message.sender == "volunteer":
-        frame["client_msg_id"] = message.client_msg_id
-    return frame
+def message_frame(session_id: uuid.UUID, message: Message) -> frames.MessageOut:
+    triaged = message.level is not None
+    return frames.MessageOut(
+        session_id=str(session_id),
+        seq=message.seq,
+        sender=message.sender,
+        text=message.text,
+        sent_at=message.sent_at.isoformat(),
+        kind=message.kind,
+        level=message.level,
+        signals=list(message.signals or []) if triaged else None,
+        client_msg_id=message.client_msg_id if message.sender == "volunteer" else None,
+    )
+
+
+def raw_frame(payload: dict[str, Any]) -> str:
+    """A frame built elsewhere as a dict (offers, assignments, handoffs), as text."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class VolunteerLink:
@@ -89,7 +93,7 @@ class VolunteerLink:
         worker: RoutingWorker,
         committer: MessageCommitter,
         metrics: Metrics,
-        send: Send,
+        send: SendText,
     ) -> None:
         self.principal = principal
         self.sessionmaker = sessionmaker
@@ -111,9 +115,10 @@ class VolunteerLink:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: ServerFrame | dict[str, Any]) -> None:
+        text = raw_frame(frame) if isinstance(frame, dict) else frame.dump()
         async with self._send_lock:
-            await self._send(frame)
+            await self._send(text)
 
     async def start(self, resume_from: dict[uuid.UUID, int]) -> None:
         """Subscribe first, then read state: a change in between is heard, not lost."""
@@ -130,14 +135,13 @@ class VolunteerLink:
             await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
         self._last_heartbeat = time.monotonic()
         await self.send(
-            {
-                "type": "ready",
-                "volunteer_id": str(self.principal.id),
-                "role": self.principal.role,
-                "name": self.principal.name,
-                "capacity": self.principal.capacity,
-                "languages": list(self.principal.languages),
-            }
+            frames.ReadyOut(
+                volunteer_id=str(self.principal.id),
+                role=self.principal.role,
+                name=self.principal.name,
+                capacity=self.principal.capacity,
+                languages=list(self.principal.languages),
+            )
         )
         await self._snapshot(resume_from)
         self._spawn(self._pump_queue())
@@ -248,29 +252,28 @@ class VolunteerLink:
         if subscription.channel != QUEUE_CHANNEL:
             if kind != "resync":
                 await self.send(
-                    {"type": "alert", **{k: v for k, v in payload.items() if k != "type"}}
+                    frames.AlertOut(**{k: v for k, v in payload.items() if k != "type"})
                 )
             return
         urgency = payload.get("urgency")
         if kind != "urgency" or not isinstance(urgency, int) or urgency < Level.high:
             return
         await self.send(
-            {
-                "type": "alert",
-                "session_id": payload.get("session_id"),
-                "urgency": Level(urgency).name,
-                "urgency_value": urgency,
-                "reason": "urgency_raised",
-            }
+            frames.AlertOut(
+                session_id=payload.get("session_id"),
+                urgency=Level(urgency).name,
+                urgency_value=urgency,
+                reason="urgency_raised",
+            )
         )
 
     async def _pump_queue(self) -> None:
         listener = self.worker.queue.listen()
         try:
-            await self.send({"type": "queue", "counts": self.worker.queue.counts})
+            await self.send(frames.QueueOut(counts=self.worker.queue.counts))
             while True:
                 counts = await listener.get()
-                await self.send({"type": "queue", "counts": counts})
+                await self.send(frames.QueueOut(counts=counts))
         finally:
             self.worker.queue.unlisten(listener)
 
@@ -281,22 +284,19 @@ class VolunteerLink:
         kind = payload.get("kind")
         sid = str(session_id)
         if kind == "status" and isinstance(payload.get("status"), str):
-            await self.send({"type": "session", "session_id": sid, "status": payload["status"]})
+            await self.send(frames.SessionOut(session_id=sid, status=payload["status"]))
             return
         if kind == "urgency" and isinstance(payload.get("urgency"), int):
             urgency = payload["urgency"]
             await self.send(
-                {
-                    "type": "session",
-                    "session_id": sid,
-                    "urgency": Level(urgency).name,
-                    "urgency_value": urgency,
-                }
+                frames.SessionOut(
+                    session_id=sid, urgency=Level(urgency).name, urgency_value=urgency
+                )
             )
             return
         if kind == "typing":
             if payload.get("sender") == "visitor":
-                await self.send({"type": "typing", "session_id": sid})
+                await self.send(frames.TypingOut(session_id=sid))
             return
         # Anything else (a message hint, a resync) means: read what is new, in seq order.
         await self._flush(session_id, purpose=None)
@@ -372,7 +372,7 @@ class VolunteerLink:
         """Run one client frame. Raises BeaconError for refusals (the router sends the error)."""
         if isinstance(frame, frames.PingFrame):
             await self.heartbeat()
-            await self.send({"type": "pong"})
+            await self.send(frames.PongOut())
             return
         if isinstance(frame, frames.PresenceFrame):
             self.presence = frame.status
@@ -380,7 +380,7 @@ class VolunteerLink:
                 await presence.go_online(db, self.principal.id, frame.status)
                 await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
             self._last_heartbeat = time.monotonic()
-            await self.send({"type": "presence", "status": frame.status})
+            await self.send(frames.PresenceOut(status=frame.status))
             return
         await self.heartbeat()
         if isinstance(frame, frames.MessageFrame):
@@ -466,12 +466,9 @@ class VolunteerLink:
         seq = stored.seq
         # Acknowledged only now: submit() returns after the message is committed.
         await self.send(
-            {
-                "type": "ack",
-                "session_id": str(frame.session_id),
-                "client_msg_id": frame.client_msg_id,
-                "seq": seq,
-            }
+            frames.AckOut(
+                session_id=str(frame.session_id), client_msg_id=frame.client_msg_id, seq=seq
+            )
         )
 
 
@@ -482,7 +479,3 @@ def _uuid(value: object) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
-
-
-def error_frame(exc: BeaconError, **extra: Any) -> dict[str, Any]:
-    return {"type": "error", "code": exc.code, "detail": exc.detail, **extra}
