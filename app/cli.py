@@ -13,6 +13,7 @@ _DOMAIN_COMMANDS = {
     "partner": "app.partners.cli",
     "volunteer": "app.routing.cli",
     "retention": "app.retention.cli",
+    "simulate": "app.simulate.cli",
 }
 
 _USAGE = """usage: beacon <command> [...]
@@ -24,6 +25,7 @@ commands:
   partner add NAME | revoke ID     manage partner API keys
   volunteer add NAME [...]         create volunteer / supervisor accounts
   retention purge [--dry-run]      purge transcripts older than BEACON_RETENTION_DAYS now
+  simulate [run] | staff [...]     simulate a shift through the routing policy (docs/simulation.md)
 """
 
 
