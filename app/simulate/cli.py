@@ -13,7 +13,7 @@ from typing import Any
 
 from app.simulate import compare
 from app.simulate.policies import POLICIES
-from app.simulate.report import run_figures, table
+from app.simulate.report import run_figures, seeds_table, table
 from app.simulate.scenario import (
     POLICY_SETTINGS,
     Scenario,
@@ -27,6 +27,7 @@ DEFAULT_SCENARIO = "evening"
 
 _USAGE = f"""usage: beacon simulate [run] [SCENARIO] [--seed N] [--policies fifo,static,beacon]
                        [--json FILE|-] [--plots DIR] [--urgency-csv FILE [--text-column text]]
+                       [--seeds N]
        beacon simulate staff [SCENARIO] --target "imminent p95 <= 30s" [--policy beacon]
                        [--replications 5] [--max-per-hour 200] [--json FILE|-]
        beacon simulate scenarios
@@ -69,7 +70,12 @@ def _run(argv: Sequence[str]) -> int:
     parser.add_argument("--plots", type=Path, default=None, help="folder for PNG figures")
     parser.add_argument("--urgency-csv", type=Path, default=None)
     parser.add_argument("--text-column", default="text")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="also summarise this many seeds (seed, seed+1, ...)"
+    )
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        raise ScenarioError("--seeds must be at least 1")
     scenario = load_scenario(args.scenario)
     policies = scenario.policies
     if args.policies:
@@ -97,6 +103,13 @@ def _run(argv: Sequence[str]) -> int:
         file=human,
     )
     print(table(comparison.results, _labels()), file=human)
+    if args.seeds > 1:
+        runs = [comparison.results] + [
+            compare(scenario, seed=seed + i, policies=policies, urgency_shares=shares).results
+            for i in range(1, args.seeds)
+        ]
+        print(f"\nover seeds {seed}-{seed + args.seeds - 1}:", file=human)
+        print(seeds_table(runs, _labels()), file=human)
     if args.json_out:
         summary = _scenario_summary(scenario, seed)
         if shares is not None:

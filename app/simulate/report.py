@@ -122,3 +122,29 @@ def table(results: Sequence[RunResult], labels: dict[str, str]) -> str:
                 f"| {_pct(result.utilisation)} |"
             )
     return "\n".join(lines)
+
+
+def seeds_table(runs: Sequence[Sequence[RunResult]], labels: dict[str, str]) -> str:
+    """Several seeds of the same comparison: per policy and level, the p95 wait's median and
+    range over the seeds, and the mean shares abandoned and handed off."""
+    lines = [
+        f"| policy | level | wait p95, median of {len(runs)} seeds | p95 range "
+        "| abandoned | handed off | utilisation |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for column in range(len(runs[0])):
+        results = [run[column] for run in runs]
+        name = results[0].policy
+        utilisation = sum(r.utilisation for r in results) / len(results)
+        for level in reversed(range(len(LEVEL_NAMES))):
+            figures = [level_figures(level, r.visits) for r in results]
+            p95 = [f.wait_s[95] for f in figures if f.wait_s[95] is not None]
+            low, high = (min(p95), max(p95)) if p95 else (None, None)
+            lines.append(
+                f"| {labels.get(name, name)} | {LEVEL_NAMES[level]} "
+                f"| {_duration(percentile(p95, 50))} | {_duration(low)} - {_duration(high)} "
+                f"| {_pct(sum(f.abandoned for f in figures) / len(figures))} "
+                f"| {_pct(sum(f.handed_off for f in figures) / len(figures))} "
+                f"| {_pct(utilisation)} |"
+            )
+    return "\n".join(lines)
