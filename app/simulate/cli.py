@@ -29,7 +29,7 @@ _USAGE = f"""usage: beacon simulate [run] [SCENARIO] [--seed N] [--policies fifo
                        [--json FILE|-] [--plots DIR] [--urgency-csv FILE [--text-column text]]
                        [--seeds N]
        beacon simulate staff [SCENARIO] --target "imminent p95 <= 30s" [--policy beacon]
-                       [--replications 5] [--max-per-hour 200] [--json FILE|-]
+                       [--replications 3] [--max-per-hour 200] [--json FILE|-]
        beacon simulate scenarios
 
   run        one shift, every policy on the same arrivals: a table of waits per level
@@ -155,7 +155,7 @@ def _staff(argv: Sequence[str]) -> int:
     parser.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO)
     parser.add_argument("--target", required=True, help='e.g. "imminent p95 <= 30s"')
     parser.add_argument("--policy", default="beacon", choices=sorted(POLICIES))
-    parser.add_argument("--replications", type=int, default=5, help="seeds pooled per hour")
+    parser.add_argument("--replications", type=int, default=3, help="seeds pooled per hour")
     parser.add_argument("--max-per-hour", type=int, default=200)
     parser.add_argument("--min-per-hour", type=int, default=1)
     parser.add_argument("--json", dest="json_out", default=None)
@@ -178,7 +178,7 @@ def _staff(argv: Sequence[str]) -> int:
     verdict = "met" if plan.met else "NOT met"
     print(
         f"scenario {scenario.name}, policy {args.policy}: target {args.target!r} {verdict} over "
-        f"the shift on {args.replications} seed(s); {plan.evaluations} simulations in "
+        f"the shift, {args.replications} seed(s) pooled; {plan.evaluations} simulations in "
         f"{elapsed:.1f} s",
         file=human,
     )
@@ -188,7 +188,7 @@ def _staff(argv: Sequence[str]) -> int:
     print(f"volunteer-hours: {sum(plan.per_hour)}", file=human)
     for text, values in plan.figures.items():
         shown = ", ".join(_shown(v) for v in values)
-        print(f"{text}: {shown} (whole shift, per seed)", file=human)
+        print(f"{text}: {shown} (whole shift: per seed, then pooled)", file=human)
     if args.json_out:
         _write_json(
             args.json_out,
