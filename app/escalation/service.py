@@ -39,13 +39,16 @@ from app.core.db import utcnow
 from app.core.errors import Conflict, Forbidden, NotFound
 from app.escalation.models import OPEN_HANDOFF_STATUSES, Handoff, HandoffAttempt, RescueRequest
 from app.escalation.partners import Partner, PartnersConfig, select_partners
-from app.escalation.policy import UNANSWERED, is_unanswered
 from app.escalation.templates import MessageKind
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, require_access, volunteer_channel
 from app.routing.models import Assignment, Volunteer
 from app.triage.types import Level
 
+# Sessions software escalates on its own: nobody is talking with them yet. A warm transfer
+# (``transferring``) counts only once nobody holds it any more: until the other volunteer
+# accepts, the current one is still in the chat (see ``_unanswered``).
+UNANSWERED = ("waiting", "offered", "transferring")
 # Sessions a volunteer may be in the chat of: the in-chat path, not a clock.
 HELD = ("active", "transferring")
 # Sessions a person may still be handed off from.
@@ -200,8 +203,9 @@ def _unanswered() -> Any:
 
 
 async def _is_unanswered(db: AsyncSession, session: ChatSession) -> bool:
-    held = session.status == "transferring" and bool(await db.scalar(select(_holds(session.id))))
-    return is_unanswered(session.status, held=held)
+    if session.status == "transferring":
+        return not await db.scalar(select(_holds(session.id)))
+    return session.status in UNANSWERED
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import utcnow
-from app.escalation import policy as escalation_policy
 from app.escalation import service as escalation_service
 from app.routing import assignments, dispatch
 from app.simulate import engine, policies
@@ -109,14 +108,11 @@ def test_the_handoff_deadline_moves_server_and_simulator_together(
 
 
 def test_the_decision_at_the_deadline_is_the_servers() -> None:
-    # What the escalation service asks of a locked session is what the simulator asks.
-    assert escalation_service.is_unanswered is escalation_policy.is_unanswered
-    assert engine.is_unanswered is escalation_policy.is_unanswered
-    assert escalation_policy.is_unanswered("waiting", held=False)
-    assert escalation_policy.is_unanswered("offered", held=False)
-    assert escalation_policy.is_unanswered("transferring", held=False)
-    assert not escalation_policy.is_unanswered("transferring", held=True)
-    assert not escalation_policy.is_unanswered("active", held=True)
+    # The states the escalation service hands off from are the ones the simulator reads.
+    assert engine.UNANSWERED is escalation_service.UNANSWERED
+    assert "waiting" in engine.UNANSWERED
+    assert "offered" in engine.UNANSWERED
+    assert "active" not in engine.UNANSWERED
 
 
 def test_the_routing_functions_are_the_servers() -> None:
