@@ -31,7 +31,19 @@ from app.chat.errors import InvalidResumeToken, SessionClosed, SessionNotFound, 
 from app.chat.feed import VisitorFeed
 from app.chat.frames import ErrorCode
 from app.chat.presence import VisitorPresence
-from app.chat.protocol import Command, End, Open, Submit, Typing, VisitorProtocol, error, visible
+from app.chat.protocol import (
+    Command,
+    Deliver,
+    End,
+    Open,
+    Resync,
+    ShowStatus,
+    Submit,
+    Typing,
+    VisitorProtocol,
+    error,
+    visible,
+)
 from app.chat.service import (
     SessionView,
     close_by_visitor,
@@ -121,6 +133,18 @@ class VisitorConnection:
             await self._transport.send(text)
 
     async def _perform(self, command: Command) -> Sequence[Action]:
+        if isinstance(command, Deliver):
+            assert self._feed is not None
+            await self._feed.on_hint(command.seq, command.sender, command.client_msg_id)
+            return []
+        if isinstance(command, ShowStatus):
+            await self._on_status(command.status, fresh=True)
+            return []
+        if isinstance(command, Resync):
+            assert self._feed is not None
+            await self._feed.catch_up()
+            await self._reload_status()
+            return []
         if isinstance(command, Submit):
             return await self._submit(command.frame)
         if isinstance(command, Typing):
@@ -303,22 +327,7 @@ class VisitorConnection:
                 subscription.resync()
 
     async def _on_bus(self, payload: dict[str, Any]) -> None:
-        assert self._feed is not None
-        kind = payload.get("kind")
-        if kind == "message":
-            seq = payload.get("seq")
-            if isinstance(seq, int):
-                await self._feed.on_hint(seq, payload.get("sender"), payload.get("client_msg_id"))
-        elif kind == "status":
-            await self._on_status(str(payload.get("status")), fresh=True)
-        elif kind == "queue_info":
-            position, wait = payload.get("position"), payload.get("estimated_wait_s")
-            await self._io.run(self._protocol.queue_moved(position, wait))
-        elif kind == "typing" and payload.get("sender") in ("volunteer", "system"):
-            await self._send(frames.TypingOut(sender=str(payload["sender"])).dump())
-        elif kind == "resync":
-            await self._feed.catch_up()
-            await self._reload_status()
+        await self._io.run(self._protocol.event(payload))
 
     async def _reload_status(self) -> None:
         assert self._session_id is not None

@@ -16,8 +16,10 @@ asked for; read nothing more). docs/protocol.md is the wire contract.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from app.chat import frames
 from app.chat.frames import CloseCode, ErrorCode, FrameError
@@ -60,7 +62,28 @@ class Typing:
     pass
 
 
-Command = Open | Submit | End | Typing
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A bus hint: message ``seq`` is committed; the feed loads and sends what is new."""
+
+    seq: int
+    sender: str | None
+    client_msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowStatus:
+    """The session changed state: show it, with its queue place when it has one."""
+
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """The bus may have lost hints: catch up from the database and reload the status."""
+
+
+Command = Open | Submit | End | Typing | Deliver | ShowStatus | Resync
 
 
 def error(
@@ -254,6 +277,28 @@ class VisitorProtocol:
             *self._close(CloseCode.normal, "transcript erased" if erase else "chat closed"),
         ]
 
+    # -- what the bus brings ------------------------------------------------------------------
+
+    def event(self, payload: Mapping[str, Any]) -> list[Action]:
+        """A payload from the session's bus channel (app/chat/events.py) or the queue monitor."""
+        kind = payload.get("kind")
+        if kind == "message":
+            seq, sender, client_msg_id = (
+                payload.get(k) for k in ("seq", "sender", "client_msg_id")
+            )
+            if not isinstance(seq, int):
+                return []
+            return [Call(Deliver(seq, _str_or_none(sender), _str_or_none(client_msg_id)))]
+        if kind == "status":
+            return [Call(ShowStatus(str(payload.get("status"))))]
+        if kind == "queue_info":
+            return self.queue_moved(payload.get("position"), payload.get("estimated_wait_s"))
+        if kind == "typing" and payload.get("sender") in ("volunteer", "system"):
+            return [Send(frames.TypingOut(sender=str(payload["sender"])).dump())]
+        if kind == "resync":
+            return [Call(Resync())]
+        return []  # erased, urgency, ...: nothing the visitor is shown
+
     # -- what the visitor sees ---------------------------------------------------------------
 
     @property
@@ -298,6 +343,10 @@ class VisitorProtocol:
             return []
         self._last_status_frame = frame
         return [Send(frame)]
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def visible(status: str) -> str:

@@ -9,6 +9,7 @@ know (docs/protocol.md, "Client → server").
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -265,3 +266,9 @@ class ErrorOut(ServerFrame):
 
 class PongOut(ServerFrame):
     type: Literal["pong"] = "pong"
+
+
+def raw_frame(payload: dict[str, Any]) -> str:
+    """A frame built elsewhere as a dict (offers and assignments in app.routing.assignments,
+    the handoff answer), as text."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -38,28 +37,16 @@ from app.core.db import transaction, utcnow
 from app.core.errors import BeaconError
 from app.core.metrics import Metrics
 from app.core.wire import ServerFrame
-from app.routing import assignments, dispatch, frames, notify, presence
+from app.core.wsloop import Action, Call, Send
+from app.routing import assignments, dispatch, frames, notify, presence, protocol
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
 from app.routing.models import Assignment
 from app.routing.worker import RoutingWorker
-from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
 
 SendText = Callable[[str], Awaitable[None]]
-# Session updates after which the volunteer no longer holds the chat.
-_LET_GO = frozenset(
-    {
-        "closed",
-        "abandoned",
-        "handed_off",
-        "released",
-        "transferred",
-        "requeued",
-        "transferred_to_queue",
-    }
-)
 
 
 def message_frame(session_id: uuid.UUID, message: Message) -> frames.MessageOut:
@@ -75,11 +62,6 @@ def message_frame(session_id: uuid.UUID, message: Message) -> frames.MessageOut:
         signals=list(message.signals or []) if triaged else None,
         client_msg_id=message.client_msg_id if message.sender == "volunteer" else None,
     )
-
-
-def raw_frame(payload: dict[str, Any]) -> str:
-    """A frame built elsewhere as a dict (offers, assignments, handoffs), as text."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class VolunteerLink:
@@ -116,9 +98,33 @@ class VolunteerLink:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def send(self, frame: ServerFrame | dict[str, Any]) -> None:
-        text = raw_frame(frame) if isinstance(frame, dict) else frame.dump()
+        await self._send_text(frames.raw_frame(frame) if isinstance(frame, dict) else frame.dump())
+
+    async def _send_text(self, text: str) -> None:
         async with self._send_lock:
             await self._send(text)
+
+    async def _run(self, actions: Sequence[Action]) -> None:
+        """Carry out what app/routing/protocol decided a bus payload means."""
+        for action in actions:
+            if isinstance(action, Send):
+                await self._send_text(action.text)
+            elif isinstance(action, Call):
+                await self._command(action.command)
+
+    async def _command(self, command: protocol.LinkCommand) -> None:
+        if isinstance(command, protocol.Snapshot):
+            await self._snapshot({})
+        elif isinstance(command, protocol.Hold):
+            try:
+                await self._hold(command.session_id, 0)
+            except BeaconError:
+                # Already over (closed or passed on before this replay ran): nothing to hold.
+                await self._let_go(command.session_id)
+        elif isinstance(command, protocol.LetGo):
+            await self._let_go(command.session_id)
+        else:
+            await self._flush(command.session_id, purpose=None)
 
     async def start(self, resume_from: dict[uuid.UUID, int]) -> None:
         """Subscribe first, then read state: a change in between is heard, not lost."""
@@ -221,51 +227,14 @@ class VolunteerLink:
         await self._pump(subscription, self._on_personal)
 
     async def _on_personal(self, payload: dict[str, Any]) -> None:
-        if payload.get("kind") == "resync":
-            # Held sessions only fetch what is new (their own resync does too): a resync never
-            # sends a seq this connection has already sent.
-            await self._snapshot({})
-            return
-        frame_type = payload.get("type")
-        if not isinstance(frame_type, str):
-            return
-        session_id = _uuid(payload.get("session_id"))
-        await self.send(payload)
-        if frame_type == "assigned" and session_id is not None:
-            try:
-                await self._hold(session_id, 0)
-            except BeaconError:
-                # Already over (closed or passed on before this replay ran): nothing to hold.
-                await self._let_go(session_id)
-            return
-        let_go = frame_type == "session" and payload.get("status") in _LET_GO
-        if let_go and session_id is not None:
-            await self._let_go(session_id)
+        await self._run(protocol.personal_event(payload))
 
     async def _pump_alerts(self, subscription: Subscription) -> None:
         await self._pump(subscription, lambda payload: self._on_alert(subscription, payload))
 
     async def _on_alert(self, subscription: Subscription, payload: dict[str, Any]) -> None:
-        """Supervisors hear every rise to ``high`` or above (SPEC §2: "supervisors see it"),
-        and whatever other parts (escalation) publish on the supervisors channel."""
-        kind = payload.get("kind")
-        if subscription.channel != QUEUE_CHANNEL:
-            if kind != "resync":
-                await self.send(
-                    frames.AlertOut(**{k: v for k, v in payload.items() if k != "type"})
-                )
-            return
-        urgency = payload.get("urgency")
-        if kind != "urgency" or not isinstance(urgency, int) or urgency < Level.high:
-            return
-        await self.send(
-            frames.AlertOut(
-                session_id=payload.get("session_id"),
-                urgency=Level(urgency).name,
-                urgency_value=urgency,
-                reason="urgency_raised",
-            )
-        )
+        queue_channel = subscription.channel == QUEUE_CHANNEL
+        await self._run(protocol.alert_event(payload, queue_channel=queue_channel))
 
     async def _pump_queue(self) -> None:
         listener = self.worker.queue.listen()
@@ -281,25 +250,7 @@ class VolunteerLink:
         await self._pump(subscription, lambda payload: self._on_session(session_id, payload))
 
     async def _on_session(self, session_id: uuid.UUID, payload: dict[str, Any]) -> None:
-        kind = payload.get("kind")
-        sid = str(session_id)
-        if kind == "status" and isinstance(payload.get("status"), str):
-            await self.send(frames.SessionOut(session_id=sid, status=payload["status"]))
-            return
-        if kind == "urgency" and isinstance(payload.get("urgency"), int):
-            urgency = payload["urgency"]
-            await self.send(
-                frames.SessionOut(
-                    session_id=sid, urgency=Level(urgency).name, urgency_value=urgency
-                )
-            )
-            return
-        if kind == "typing":
-            if payload.get("sender") == "visitor":
-                await self.send(frames.TypingOut(session_id=sid))
-            return
-        # Anything else (a message hint, a resync) means: read what is new, in seq order.
-        await self._flush(session_id, purpose=None)
+        await self._run(protocol.session_event(session_id, payload))
 
     async def _hold(self, session_id: uuid.UUID, from_seq: int, *, rewind: bool = False) -> None:
         """Deliver a session's messages after ``from_seq`` from now on. For a session already
@@ -470,12 +421,3 @@ class VolunteerLink:
                 session_id=str(frame.session_id), client_msg_id=frame.client_msg_id, seq=seq
             )
         )
-
-
-def _uuid(value: object) -> uuid.UUID | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

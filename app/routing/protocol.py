@@ -15,6 +15,8 @@ end it. docs/protocol.md ("Volunteer WebSocket") is the wire contract.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -24,8 +26,21 @@ from app.core.errors import BeaconError
 from app.core.ratelimit import FloodGuard, Verdict
 from app.core.wsloop import Action, BinaryIn, Call, Close, Send, TextIn
 from app.routing import frames
+from app.triage.types import Level
 
 _TRY_AGAIN_LATER = 1013
+# Session updates after which the volunteer no longer holds the chat.
+LET_GO = frozenset(
+    {
+        "closed",
+        "abandoned",
+        "handed_off",
+        "released",
+        "transferred",
+        "requeued",
+        "transferred_to_queue",
+    }
+)
 
 
 class State(Enum):
@@ -163,3 +178,105 @@ class VolunteerProtocol:
     @staticmethod
     def refused(frame: frames.ClientFrame, exc: BeaconError) -> list[Action]:
         return [error(exc.code, exc.detail, frame)]
+
+
+# -- what the bus brings ---------------------------------------------------------------------------
+# The volunteer's live link (app/routing/live.py) pumps three kinds of channel; these decide what
+# each payload becomes, as actions (``Send`` a frame, or ``Call`` one of the link's commands).
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Re-send pending offers and held chats (after a bus resync)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Start delivering this session's messages (it was just assigned)."""
+
+    session_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LetGo:
+    session_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Send what is new in this held session, in seq order."""
+
+    session_id: uuid.UUID
+
+
+LinkCommand = Snapshot | Hold | LetGo | Flush
+
+
+def personal_event(payload: Mapping[str, Any]) -> list[Action]:
+    """``volunteer:<id>``: offers, assignments and session updates meant for this person, built
+    as frames by whoever decided them (routing/assignments): passed on as they are."""
+    if payload.get("kind") == "resync":
+        # Held sessions only fetch what is new (their own resync does too): a resync never
+        # sends a seq this connection has already sent.
+        return [Call(Snapshot())]
+    frame_type = payload.get("type")
+    if not isinstance(frame_type, str):
+        return []
+    actions: list[Action] = [Send(frames.raw_frame(dict(payload)))]
+    session_id = _uuid(payload.get("session_id"))
+    if session_id is None:
+        return actions
+    if frame_type == "assigned":
+        actions.append(Call(Hold(session_id)))
+    elif frame_type == "session" and payload.get("status") in LET_GO:
+        actions.append(Call(LetGo(session_id)))
+    return actions
+
+
+def session_event(session_id: uuid.UUID, payload: Mapping[str, Any]) -> list[Action]:
+    """``session:<id>`` of a held session (app/chat/events.py payloads)."""
+    kind = payload.get("kind")
+    sid = str(session_id)
+    status, urgency = payload.get("status"), payload.get("urgency")
+    if kind == "status" and isinstance(status, str):
+        return [Send(frames.SessionOut(session_id=sid, status=status).dump())]
+    if kind == "urgency" and isinstance(urgency, int):
+        update = frames.SessionOut(
+            session_id=sid, urgency=Level(urgency).name, urgency_value=urgency
+        )
+        return [Send(update.dump())]
+    if kind == "typing":
+        if payload.get("sender") == "visitor":
+            return [Send(frames.TypingOut(session_id=sid).dump())]
+        return []
+    # Anything else (a message hint, a resync) means: read what is new, in seq order.
+    return [Call(Flush(session_id))]
+
+
+def alert_event(payload: Mapping[str, Any], *, queue_channel: bool) -> list[Action]:
+    """Supervisors hear every rise to ``high`` or above (SPEC §2: "supervisors see it") from
+    the queue channel, and whatever other parts (escalation) publish on the supervisors one."""
+    kind = payload.get("kind")
+    if not queue_channel:
+        if kind == "resync":
+            return []
+        return [Send(frames.AlertOut(**{k: v for k, v in payload.items() if k != "type"}).dump())]
+    urgency = payload.get("urgency")
+    if kind != "urgency" or not isinstance(urgency, int) or urgency < Level.high:
+        return []
+    alert = frames.AlertOut(
+        session_id=payload.get("session_id"),
+        urgency=Level(urgency).name,
+        urgency_value=urgency,
+        reason="urgency_raised",
+    )
+    return [Send(alert.dump())]
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -29,7 +29,7 @@ from app.core.metrics import Metrics
 from app.core.wsloop import Action, ConnectionGone, Performer, Send, Transport, drive
 from app.routing import accounts, frames
 from app.routing.accounts import Principal
-from app.routing.live import VolunteerLink, raw_frame
+from app.routing.live import VolunteerLink
 from app.routing.protocol import Authenticate, Command, Handoff, VolunteerProtocol
 from app.routing.worker import RoutingWorker
 
@@ -90,7 +90,7 @@ class VolunteerSocket:
         try:
             if isinstance(command, Handoff):
                 reply = await self._deps.handoff(link.principal, command.frame.session_id)
-                return [Send(raw_frame(reply))]
+                return [Send(frames.raw_frame(reply))]
             await link.handle(command.frame)
         except BeaconError as exc:
             return self._protocol.refused(command.frame, exc)

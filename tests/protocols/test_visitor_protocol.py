@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 
 from app.chat import frames
-from app.chat.protocol import End, Open, State, Submit, Typing, VisitorProtocol
+from app.chat.protocol import (
+    Deliver,
+    End,
+    Open,
+    Resync,
+    ShowStatus,
+    State,
+    Submit,
+    Typing,
+    VisitorProtocol,
+)
 from app.core.wsloop import Action, BinaryIn, Call, Close, Send, TextIn
 
 
@@ -270,3 +280,30 @@ def test_server_frames_keep_their_wire_shape() -> None:
     assert frames.AckOut(client_msg_id="é", seq=3).dump() == (
         '{"type":"ack","client_msg_id":"é","seq":3}'
     )
+
+
+# -- what the bus brings -------------------------------------------------------------------------
+
+
+def test_bus_payloads_become_deliveries_statuses_and_typing() -> None:
+    p = opened()
+    hint = {"kind": "message", "seq": 4, "sender": "volunteer", "client_msg_id": None}
+    assert p.event(hint) == [Call(Deliver(4, "volunteer", None))]
+    assert p.event({"kind": "message", "seq": "4"}) == []
+    assert p.event({"kind": "status", "status": "active"}) == [Call(ShowStatus("active"))]
+    assert p.event({"kind": "resync"}) == [Call(Resync())]
+    assert sent(p.event({"kind": "typing", "sender": "volunteer"})) == [
+        {"type": "typing", "sender": "volunteer"}
+    ]
+    assert p.event({"kind": "typing", "sender": "visitor"}) == []  # our own, not echoed
+    assert p.event({"kind": "erased"}) == []
+    assert p.event({"kind": "urgency", "urgency": 4}) == []  # never shown to the visitor
+
+
+def test_queue_position_from_the_monitor_is_shown_only_while_waiting() -> None:
+    p = opened()
+    p.show_status("waiting")
+    [frame] = sent(p.event({"kind": "queue_info", "position": 2, "estimated_wait_s": 60}))
+    assert (frame["queue_position"], frame["estimated_wait_s"]) == (2, 60)
+    p.show_status("active")
+    assert p.event({"kind": "queue_info", "position": 1, "estimated_wait_s": 5}) == []

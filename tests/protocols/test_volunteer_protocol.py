@@ -10,7 +10,20 @@ from typing import Any
 from app.core.errors import Unauthorized
 from app.core.wsloop import Action, BinaryIn, Call, Close, Send, TextIn
 from app.routing import frames
-from app.routing.protocol import Authenticate, Handle, Handoff, State, VolunteerProtocol
+from app.routing.protocol import (
+    Authenticate,
+    Flush,
+    Handle,
+    Handoff,
+    Hold,
+    LetGo,
+    Snapshot,
+    State,
+    VolunteerProtocol,
+    alert_event,
+    personal_event,
+    session_event,
+)
 
 SID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
@@ -180,3 +193,60 @@ def test_frames_are_strict_and_ignore_unknown_fields_like_the_visitor_socket() -
     [call] = p.receive(text({**sync, "last_seq": 3, "from_a_newer_client": True}), 0.0)
     assert isinstance(call, Call)
     assert call.command.frame == frames.SyncFrame(type="sync", session_id=SID, last_seq=3)
+
+
+# -- what the bus brings -------------------------------------------------------------------------
+
+
+def test_personal_frames_are_passed_on_and_decide_what_is_held() -> None:
+    assigned = {"type": "assigned", "session_id": str(SID), "urgency": "high"}
+    actions = personal_event(assigned)
+    assert sent(actions) == [assigned]
+    assert actions[1:] == [Call(Hold(SID))]
+    released = {"type": "session", "session_id": str(SID), "status": "released"}
+    assert personal_event(released)[1:] == [Call(LetGo(SID))]
+    declined = {"type": "session", "session_id": str(SID), "status": "offer_declined"}
+    assert personal_event(declined)[1:] == []
+    assert personal_event({"kind": "resync"}) == [Call(Snapshot())]
+    assert personal_event({"kind": "no type"}) == []
+
+
+def test_session_payloads_become_updates_typing_or_a_flush() -> None:
+    [status] = sent(session_event(SID, {"kind": "status", "status": "transferring"}))
+    assert status == {"type": "session", "session_id": str(SID), "status": "transferring"}
+    [rise] = sent(session_event(SID, {"kind": "urgency", "urgency": 3, "previous": 1}))
+    assert rise == {
+        "type": "session",
+        "session_id": str(SID),
+        "urgency": "high",
+        "urgency_value": 3,
+    }
+    assert sent(session_event(SID, {"kind": "typing", "sender": "visitor"})) == [
+        {"type": "typing", "session_id": str(SID)}
+    ]
+    assert session_event(SID, {"kind": "typing", "sender": "volunteer"}) == []
+    assert session_event(SID, {"kind": "message", "seq": 3}) == [Call(Flush(SID))]
+    assert session_event(SID, {"kind": "resync"}) == [Call(Flush(SID))]
+
+
+def test_supervisors_hear_rises_to_high_and_the_supervisors_channel() -> None:
+    rise = {"kind": "urgency", "session_id": str(SID), "urgency": 4}
+    [alert] = sent(alert_event(rise, queue_channel=True))
+    assert alert == {
+        "type": "alert",
+        "session_id": str(SID),
+        "urgency": "imminent",
+        "urgency_value": 4,
+        "reason": "urgency_raised",
+    }
+    assert alert_event({**rise, "urgency": 2}, queue_channel=True) == []
+    assert alert_event({"kind": "queued", "urgency": 4}, queue_channel=True) == []
+    handoff = {"type": "x", "reason": "handoff_failed", "session_id": str(SID), "attempts": 3}
+    [passed_on] = sent(alert_event(handoff, queue_channel=False))
+    assert passed_on == {
+        "type": "alert",
+        "reason": "handoff_failed",
+        "session_id": str(SID),
+        "attempts": 3,
+    }
+    assert alert_event({"kind": "resync"}, queue_channel=False) == []
