@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Triage quality gate (run by scripts/test.sh). Fails when:
 #   - the committed model is not what `beacon triage train` reproduces from the repository;
-#   - the sealed chat test split, the dev split, the C-SSRS posts (5-fold CV, each fold
+#   - the sealed chat test splits (test.jsonl: writers s1-s2; test-2.jsonl: s3), the C-SSRS posts (5-fold CV, each fold
 #     re-trained without its posts) or XSTest's harmless prompts fall below triage-floors.json.
 # Floors only ever go up. Everything is read from data/triage (vendored; see its README).
 set -euo pipefail
@@ -14,8 +14,9 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 echo "== triage: committed model reproduces"
 "$beacon" triage train --check
 
-echo "== triage: sealed chat test split (reported only; never used to choose anything)"
+echo "== triage: sealed chat test splits (reported only; never used to choose anything)"
 "$beacon" triage eval "$data/chat/test.jsonl" --floors "$floors"
+"$beacon" triage eval "$data/chat/test-2.jsonl" --floors "$floors"
 
 echo "== triage: C-SSRS Reddit posts, 5-fold cross-validation"
 "$beacon" triage eval "$data/public/cssrs-reddit-dev.csv" --cv 5 --floors "$floors"

@@ -212,6 +212,9 @@ def _read_labelled(args: argparse.Namespace) -> tuple[list[Example], dict[str, l
                 levels=levels,
                 category=row.get("category", "") or "",
                 lang=row.get("lang", "") or "",
+                # A C-SSRS-scaled file is forum posts: cross-validation weighs and thresholds
+                # them as the posts they are (learn.fit_long).
+                source="cssrs" if label == "severity" else "",
             )
         )
         for column in llms:
@@ -248,19 +251,21 @@ def _cross_validated(examples: list[Example], folds: int) -> list[int]:
     from app.triage import Engine, default_engine
     from app.triage.heads import load as load_heads
     from app.triage.heads import save
-    from app.triage.learn import Featurizer, TrainingConfig, fold_of, train
+    from app.triage.learn import Featurizer, TrainingConfig, fit_chat, fold_of, train
 
     shared = default_engine()
     featurizer = Featurizer(shared.encoder, shared.rulebook, shared.languages)
     chat_train = corpus.read_jsonl(corpus.TRAIN_JSONL)
     chat_dev = corpus.read_jsonl(corpus.DEV_JSONL)
     config = TrainingConfig(folds=3)
+    # The chat heads never see a post: fitted once, shared by every fold.
+    chat = fit_chat(chat_train, chat_dev, featurizer, config)
     predicted = [0] * len(examples)
     fold_ids = [fold_of(example, folds) for example in examples]
     for fold in range(folds):
         held = [i for i, f in enumerate(fold_ids) if f == fold]
         rest = [examples[i] for i, f in enumerate(fold_ids) if f != fold]
-        document, arrays = train(chat_train, chat_dev, rest, featurizer, config)
+        document, arrays = train(chat_train, chat_dev, rest, featurizer, config, chat=chat)
         with tempfile.TemporaryDirectory() as directory:
             save(document, arrays, Path(directory))
             engine = Engine(

@@ -4,9 +4,10 @@ Everything the engine is trained or measured on lives under ``data/triage`` (see
 sources and licences), so a fresh clone needs nothing outside itself:
 
 - ``chat/train.jsonl`` and ``chat/dev.jsonl`` — the team's chat corpus, written by writers
-  w1–w4 (``chat/raw``); dev chooses thresholds only.
-- ``chat/test.jsonl`` — the **sealed** split, written by writers s1–s2 who never saw train or
-  dev (``chat/sealed``). It is only ever reported, never used to choose anything.
+  w1–w12 (``chat/raw``); dev chooses thresholds only.
+- ``chat/test.jsonl`` (writers s1–s2) and ``chat/test-2.jsonl`` (s3) — the **sealed** splits,
+  written by writers who never saw train or dev (``chat/sealed``). They are only ever
+  reported, never used to choose anything.
 - ``public/cssrs-reddit-dev.csv`` (C-SSRS Reddit, CC BY 4.0) and ``public/xstest-prompts.csv``
   (XSTest, CC BY 4.0, measured only: false alarms).
 """
@@ -29,6 +30,7 @@ CHAT_DIR = DATA_DIR / "chat"
 TRAIN_JSONL = CHAT_DIR / "train.jsonl"
 DEV_JSONL = CHAT_DIR / "dev.jsonl"
 TEST_JSONL = CHAT_DIR / "test.jsonl"
+TEST2_JSONL = CHAT_DIR / "test-2.jsonl"
 CSSRS_CSV = DATA_DIR / "public" / "cssrs-reddit-dev.csv"
 XSTEST_CSV = DATA_DIR / "public" / "xstest-prompts.csv"
 

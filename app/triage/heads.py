@@ -161,7 +161,7 @@ def cumulative(logits: FloatArray) -> FloatArray:
 @dataclass(frozen=True, slots=True)
 class Heads:
     chat: HeadSet  # chat lines (trained on the chat corpus)
-    long: HeadSet  # posts of LONG_WORDS words or more (chat corpus + forum posts)
+    long: HeadSet  # texts of LONG_WORDS words or more (trained on long texts only)
     marks: tuple[str, ...]  # mark signals, in feature order
     neighbours: Neighbours
     version: str

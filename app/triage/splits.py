@@ -3,8 +3,10 @@
 Splitting happens before any training. The writers of ``chat/raw`` (train + dev, split by a hash
 of the text) never saw the sealed writers' files (``chat/sealed``) and vice versa. Near-duplicates
 — rows whose conversation embeds within ``NEAR_DUPLICATE`` cosine of an earlier row — are removed
-within each pool, and a sealed row that nearly duplicates a train/dev row is dropped from the
-sealed split so that the test measures generalisation, not recall of a memorised sentence.
+within each pool, and a train/dev row that nearly duplicates a sealed row is dropped from
+train/dev so that the test measures generalisation, not recall of a memorised sentence. The
+writers' side yields (not the sealed side) so that adding training data never changes the
+sealed split: the test set depends only on the sealed writers' files.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from app.triage.encoder import Encoder
 from app.triage.normalize import normalize
 
 NEAR_DUPLICATE = 0.95
+# Each round of sealed writers is its own test file, so that a later round never changes an
+# earlier one and each file's floors compare like with like (floors only ever go up).
+SEALED_ROUNDS: dict[str, tuple[str, ...]] = {
+    "test.jsonl": ("s1", "s2"),
+    "test-2.jsonl": ("s3",),
+}
 
 
 def _conversation(example: Example) -> str:
@@ -64,36 +72,46 @@ def build(chat_dir: Path = corpus.CHAT_DIR, encoder: Encoder | None = None) -> d
     sealed_vectors = encoder.encode([_conversation(e) for e in sealed])
     keep_writers, dropped_writers = _dedupe(writers, writer_vectors)
     keep_sealed, dropped_sealed = _dedupe(sealed, sealed_vectors)
-    kept_writer_vectors = writer_vectors[keep_writers]
-    leaked = 0
-    test: list[Example] = []
+    rounds = {writer: name for name, writers_of in SEALED_ROUNDS.items() for writer in writers_of}
+    unknown = sorted({row.source for row in sealed} - set(rounds))
+    if unknown:
+        raise corpus.DataError(f"sealed writers {unknown} belong to no round of SEALED_ROUNDS")
+    tests: dict[str, list[Example]] = {name: [] for name in SEALED_ROUNDS}
     for index in keep_sealed:
-        if (
-            len(kept_writer_vectors)
-            and float((kept_writer_vectors @ sealed_vectors[index]).max()) >= NEAR_DUPLICATE
-        ):
-            leaked += 1
-            continue
-        test.append(sealed[index])
+        tests[rounds[sealed[index].source]].append(sealed[index])
+    kept_sealed_vectors = sealed_vectors[keep_sealed]
+    leaked = 0
     train: list[Example] = []
     dev: list[Example] = []
     for index in keep_writers:
+        if (
+            len(kept_sealed_vectors)
+            and float((kept_sealed_vectors @ writer_vectors[index]).max()) >= NEAR_DUPLICATE
+        ):
+            leaked += 1
+            continue
         example = writers[index]
         bucket = int(corpus.text_id(example.text, example.context), 16) % 1000
         (dev if bucket < corpus.DEV_SHARE * 1000 else train).append(example)
     corpus.write_jsonl(chat_dir / "train.jsonl", train)
     corpus.write_jsonl(chat_dir / "dev.jsonl", dev)
-    corpus.write_jsonl(chat_dir / "test.jsonl", test)
+    for name, rows in tests.items():
+        corpus.write_jsonl(chat_dir / name, rows)
     report: dict[str, object] = {
         "near_duplicate_cosine": NEAR_DUPLICATE,
         "written_rows": {"writers": len(writers), "sealed": len(sealed)},
         "dropped": {
             "near_duplicates_writers": dropped_writers,
             "near_duplicates_sealed": dropped_sealed,
-            "sealed_too_close_to_train_or_dev": leaked,
+            "writer_rows_too_close_to_sealed": leaked,
         },
         "splits": {
-            name: _summary(rows) for name, rows in (("train", train), ("dev", dev), ("test", test))
+            name: _summary(rows)
+            for name, rows in (
+                ("train", train),
+                ("dev", dev),
+                *((name.removesuffix(".jsonl"), rows) for name, rows in tests.items()),
+            )
         },
     }
     (chat_dir / "splits.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -17,8 +17,16 @@ from app.triage import corpus
 from app.triage.corpus import DataError, Example, read_jsonl
 
 PUBLIC = corpus.DATA_DIR / "public"
-SPLITS = {"train": corpus.TRAIN_JSONL, "dev": corpus.DEV_JSONL, "test": corpus.TEST_JSONL}
-SEALED_WRITERS = {"s1", "s2"}
+SPLITS = {
+    "train": corpus.TRAIN_JSONL,
+    "dev": corpus.DEV_JSONL,
+    "test": corpus.TEST_JSONL,
+    "test-2": corpus.TEST2_JSONL,
+}
+SEALED = ("test", "test-2")
+SEALED_WRITERS = {"s1", "s2", "s3"}
+# Chat lines are at most 600 characters; the long-post writer's rows up to 2,500 (SCHEMA.md).
+MAX_CHARS = 2500
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,7 @@ def test_the_corpus_is_large_bilingual_and_conversational(
     assert sum(row.category == "hard_negative" for row in rows) >= 0.20 * len(rows)
     assert {row.level for row in rows} == {0, 1, 2, 3, 4}
     assert len(splits["test"]) >= 1200
+    assert len(splits["test-2"]) >= 600
 
 
 def test_every_split_covers_both_languages_and_every_level(
@@ -112,14 +121,17 @@ def test_the_sealed_test_shares_no_conversation_with_train_or_dev(
     splits: dict[str, list[Example]],
 ) -> None:
     seen = {(row.text, row.context) for name in ("train", "dev") for row in splits[name]}
-    leaked = [row.text for row in splits["test"] if (row.text, row.context) in seen]
+    leaked = [
+        row.text for name in SEALED for row in splits[name] if (row.text, row.context) in seen
+    ]
     assert not leaked
     train = {(row.text, row.context) for row in splits["train"]}
     assert not train & {(row.text, row.context) for row in splits["dev"]}
 
 
 def test_the_sealed_writers_never_wrote_train_or_dev(splits: dict[str, list[Example]]) -> None:
-    assert {row.source for row in splits["test"]} <= SEALED_WRITERS
+    assert {row.source for row in splits["test"]} == {"s1", "s2"}
+    assert {row.source for row in splits["test-2"]} == {"s3"}
     for name in ("train", "dev"):
         writers = {row.source for row in splits[name]}
         assert writers, name
@@ -136,7 +148,7 @@ def test_every_row_validates_against_the_schema(name: str) -> None:
     invalid = []
     for number, line in enumerate(SPLITS[name].read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
-            found = problems(json.loads(line))
+            found = problems(json.loads(line), MAX_CHARS)
             if found:
                 invalid.append((number, found))
     assert not invalid, invalid[:5]

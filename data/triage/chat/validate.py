@@ -1,5 +1,7 @@
 """Check corpus files against SCHEMA.md: `python data/triage/chat/validate.py FILE_OR_DIR...`.
 
+`--max-chars N` raises the text length limit (600 for chat lines) for writers of long posts.
+
 Prints per-file counts and every invalid line; exits 1 when any line is invalid.
 """
 
@@ -41,15 +43,15 @@ CATEGORIES = frozenset(
 FIELDS = {"text", "context", "level", "category", "lang", "third_party", "writer"}
 
 
-def problems(row: object) -> list[str]:
+def problems(row: object, max_chars: int = 600) -> list[str]:
     if not isinstance(row, dict):
         return ["not an object"]
     found: list[str] = []
     if set(row) != FIELDS:
         found.append(f"fields {sorted(set(row) ^ FIELDS)} missing or extra")
     text = row.get("text")
-    if not isinstance(text, str) or not 1 <= len(text.strip()) <= 600:
-        found.append("text must be a 1-600 char string")
+    if not isinstance(text, str) or not 1 <= len(text.strip()) <= max_chars:
+        found.append(f"text must be a 1-{max_chars} char string")
     context = row.get("context")
     if not isinstance(context, list) or len(context) > 6:
         found.append("context must be a list of at most 6 strings")
@@ -68,7 +70,14 @@ def problems(row: object) -> list[str]:
     return found
 
 
-def main(paths: list[str]) -> int:
+def main(arguments: list[str]) -> int:
+    max_chars = 600
+    paths = []
+    for argument in arguments:
+        if argument.startswith("--max-chars="):
+            max_chars = int(argument.split("=", 1)[1])
+        else:
+            paths.append(argument)
     files = [
         file
         for path in map(Path, paths)
@@ -87,7 +96,7 @@ def main(paths: list[str]) -> int:
                 print(f"{file}:{number}: invalid JSON: {error}")
                 bad += 1
                 continue
-            found = problems(row)
+            found = problems(row, max_chars)
             if found:
                 print(f"{file}:{number}: {'; '.join(found)}")
                 bad += 1
