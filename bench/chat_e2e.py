@@ -5,6 +5,8 @@ a bare uvicorn WebSocket echo measured in the same run as the baseline.
 Phases (each client has its own connection; chat clients each have their own session):
 
 1. echo saturation   — N clients, closed loop (send, wait for the echo, repeat) for S seconds;
+   durable echo      — the same against bench/durable_echo.py, which group-commits every frame
+                       to Postgres before echoing it (the ceiling for any durable chat here);
 2. chat saturation   — N clients, closed loop (send a message, wait for its ack) for S seconds;
 3. chat at R msg/s   — the same N sessions paced to R messages/s in total, each also watched by
                        a second socket that receives the messages live over the bus: ack latency
@@ -37,9 +39,11 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench import durable_echo
 from bench._common import (
     BEACON,
     ROOT,
+    asyncpg_dsn,
     beacon_env,
     child,
     default_admin_url,
@@ -47,6 +51,7 @@ from bench._common import (
     free_port,
     fresh_database,
     metric_sample,
+    summary_line,
 )
 
 # -- load ----------------------------------------------------------------------------------------
@@ -157,6 +162,7 @@ async def closed_loop(
 
 
 async def echo_phase(base: str, clients: int, seconds: float) -> Result:
+    """Closed-loop round trips on ``base``/echo (the plain or the durable echo)."""
     sockets = [await connect(f"{base}/echo") for _ in range(clients)]
     payload = json.dumps({"type": "message", "client_msg_id": "x" * 32, "text": "hello " * 8})
 
@@ -229,8 +235,8 @@ async def chat_paced(
     return ack, delivery
 
 
-async def main(args: argparse.Namespace) -> None:
-    async with fresh_database(args.admin_url) as url:
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    async with fresh_database(args.admin_url) as url, fresh_database(args.admin_url) as echo_db:
         env = beacon_env(
             url, ws_rate_limit_per_s="100000", ws_rate_limit_burst="100000", db_pool_size="10"
         )
@@ -243,38 +249,69 @@ async def main(args: argparse.Namespace) -> None:
             check=True,
             capture_output=True,
         )
-        chat_port, echo_port = free_port(), free_port()
-        echo_cmd = echo_server_args(echo_port)
+        chat_port, echo_port, durable_port = free_port(), free_port(), free_port()
+        durable_env = {**env, durable_echo.DSN_ENV: asyncpg_dsn(echo_db)}
         with (
             child([*run, "serve", "--port", str(chat_port)], env, chat_port),
-            child(echo_cmd, env, echo_port),
+            child(echo_server_args(echo_port), env, echo_port),
+            child(durable_echo.server_args(durable_port), durable_env, durable_port),
         ):
             chat_base, echo_base = f"ws://127.0.0.1:{chat_port}", f"ws://127.0.0.1:{echo_port}"
             print(
                 f"clients={args.clients} seconds={args.seconds} rate={args.rate}/s "
-                f"(server, load generator and Postgres share {os.cpu_count()} cores)"
+                f"(servers, load generator and Postgres share {os.cpu_count()} cores)"
             )
             echo = await echo_phase(echo_base, args.clients, args.seconds)
             print(echo.line("echo round trip (baseline)"))
+            durable_base = f"ws://127.0.0.1:{durable_port}"
+            durable = await echo_phase(durable_base, args.clients, args.seconds)
+            print(durable.line("durable echo round trip (ceiling)"))
+            async with httpx.AsyncClient() as http:
+                stats = (await http.get(f"http://127.0.0.1:{durable_port}/stats")).json()
+            durable_per_commit = stats["frames"] / stats["commits"] if stats["commits"] else 0.0
+            print(
+                f"durable echo group commit: {stats['frames']} frames in {stats['commits']} "
+                f"commits (mean {durable_per_commit:.1f} per commit, warm-up included)"
+            )
             clients = [await ChatClient.open(chat_base) for _ in range(args.clients)]
             saturated = await chat_saturation(chat_base, clients, args.seconds)
             print(saturated.line("chat message -> ack (saturated)"))
-            ack, delivery = await chat_paced(chat_base, clients, args.seconds, args.rate)
-            print(ack.line(f"chat message -> ack @ {args.rate:.0f}/s"))
-            print(delivery.line(f"chat message -> other socket @ {args.rate:.0f}/s"))
-            ratio = saturated.throughput / echo.throughput if echo.throughput else float("nan")
-            print(f"saturation throughput ratio chat/echo: {ratio:.3f}")
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
             batches = metric_sample(metrics, "beacon_chat_commit_batch_size_count") or 0.0
             messages = metric_sample(metrics, "beacon_chat_commit_batch_size_sum") or 0.0
-            if batches:
-                print(
-                    f"group commit: {messages:.0f} messages in {batches:.0f} commits "
-                    f"(mean {messages / batches:.1f} per commit)"
-                )
+            chat_per_commit = messages / batches if batches else 0.0
+            print(
+                f"group commit: {messages:.0f} messages in {batches:.0f} commits "
+                f"(mean {chat_per_commit:.1f} per commit, warm-up included)"
+            )
+            ack, delivery = await chat_paced(chat_base, clients, args.seconds, args.rate)
+            print(ack.line(f"chat message -> ack @ {args.rate:.0f}/s"))
+            print(delivery.line(f"chat message -> other socket @ {args.rate:.0f}/s"))
+            ratio = saturated.throughput / echo.throughput if echo.throughput else float("nan")
+            durable_ratio = (
+                saturated.throughput / durable.throughput if durable.throughput else float("nan")
+            )
+            print(f"saturation throughput ratio chat/echo: {ratio:.3f}")
+            print(f"saturation throughput ratio chat/durable echo: {durable_ratio:.3f}")
             for client in clients:
                 await client.close()
+    summary: dict[str, Any] = {
+        "bench": "chat_e2e",
+        "clients": args.clients,
+        "rate": args.rate,
+        "ack_p99_ms": round(ack.pct(99), 2),
+        "delivery_p99_ms": round(delivery.pct(99), 2),
+        "chat_msgs_per_s": round(saturated.throughput, 1),
+        "echo_msgs_per_s": round(echo.throughput, 1),
+        "durable_echo_msgs_per_s": round(durable.throughput, 1),
+        "ratio_to_echo": round(ratio, 4),
+        "ratio_to_durable_echo": round(durable_ratio, 4),
+        "chat_msgs_per_commit": round(chat_per_commit, 2),
+        "durable_echo_frames_per_commit": round(durable_per_commit, 2),
+    }
+    print(summary_line(summary))
+    return summary
 
 
 def cli() -> None:

@@ -351,6 +351,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_to_echo": None if ratio is None else round(ratio, 2),
         "rss_mib": round(chat.rss_end_hold_kib / 1024, 1),
         "idle_cpu_share": round(chat.server_cpu_hold_share, 3),
+        # Server CPU spent opening them (handshake + hello -> session), per connection.
+        "open_cpu_ms_per_connection": round(chat.server_cpu_open_s / max(1, chat.opened) * 1000, 3),
+        "echo_open_cpu_ms_per_connection": round(
+            echo.server_cpu_open_s / max(1, echo.opened) * 1000, 3
+        ),
     }
     print(summary_line(summary))
     return summary

@@ -13,7 +13,9 @@ free at once (docs/protocol.md, volunteer socket, "Routing"). So:
   free; ``BEACON_LANGUAGE_FALLBACK_S`` is raised for the run so that language fallback never
   offers a session on its own;
 * ``--queue`` other visitors with locale `fr` said something calm and wait for the whole run
-  (a queue that the urgent person has to jump, and whose positions the server keeps pushing);
+  (a queue that the urgent person has to jump, and whose positions the server keeps pushing).
+  What they say must stay `none` for the triage engine in the tree: were it rated `high`, the
+  queue would be offered at once and no round would measure anything ("calm queue offered");
 * each round, a new `fr` visitor says hello, waits ``--think-ms`` (a person typing; it also lets
   the work the hello started settle), checks that nothing was offered for their session, then
   sends an imminent message (SPEC §2's own example, "I took 30 pills just now"). Measured from
@@ -62,7 +64,7 @@ from bench._common import (
 )
 
 IMMINENT_TEXT = "I took 30 pills just now"
-CALM_TEXT = "hi, I just wanted to talk to someone"
+CALM_TEXT = "hi, is anyone there?"  # must stay `none`: see the docstring
 VISITOR_LOCALE = "fr"  # spoken by no connected volunteer
 OFFER_TIMEOUT_S = 5.0
 
@@ -108,7 +110,8 @@ class Inbox:
                     waiter.set_result((arrived, frame))
                 elif key not in self._early:
                     self._early[key] = (arrived, frame)
-        for future in (*self._waiters.values(), *self._pongs):
+        pending: list[asyncio.Future[Any]] = [*self._waiters.values(), *self._pongs]
+        for future in pending:
             if not future.done():
                 future.set_exception(ConnectionError(f"{self.label} socket closed"))
 
