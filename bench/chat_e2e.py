@@ -12,7 +12,7 @@ Phases (each client has its own connection; chat clients each have their own ses
                        a second socket that receives the messages live over the bus: ack latency
                        and delivery latency, measured from the scheduled send time.
 
-    .venv/bin/python -m bench.chat_e2e [--clients 100] [--seconds 10] [--rate 500]
+    .venv/bin/python -m bench.chat_e2e [--clients 100] [--seconds 10] [--rate 500] [--text ...]
                                        [--admin-url postgresql+asyncpg://postgres@127.0.0.1/postgres]
 
 Both servers run as child processes (one uvicorn worker each); the load generator is this
@@ -178,9 +178,14 @@ async def echo_phase(base: str, clients: int, seconds: float) -> Result:
     return result
 
 
-async def chat_saturation(base: str, clients: list[ChatClient], seconds: float) -> Result:
+SATURATION_TEXT = "I just need someone to talk to tonight, it's been hard"
+
+
+async def chat_saturation(
+    base: str, clients: list[ChatClient], seconds: float, text: str = SATURATION_TEXT
+) -> Result:
     async def round_trip(i: int) -> float:
-        return await clients[i].send("I just need someone to talk to tonight, it's been hard")
+        return await clients[i].send(text)
 
     await closed_loop(len(clients), 1.0, round_trip)  # warm up
     return await closed_loop(len(clients), seconds, round_trip)
@@ -274,7 +279,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"commits (mean {durable_per_commit:.1f} per commit, warm-up included)"
             )
             clients = [await ChatClient.open(chat_base) for _ in range(args.clients)]
-            saturated = await chat_saturation(chat_base, clients, args.seconds)
+            saturated = await chat_saturation(chat_base, clients, args.seconds, args.text)
             print(saturated.line("chat message -> ack (saturated)"))
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
@@ -319,6 +324,9 @@ def cli() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument(
+        "--text", default=SATURATION_TEXT, help="what the saturating clients say, every time"
+    )
     parser.add_argument("--admin-url", default=default_admin_url())
     args = parser.parse_args()
     asyncio.run(main(args))
