@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,3 +31,36 @@ def record_event(
     )
     db.add(event)
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it, as the audit log names them: ``system``, ``visitor``, ``partner`` or a
+    volunteer's role, with an id where there is one (never a secret)."""
+
+    type: str
+    id: str | None = None
+
+
+SYSTEM = Actor("system")
+VISITOR = Actor("visitor")
+
+
+def record(
+    db: AsyncSession,
+    actor: Actor,
+    action: str,
+    *,
+    subject_type: str,
+    subject_id: str,
+    details: dict[str, Any] | None = None,
+) -> Event:
+    return record_event(
+        db,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )

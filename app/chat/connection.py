@@ -44,6 +44,7 @@ from app.chat.protocol import (
     error,
     visible,
 )
+from app.chat.queue import QueueInfo, QueueMonitor
 from app.chat.service import (
     SessionView,
     close_by_visitor,
@@ -57,7 +58,6 @@ from app.core.config import Settings
 from app.core.db import transaction
 from app.core.metrics import Metrics
 from app.core.wsloop import Action, ConnectionGone, Performer, Transport, drive
-from app.routing.queue import QueueInfo, QueueMonitor
 
 log = structlog.get_logger(__name__)
 

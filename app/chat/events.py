@@ -1,4 +1,5 @@
-"""Bus payloads the chat domain publishes. They are hints with ids only, never message text.
+"""Bus payloads the chat domain publishes (typed in :mod:`app.bus.events`). They are hints
+with ids only, never message text.
 
 On ``session:<id>`` (see :func:`app.bus.session_channel`):
 
@@ -22,49 +23,50 @@ from __future__ import annotations
 import uuid
 
 from app.bus import QUEUE_CHANNEL, Event, session_channel
+from app.bus.events import (
+    BusEvent,
+    Erased,
+    MessageStored,
+    Queued,
+    StatusChanged,
+    Typing,
+    UrgencyRaised,
+    encode,
+)
+
+
+def _on(channels: tuple[str, ...], event: BusEvent) -> list[Event]:
+    # Each channel gets its own dict: a subscriber mutating one cannot touch another's.
+    return [(channel, encode(event)) for channel in channels]
 
 
 def message_stored(
     session_id: uuid.UUID, seq: int, sender: str, client_msg_id: str | None
 ) -> list[Event]:
-    payload = {
-        "kind": "message",
-        "session_id": str(session_id),
-        "seq": seq,
-        "sender": sender,
-        "client_msg_id": client_msg_id,
-    }
-    return [(session_channel(session_id), payload)]
+    event = MessageStored(str(session_id), seq, sender, client_msg_id)
+    return _on((session_channel(session_id),), event)
 
 
 def status_changed(session_id: uuid.UUID, status: str, *, queue: bool = True) -> list[Event]:
     """``queue=False`` for a session that was never in the queue: nothing there to refresh."""
-    payload = {"kind": "status", "session_id": str(session_id), "status": status}
-    if not queue:
-        return [(session_channel(session_id), payload)]
-    return [(session_channel(session_id), payload), (QUEUE_CHANNEL, dict(payload))]
+    channels = (
+        (session_channel(session_id), QUEUE_CHANNEL) if queue else (session_channel(session_id),)
+    )
+    return _on(channels, StatusChanged(str(session_id), status))
 
 
 def urgency_raised(session_id: uuid.UUID, *, urgency: int, previous: int, seq: int) -> list[Event]:
-    payload = {
-        "kind": "urgency",
-        "session_id": str(session_id),
-        "urgency": urgency,
-        "previous": previous,
-        "seq": seq,
-    }
-    return [(session_channel(session_id), payload), (QUEUE_CHANNEL, dict(payload))]
+    event = UrgencyRaised(str(session_id), urgency, previous, seq)
+    return _on((session_channel(session_id), QUEUE_CHANNEL), event)
 
 
 def joined_queue(session_id: uuid.UUID, urgency: int) -> list[Event]:
-    payload = {"kind": "queued", "session_id": str(session_id), "urgency": urgency}
-    return [(QUEUE_CHANNEL, payload)]
+    return _on((QUEUE_CHANNEL,), Queued(str(session_id), urgency))
 
 
 def typing(session_id: uuid.UUID, sender: str) -> list[Event]:
-    payload = {"kind": "typing", "session_id": str(session_id), "sender": sender}
-    return [(session_channel(session_id), payload)]
+    return _on((session_channel(session_id),), Typing(str(session_id), sender))
 
 
 def erased(session_id: uuid.UUID) -> list[Event]:
-    return [(session_channel(session_id), {"kind": "erased", "session_id": str(session_id)})]
+    return _on((session_channel(session_id),), Erased(str(session_id)))

@@ -28,8 +28,6 @@ from app.core.db import Base, BigIntPK, JSONType, UTCDateTime, new_uuid, utcnow
 
 ROLES = ("volunteer", "supervisor", "admin")
 PRESENCE = ("online", "away", "offline")
-# An assignment row is "open" while it is an offer awaiting an answer or a chat in progress.
-OPEN_STATUSES = ("offered", "active")
 
 
 class Volunteer(Base):
@@ -70,8 +68,7 @@ class Assignment(Base):
         ForeignKey("chat_sessions.id", ondelete="CASCADE")
     )
     volunteer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("volunteers.id", ondelete="CASCADE"))
-    # offered -> active -> closed|released|transferred|requeued;
-    # offered -> declined|expired|withdrawn
+    # app.domain.assignment: offered -> active -> closed|released|transferred|requeued|...
     status: Mapped[str] = mapped_column(String(16), default="offered")
     # route (pushed by the router), pull ("next"/claim), transfer (warm, from another volunteer)
     kind: Mapped[str] = mapped_column(String(16), default="route")

@@ -15,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit.service import record_event
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.domain.assignment import HOLDING
+from app.domain.machine import values
 from app.routing import assignments
-from app.routing.assignments import Notice
-from app.routing.models import OPEN_STATUSES, Assignment, Volunteer
+from app.routing.models import Assignment, Volunteer
+from app.routing.notices import Notice
 
 
 async def go_online(
@@ -111,7 +113,7 @@ async def sweep(
         .join(Volunteer, Volunteer.id == Assignment.volunteer_id)
         .where(
             Volunteer.presence == "offline",
-            Assignment.status.in_(OPEN_STATUSES),
+            Assignment.status.in_(values(HOLDING)),
             or_(
                 Assignment.status == "offered",
                 and_(Volunteer.offline_since.is_not(None), Volunteer.offline_since <= grace_over),

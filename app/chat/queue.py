@@ -1,6 +1,6 @@
 """What a waiting visitor is told (SPEC §4): their place in the queue and an honest wait estimate.
 
-Order is the effective priority of :mod:`app.routing.priority` (urgency tiers, then aging by
+Order is the effective priority of :mod:`app.domain.priority` (urgency tiers, then aging by
 time waited), the same rule routing uses to choose who is offered next, so "position 1" really
 is the next person offered to a free volunteer.
 
@@ -17,7 +17,6 @@ many visitors wait) and pushes changed positions to the sockets that watch them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 import uuid
@@ -30,16 +29,18 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bus import QUEUE_CHANNEL, Bus, Subscription
+from app.bus import QUEUE_CHANNEL, Bus
 from app.chat.models import ChatSession
-from app.chat.service import in_queue
-from app.routing.priority import queue_order
+from app.chat.repository import in_queue, queue_order
+from app.core.worker import PeriodicWorker
+from app.domain.machine import values
+from app.domain.session import SERVED
 
 log = structlog.get_logger(__name__)
 
 ESTIMATE_GRANULARITY_S: Final = 30
 # Statuses that mean "left the queue because someone took them", for the service rate.
-SERVED_STATUSES: Final = ("offered", "active", "transferring", "handed_off")
+SERVED_STATUSES: Final = values(SERVED)
 _SNAPSHOT_LIMIT: Final = 20_000
 _MIN_RATE_WINDOW_S: Final = 60.0
 
@@ -110,7 +111,7 @@ class ServiceRate:
 Watcher = Callable[[QueueInfo], None]
 
 
-class QueueMonitor:
+class QueueMonitor(PeriodicWorker):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -121,6 +122,14 @@ class QueueMonitor:
         rate_window_s: float,
         debounce_s: float = 0.05,
     ) -> None:
+        super().__init__(
+            "queue-monitor",
+            interval_s=refresh_s,
+            bus=bus,
+            wake_channels=(QUEUE_CHANNEL,),
+            failure_event="queue_refresh_failed",
+            settle_s=debounce_s,
+        )
         self._sessionmaker = sessionmaker
         self._bus = bus
         self._ceiling_s = ceiling_s
@@ -130,30 +139,8 @@ class QueueMonitor:
         self._positions: dict[uuid.UUID, int] = {}
         self._published: dict[uuid.UUID, QueueInfo] = {}
         self._watchers: dict[uuid.UUID, set[Watcher]] = {}
-        self._poked = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._subscription: Subscription | None = None
         self._refresh_lock = asyncio.Lock()
         self._last_refresh_started = -math.inf
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._subscription = self._bus.subscribe(QUEUE_CHANNEL)
-        self._tasks = [
-            asyncio.create_task(self._listen(self._subscription), name="queue-monitor-listen"),
-            asyncio.create_task(self._run(), name="queue-monitor"),
-        ]
-
-    async def stop(self) -> None:
-        if self._subscription is not None:
-            self._subscription.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
 
     # -- for sockets -------------------------------------------------------------------------
 
@@ -171,7 +158,7 @@ class QueueMonitor:
 
     def poke(self) -> None:
         """Something changed the queue: refresh soon (debounced)."""
-        self._poked.set()
+        self.wake()
 
     async def lookup(self, session_id: uuid.UUID, *, fresh: bool = False) -> QueueInfo:
         """A session's place now. ``fresh`` waits for a snapshot taken after this call (a session
@@ -189,20 +176,8 @@ class QueueMonitor:
 
     # -- refreshing --------------------------------------------------------------------------
 
-    async def _listen(self, subscription: Subscription) -> None:
-        async for _ in subscription:
-            self.poke()
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), timeout=self._refresh_s)
-            await asyncio.sleep(self._debounce_s)  # let a burst of changes settle
-            self._poked.clear()
-            try:
-                await self.refresh()
-            except Exception:  # the database may be briefly away; try again next round
-                log.exception("queue_refresh_failed")
+    async def tick(self) -> None:
+        await self.refresh()
 
     async def refresh(self) -> None:
         await self._refresh_after(time.monotonic())
