@@ -9,41 +9,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Query, Request
 
 from app.chat.frames import MAX_SEQ
-from app.core.db import utcnow
-from app.core.errors import Forbidden, Unauthorized, error_responses
-from app.routers.deps import DbDep, get_db, get_state
-from app.routing import accounts, assignments, at_risk, dispatch, notify, presence, schemas, views
+from app.core.errors import error_responses
+from app.routers.deps import DbDep, Me, Supervisor, get_state
+from app.routing import assignments, at_risk, commands, notify, presence, schemas, views
 from app.routing.accounts import Principal
 from app.routing.models import Volunteer
 from app.triage.types import Level
 
 router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
-_bearer = HTTPBearer(auto_error=False, description="a volunteer token from `beacon volunteer add`")
-
-
-async def current_volunteer(
-    db: DbDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return await accounts.authenticate(db, credentials.credentials)
-
-
-async def current_supervisor(
-    principal: Annotated[Principal, Depends(current_volunteer)],
-) -> Principal:
-    if not principal.is_supervisor:
-        raise Forbidden("supervisors only")
-    return principal
-
-
-Me = Annotated[Principal, Depends(current_volunteer)]
-Supervisor = Annotated[Principal, Depends(current_supervisor)]
 _AUTH = (401, 403)
 
 
@@ -91,8 +67,16 @@ async def session_detail(
     return schemas.SessionDetail(**summary.model_dump(), transcript=views.transcript(messages))
 
 
-def _result(session_id: uuid.UUID, status: str) -> schemas.ActionResult:
-    return schemas.ActionResult(session_id=session_id, status=status)
+def _ctx(request: Request) -> commands.Context:
+    state = get_state(request)
+    return commands.Context(state.bus, state.settings, state.metrics)
+
+
+async def _run(
+    request: Request, db: DbDep, me: Principal, command: commands.Command
+) -> schemas.ActionResult:
+    done = await commands.execute(db, _ctx(request), me, command)
+    return schemas.ActionResult(session_id=done.session_id, status=done.status)
 
 
 @router.post(
@@ -102,15 +86,7 @@ def _result(session_id: uuid.UUID, status: str) -> schemas.ActionResult:
 )
 async def claim(session_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> schemas.ActionResult:
     """Take a waiting session (or accept one offered to you). 409 if someone was first."""
-    session, notices = await assignments.claim(
-        db,
-        me,
-        session_id,
-        high_urgency_slots=get_state(request).settings.high_urgency_slots,
-    )
-    await notify.publish(get_state(request).bus, notices, db=db)
-    notify.observe_answered(get_state(request).metrics, session)
-    return _result(session.id, session.status)
+    return await _run(request, db, me, commands.Claim(session_id))
 
 
 @router.post(
@@ -118,16 +94,7 @@ async def claim(session_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> s
 )
 async def next_session(request: Request, db: DbDep, me: Me) -> schemas.ActionResult:
     """Pull the most urgent waiting session you are eligible for (404 queue_empty if none)."""
-    settings = get_state(request).settings
-    now = utcnow()
-    queue = await dispatch.waiting_sessions(db, settings)
-    candidates = [s.id for s in queue if dispatch.eligible(s, me.languages, now, settings)]
-    session, notices = await assignments.next_session(
-        db, me, candidates, high_urgency_slots=settings.high_urgency_slots, now=now
-    )
-    await notify.publish(get_state(request).bus, notices, db=db)
-    notify.observe_answered(get_state(request).metrics, session)
-    return _result(session.id, session.status)
+    return await _run(request, db, me, commands.Next())
 
 
 @router.post(
@@ -139,9 +106,7 @@ async def release(
     session_id: uuid.UUID, request: Request, db: DbDep, me: Me
 ) -> schemas.ActionResult:
     """Back to the queue, keeping its urgency and original wait."""
-    notices = await assignments.release_by(db, me, session_id)
-    await notify.publish(get_state(request).bus, notices, db=db)
-    return _result(session_id, "waiting")
+    return await _run(request, db, me, commands.Release(session_id))
 
 
 @router.post(
@@ -158,18 +123,8 @@ async def transfer(
 ) -> schemas.ActionResult:
     """Warm to a named volunteer or any free supervisor (you stay until they accept); with
     neither, cold back to the queue at its priority."""
-    state = get_state(request)
-    made, notices = await assignments.transfer(
-        db,
-        me,
-        session_id,
-        to_volunteer_id=body.to_volunteer_id,
-        to_supervisor=body.to_supervisor,
-        timeout_s=state.settings.offer_timeout_s,
-        high_urgency_slots=state.settings.high_urgency_slots,
-    )
-    await notify.publish(state.bus, notices, db=db)
-    return _result(session_id, "transferring" if made else "waiting")
+    command = commands.Transfer(session_id, body.to_volunteer_id, body.to_supervisor)
+    return await _run(request, db, me, command)
 
 
 @router.post(
@@ -185,16 +140,8 @@ async def close(
     me: Me,
 ) -> schemas.ActionResult:
     """Wrap-up with a disposition and your risk assessment (which becomes the urgency)."""
-    notices = await assignments.close(
-        db,
-        me,
-        session_id,
-        disposition=body.disposition,
-        risk_level=body.risk_value,
-        notes=body.notes,
-    )
-    await notify.publish(get_state(request).bus, notices, db=db)
-    return _result(session_id, "closed")
+    command = commands.Close(session_id, body.disposition, body.risk_value, body.notes)
+    return await _run(request, db, me, command)
 
 
 @router.get("/me", response_model=schemas.VolunteerStatus, responses=error_responses(*_AUTH))
@@ -244,4 +191,4 @@ async def metrics_summary(db: DbDep, me: Me) -> schemas.MetricsSummary:
     return await views.metrics_summary(db)
 
 
-__all__ = ["current_volunteer", "get_db", "router"]
+__all__ = ["router"]

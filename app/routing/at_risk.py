@@ -20,8 +20,6 @@ from the stamp, so it is right even between sweeps.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -34,10 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.service import record_event
 from app.bus.base import Bus, Event
+from app.bus.events import SupervisorAlert, encode
 from app.chat.models import ChatSession
 from app.core.db import transaction, utcnow
-from app.routing.assignments import LIVE_STATUSES, SUPERVISORS_CHANNEL
+from app.core.worker import PeriodicWorker
+from app.routing.claims import LIVE_STATUSES
 from app.routing.models import Assignment
+from app.routing.notices import SUPERVISORS_CHANNEL
 from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
@@ -83,17 +84,9 @@ _NOT_STAMPED = or_(
 
 
 def alert(session_id: uuid.UUID, *, urgency: int, reason: str, **extra: Any) -> Event:
-    return (
-        SUPERVISORS_CHANNEL,
-        {
-            "kind": "at_risk",
-            "session_id": str(session_id),
-            "urgency": Level(urgency).name,
-            "urgency_value": urgency,
-            "reason": reason,
-            **extra,
-        },
-    )
+    level = Level(urgency).name
+    event = SupervisorAlert("at_risk", str(session_id), level, urgency, reason, extra)
+    return (SUPERVISORS_CHANNEL, encode(event))
 
 
 async def lost_candidates(
@@ -223,7 +216,7 @@ async def listing(db: AsyncSession, *, grace_s: float, now: datetime | None = No
     return AtRiskList(grace_s=grace_s, sessions=sessions)
 
 
-class LostVisitorWatch:
+class LostVisitorWatch(PeriodicWorker):
     """The sweep each instance runs beside the abandonment sweeper (built in the lifespan)."""
 
     def __init__(
@@ -235,31 +228,17 @@ class LostVisitorWatch:
         interval_s: float,
         is_local: Callable[[uuid.UUID], bool] = lambda _: False,
     ) -> None:
+        super().__init__(
+            "lost-visitor-watch", interval_s=interval_s, failure_event="lost_visitor_sweep_failed"
+        )
         self._sessionmaker = sessionmaker
         self._bus = bus
         self._grace_s = grace_s
-        self._interval_s = interval_s
         # A visitor with a socket on this instance is here; its heartbeat is only late.
         self._is_local = is_local
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="lost-visitor-watch")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.sweep()
-            except Exception as exc:  # the database may be briefly away; the next round retries
-                log.error("lost_visitor_sweep_failed", error_type=type(exc).__name__)
+    async def tick(self) -> None:
+        await self.sweep()
 
     async def sweep(self) -> list[uuid.UUID]:
         """Stamp and alert new drops; returns the sessions stamped by this call."""

@@ -19,14 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit.models import Event
 from app.bus.base import Bus
 from app.chat.models import ChatSession
-from app.chat.service import in_queue
+from app.chat.repository import in_queue
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.routing import assignments, notify
 from app.routing.accounts import normalise_languages
-from app.routing.assignments import OfferMade, slot_weight
 from app.routing.models import Assignment, Volunteer
+from app.routing.notices import OfferMade
 from app.routing.priority import effective_priority, queue_order
+from app.routing.slots import slot_weight
 from app.triage.types import Level
 
 log = structlog.get_logger(__name__)

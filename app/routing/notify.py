@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bus.base import Bus, Event
+from app.bus.events import Wake, encode
 from app.chat import events as chat_events
 from app.chat.models import ChatSession
 from app.core.db import utcnow
 from app.core.metrics import Metrics
-from app.routing.assignments import ROUTING_CHANNEL, Notice
+from app.routing.notices import ROUTING_CHANNEL, Notice
 from app.triage.types import Level
 
 
@@ -32,7 +33,7 @@ def to_events(notices: Sequence[Notice]) -> list[Event]:
             events.extend(chat_events.status_changed(session_id, status))
     if wake:
         # One wake per transaction is enough: the router re-reads the queue from the database.
-        events.append((ROUTING_CHANNEL, {"kind": "wake"}))
+        events.append((ROUTING_CHANNEL, encode(Wake())))
     return events
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from app.routing.assignments import DISPOSITIONS
+from app.routing.claims import DISPOSITIONS
 from app.triage.types import Level
 
 LevelName = Literal["none", "low", "moderate", "high", "imminent"]

@@ -13,12 +13,12 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatSession, Message
-from app.chat.service import in_queue
+from app.chat.repository import in_queue
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.routing import dispatch, schemas
 from app.routing.accounts import Principal
-from app.routing.assignments import LIVE_STATUSES
+from app.routing.claims import LIVE_STATUSES
 from app.routing.models import Assignment, Volunteer
 from app.routing.worker import queue_counts
 from app.triage.types import Level

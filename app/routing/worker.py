@@ -16,14 +16,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL
-from app.bus.base import Bus, Subscription
+from app.bus.base import Bus
 from app.chat.models import ChatSession
-from app.chat.service import in_queue
+from app.chat.repository import in_queue
 from app.core.config import Settings
 from app.core.db import transaction
 from app.core.metrics import Metrics
+from app.core.worker import PeriodicWorker
 from app.routing import assignments, dispatch, notify, presence
-from app.routing.assignments import ROUTING_CHANNEL
+from app.routing.notices import ROUTING_CHANNEL
 from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,7 @@ class QueueBroadcast:
             queue.put_nowait(counts)
 
 
-class RoutingWorker:
+class RoutingWorker(PeriodicWorker):
     def __init__(
         self,
         *,
@@ -80,52 +81,18 @@ class RoutingWorker:
         metrics: Metrics,
         wake_channels: Sequence[str] = DEFAULT_WAKE_CHANNELS,
     ) -> None:
+        super().__init__(
+            "routing",
+            interval_s=settings.routing_interval_s,
+            bus=bus,
+            wake_channels=wake_channels,
+            retry_s=min(1.0, settings.routing_interval_s),
+        )
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.bus = bus
         self.metrics = metrics
         self.queue = QueueBroadcast()
-        self._wake = asyncio.Event()
-        self._wake_channels = tuple(wake_channels)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._subscriptions: list[Subscription] = []
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        for channel in self._wake_channels:
-            subscription = self.bus.subscribe(channel)
-            self._subscriptions.append(subscription)
-            self._tasks.append(asyncio.create_task(self._pump(subscription)))
-        self._tasks.append(asyncio.create_task(self._run()))
-
-    async def stop(self) -> None:
-        for subscription in self._subscriptions:
-            subscription.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-
-    async def _pump(self, subscription: Subscription) -> None:
-        async for _ in subscription:
-            self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.routing_interval_s)
-            self._wake.clear()
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bad pass must never stop routing for good
-                log.error("routing_pass_failed", error_type=type(exc).__name__)
-                await asyncio.sleep(min(1.0, self.settings.routing_interval_s))
 
     async def tick(self) -> None:
         # Offers first: housekeeping must not sit between a new urgent person and a volunteer.
