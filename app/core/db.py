@@ -13,7 +13,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, MetaData, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    event,
+    inspect,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -100,3 +110,35 @@ async def transaction(
     """The boundary's unit of work: services run inside, the boundary commits or rolls back."""
     async with sessionmaker() as session, session.begin():
         yield session
+
+
+# -- the two dialects' locking differences, in one place ------------------------------------------
+
+
+def dialect_of(db: AsyncSession) -> str:
+    return db.get_bind().dialect.name
+
+
+async def take_write_lock(db: AsyncSession, model: type[Base]) -> None:
+    """SQLite only: take the database write lock before reading.
+
+    A SQLite transaction that read first and then writes after another writer committed fails
+    ("database is locked") instead of waiting; a write first makes it wait for the lock like
+    Postgres would. Any UPDATE takes it, even one that matches no row, so this one matches none
+    (``model``'s primary key is never the nil UUID). Postgres needs no such thing: its
+    conditional UPDATEs re-check after their row locks."""
+    if dialect_of(db) != "sqlite":
+        return
+    (key,) = inspect(model).primary_key
+    await db.execute(
+        update(model)
+        .where(key == uuid.UUID(int=0))
+        .values({key.key: key})
+        .execution_options(synchronize_session=False)
+    )
+
+
+def skip_locked(db: AsyncSession) -> dict[str, Any]:
+    """``with_for_update`` arguments: Postgres skips rows another instance holds (SQLite has
+    no row locks, and its write lock already serialises the transaction)."""
+    return {"skip_locked": True} if dialect_of(db) == "postgresql" else {}

@@ -27,12 +27,14 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bus import QUEUE_CHANNEL, Bus, Subscription
+from app.bus import QUEUE_CHANNEL, Bus, Payload
+from app.bus.events import Queued, Resync, UrgencyRaised, decode
 from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.core.metrics import Metrics
+from app.core.worker import PeriodicWorker
 from app.escalation import delivery, service
 from app.escalation.breaker import BreakerState, CircuitBreaker
 from app.escalation.partners import Partner, PartnersConfig, select_partners
@@ -46,7 +48,7 @@ log = structlog.get_logger(__name__)
 _DRAIN_S = 2.0
 
 
-class EscalationWorker:
+class EscalationWorker(PeriodicWorker):
     def __init__(
         self,
         *,
@@ -58,6 +60,13 @@ class EscalationWorker:
         partners: PartnersConfig | None,
         http: httpx.AsyncClient,
     ) -> None:
+        super().__init__(
+            "escalation",
+            interval_s=settings.escalation_tick_s,
+            bus=bus,
+            wake_channels=(QUEUE_CHANNEL,),
+            retry_s=min(1.0, settings.escalation_tick_s),
+        )
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.bus = bus
@@ -85,22 +94,18 @@ class EscalationWorker:
             ["status"],
             registry=metrics.registry,
         )
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._deliveries: dict[asyncio.Task[None], Claimed] = {}
-        self._subscription: Subscription | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._subscription = self.bus.subscribe(QUEUE_CHANNEL)
-        self._tasks = [
-            asyncio.create_task(self._pump(self._subscription), name="escalation-pump"),
-            asyncio.create_task(self._run(), name="escalation-clock"),
-        ]
+    def wakes_on(self, payload: Payload) -> bool:
+        """A resync, or a change at or above the level that escalates (see the queue channel)."""
+        match decode(payload):
+            case Resync():
+                return True
+            case Queued(urgency=urgency) | UrgencyRaised(urgency=urgency):
+                return isinstance(urgency, int) and urgency >= self.policy.min_level
+        return False
 
     async def stop(self) -> None:
         """Stop the clock; let webhooks in flight finish briefly, then hand back the rest.
@@ -108,14 +113,7 @@ class EscalationWorker:
         A claimed delivery carries a lease (``next_attempt_at`` pushed past the request
         timeout) that keeps every other instance off it; left to expire, it would hold an
         urgent handoff back for that long after this process is gone."""
-        if self._subscription is not None:
-            self._subscription.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await super().stop()
         if self._deliveries:
             await asyncio.wait(list(self._deliveries), timeout=_DRAIN_S)
         unfinished = [(task, claimed) for task, claimed in self._deliveries.items()]
@@ -137,27 +135,6 @@ class EscalationWorker:
             return
         for handoff_id in released:
             log.info("handoff_delivery_released", handoff_id=str(handoff_id))
-
-    async def _pump(self, subscription: Subscription) -> None:
-        async for payload in subscription:
-            urgency = payload.get("urgency")
-            if payload.get("kind") == "resync" or (
-                isinstance(urgency, int) and urgency >= self.policy.min_level
-            ):
-                self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.escalation_tick_s)
-            self._wake.clear()
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one bad pass must never stop escalation for good
-                log.error("escalation_pass_failed", error_type=type(exc).__name__)
-                await asyncio.sleep(min(1.0, self.settings.escalation_tick_s))
 
     # -- one pass ----------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from app.partners.schemas import (
     TriageResultOut,
     triage_request_adapter,
 )
-from app.triage import TriageResult, assess_many
+from app.triage import Engine, TriageResult
 
 TRIAGE_SCOPE = "triage"
 KNOWN_SCOPES = frozenset({TRIAGE_SCOPE})
@@ -223,20 +223,20 @@ def request_fingerprint(principal: PartnerPrincipal, payload: TriageItem | Triag
     return keyed_digest(principal.fingerprint_key, _canonical_json(payload.model_dump(mode="json")))
 
 
-def _assess_all(items: Sequence[TriageItem]) -> list[tuple[TriageResult, float]]:
+def _assess_all(engine: Engine, items: Sequence[TriageItem]) -> list[tuple[TriageResult, float]]:
     """One engine call for the whole request (one encoder batch); each item reports its share."""
     started = perf_counter()
-    results = assess_many([(item.text, item.context) for item in items])
+    results = engine.assess_many([(item.text, item.context) for item in items])
     share_ms = (perf_counter() - started) * 1000.0 / max(len(items), 1)
     return [(result, share_ms) for result in results]
 
 
 async def _run_triage(
-    payload: TriageItem | TriageBatch, metrics: Metrics
+    engine: Engine, payload: TriageItem | TriageBatch, metrics: Metrics
 ) -> tuple[dict[str, Any], list[int], str]:
     items = [payload] if isinstance(payload, TriageItem) else payload.items
     # The encoder is CPU work: even one text goes to a worker thread, never the event loop.
-    assessed = await asyncio.to_thread(_assess_all, items)
+    assessed = await asyncio.to_thread(_assess_all, engine, items)
     outs = [TriageResultOut.from_result(result, ms) for result, ms in assessed]
     for out in outs:
         metrics.triage_latency_ms.labels(source="partner").observe(out.elapsed_ms)
@@ -288,6 +288,7 @@ async def triage(
     idempotency_key: str | None,
     metrics: Metrics,
     started: float,
+    engine: Engine,
 ) -> TriageOutcome:
     """Triage and log one call; with an Idempotency-Key, a repeat returns the first response.
 
@@ -303,7 +304,7 @@ async def triage(
         if stored is not None:
             return _replay(stored, fingerprint)
 
-    body, levels, model_version = await _run_triage(payload, metrics)
+    body, levels, model_version = await _run_triage(engine, payload, metrics)
     row = TriageRequest(
         api_key_id=principal.key_id,
         idempotency_key=idempotency_key,

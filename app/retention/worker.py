@@ -8,7 +8,6 @@ purging, so a second instance only finds less to do.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import time
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.core.db import transaction
 from app.core.metrics import Metrics
+from app.core.worker import PeriodicWorker
 from app.retention import service
 from app.retention.service import PurgeCounts
 
@@ -104,7 +104,7 @@ async def run_purge(
     return PurgeReport(cutoff, retention_days, counts, dry_run=False)
 
 
-class RetentionWorker:
+class RetentionWorker(PeriodicWorker):
     """The periodic purge each instance runs (built in the lifespan; ``retention_interval_s`` 0
     turns it off, leaving ``beacon retention purge`` from cron)."""
 
@@ -115,6 +115,9 @@ class RetentionWorker:
         settings: Settings,
         metrics: Metrics,
     ) -> None:
+        super().__init__(
+            "retention", interval_s=settings.retention_interval_s, failure_event="retention_failed"
+        )
         self.sessionmaker = sessionmaker
         self.settings = settings
         self._purged = Counter(
@@ -128,18 +131,16 @@ class RetentionWorker:
             "Unix time of this instance's last completed retention run",
             registry=metrics.registry,
         )
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        if self.settings.retention_interval_s > 0:
-            self._task = asyncio.create_task(self._run(), name="retention")
+    def enabled(self) -> bool:
+        return self.settings.retention_interval_s > 0
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def first_delay_s(self) -> float:
+        # Instances started together do not all purge at the same moment.
+        return random.uniform(0, min(self.interval_s, _FIRST_RUN_SPREAD_S))
+
+    async def tick(self) -> None:
+        await self.run_once()
 
     async def run_once(self) -> PurgeReport:
         report = await run_purge(
@@ -152,13 +153,3 @@ class RetentionWorker:
         self._last_success.set(time.time())
         log.info("retention_purged", **report.counts.as_dict(), cutoff=report.cutoff.isoformat())
         return report
-
-    async def _run(self) -> None:
-        interval = self.settings.retention_interval_s
-        await asyncio.sleep(random.uniform(0, min(interval, _FIRST_RUN_SPREAD_S)))
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:  # the database may be away; the next run picks up the rest
-                log.error("retention_failed", error_type=type(exc).__name__)
-            await asyncio.sleep(interval)

@@ -205,6 +205,7 @@ async def triage(request: Request, state: StateDep, db: DbDep, credentials: Bear
                 idempotency_key=idempotency_key,
                 metrics=state.metrics,
                 started=started,
+                engine=state.triage,
             )
         except BeaconError as exc:
             # Returned rather than raised, so the transaction commits the refusal's log row.

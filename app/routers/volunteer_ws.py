@@ -15,20 +15,21 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from app.core.wsloop import StarletteTransport
-from app.routers import handoffs
+from app.escalation import commands as escalation_commands
 from app.routing.accounts import Principal
 from app.routing.socket import VolunteerDeps, VolunteerSocket
+from app.state import state_of
 
 router = APIRouter()
 
 
 @router.websocket("/v1/volunteer")
 async def volunteer_socket(websocket: WebSocket) -> None:
-    state = websocket.app.state.beacon
+    state = state_of(websocket)
     await websocket.accept()
 
     async def handoff(me: Principal, session_id: uuid.UUID) -> dict[str, Any]:
-        return await handoffs.over_socket(state, me, session_id)
+        return await escalation_commands.over_socket(state, me, session_id)
 
     deps = VolunteerDeps(
         settings=state.settings,
