@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -26,9 +27,22 @@ from app.core.migrate import upgrade_to_head
 from app.core.server import http_protocol
 from app.main import create_app
 from app.routers.deps import get_db
+from app.triage import Engine, load_engine
 from tests import pg
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def shared_triage() -> Engine:
+    """One triage engine for every app the tests build: the app's own lifespan would load (and
+    warm) one per app, about a second each; the model is immutable, so sharing changes nothing."""
+    return load_engine()
+
+
+@pytest.fixture(scope="session")
+def triage_engine() -> Engine:
+    return shared_triage()
 
 
 @pytest.fixture(scope="session")
@@ -124,7 +138,7 @@ async def db(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
+    app = create_app(settings, triage=shared_triage)
     async with app.router.lifespan_context(app):
         yield app
 
@@ -203,7 +217,7 @@ async def live_server_factory(
 
     async def start(**overrides: Any) -> LiveServer:
         settings = settings_factory(**overrides)
-        app = create_app(settings)
+        app = create_app(settings, triage=shared_triage)
         app.state.ws_max_size = settings.max_frame_bytes
         # The HTTP protocol `beacon serve` runs (request-head deadline included).
         server = LiveServer(app, free_port(), http=http_protocol(settings.http_header_timeout_s))

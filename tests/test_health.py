@@ -11,7 +11,7 @@ from alembic import command
 
 from app.core.migrate import alembic_config, head_revision
 from app.main import create_app
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, shared_triage
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -33,7 +33,7 @@ async def test_readyz_is_503_when_migrations_are_behind_head(
 ) -> None:
     """A database one real migration behind head: reachable, but not ready for this code."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}"
-    app = create_app(settings_factory(database_url=url))
+    app = create_app(settings_factory(database_url=url), triage=shared_triage)
     async with app.router.lifespan_context(app):  # SQLite start brings the file to head
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://beacon.test") as c:

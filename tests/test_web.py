@@ -15,6 +15,7 @@ from app.core.config import Settings
 from app.escalation.contacts import diallable
 from app.main import create_app
 from app.web import STATIC_DIR
+from tests.conftest import shared_triage
 
 PAGES = {"/chat": "chat.html", "/dashboard": "dashboard.html"}
 
@@ -94,7 +95,7 @@ async def app_with_partner(
         "levels": ["high", "imminent"],
     }
     partners.write_text(json.dumps({"partners": [line]}))
-    app = create_app(settings_factory(partners_file=partners))
+    app = create_app(settings_factory(partners_file=partners), triage=shared_triage)
     async with app.router.lifespan_context(app):
         yield app
 

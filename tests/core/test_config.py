@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from app.core.config import Environment, Settings
 from app.main import create_app
+from tests.conftest import shared_triage
 
 
 def test_development_runs_on_the_embedded_default() -> None:
@@ -28,7 +29,7 @@ def test_production_refuses_the_embedded_database(url: str | None) -> None:
 
 async def test_production_serve_refuses_to_start_without_partners(database_url: str) -> None:
     settings = Settings(env=Environment.production, database_url=database_url)
-    app = create_app(settings)
+    app = create_app(settings, triage=shared_triage)
     with pytest.raises(RuntimeError, match="BEACON_PARTNERS_FILE"):
         async with app.router.lifespan_context(app):
             pass
@@ -50,6 +51,6 @@ async def test_production_starts_with_postgres_and_partners(
     settings = Settings(
         env=Environment.production, database_url=database_url, partners_file=partners
     )
-    app = create_app(settings)
+    app = create_app(settings, triage=shared_triage)
     async with app.router.lifespan_context(app):
         assert app.state.beacon.settings.env is Environment.production

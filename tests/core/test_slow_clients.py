@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 
 from app.core.server import http_protocol
 from app.main import create_app
-from tests.conftest import LiveServer, ServerProcess, free_port
+from tests.conftest import LiveServer, ServerProcess, free_port, shared_triage
 
 HEAD_TIMEOUT_S = 0.5
 # Never completed: the blank line that would end the head is not sent. At one byte per 0.1 s,
@@ -86,7 +86,7 @@ async def test_the_h11_protocol_cuts_them_off_too(
 ) -> None:
     # uvicorn falls back to h11 where httptools is not installed.
     settings = settings_factory()
-    app = create_app(settings)
+    app = create_app(settings, triage=shared_triage)
     app.state.ws_max_size = settings.max_frame_bytes
     server = LiveServer(app, free_port(), http=http_protocol(HEAD_TIMEOUT_S, base=H11Protocol))
     await server.start()

@@ -18,6 +18,7 @@ from app.core.db import create_sessionmaker, transaction
 from app.main import create_app
 from app.partners import service
 from app.routers.deps import get_db
+from tests.conftest import shared_triage
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ async def client_factory(
             await session.close()
 
     async def make(**overrides: Any) -> httpx.AsyncClient:
-        app = create_app(settings_factory(**overrides))
+        app = create_app(settings_factory(**overrides), triage=shared_triage)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         app.dependency_overrides[get_db] = test_db

@@ -19,7 +19,7 @@ from app.partners import service
 from app.partners.errors import IdempotencyKeyReused
 from app.partners.models import TriageRequest
 from app.partners.schemas import TriageItem
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, shared_triage
 from tests.partners.conftest import Key, KeyFactory
 
 
@@ -157,11 +157,18 @@ async def test_racing_first_calls_meet_at_the_unique_constraint(
                 idempotency_key=idem,
                 metrics=metrics,
                 started=perf_counter(),
+                engine=shared_triage(),
             )
 
     async with sessionmaker() as db_a, db_a.begin():
         outcome_a = await service.triage(
-            db_a, principal, body_a, idempotency_key=idem, metrics=metrics, started=perf_counter()
+            db_a,
+            principal,
+            body_a,
+            idempotency_key=idem,
+            metrics=metrics,
+            started=perf_counter(),
+            engine=shared_triage(),
         )
         racer = asyncio.ensure_future(call(body_b))
         await asyncio.sleep(0.5)
