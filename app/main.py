@@ -33,12 +33,12 @@ from app.retention.worker import RetentionWorker
 from app.routers import chat_ws, dashboard, handoffs, health, pages, triage_api, volunteer_ws
 from app.routing.at_risk import LostVisitorWatch
 from app.routing.worker import RoutingWorker
-from app.state import AppState, BeaconState
+from app.state import BeaconState
 from app.triage import Engine, load_engine
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["AppState", "BeaconState", "create_app", "create_app_from_env"]
+__all__ = ["create_app", "create_app_from_env"]
 
 
 class _Startable(Protocol):

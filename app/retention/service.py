@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record_event
 from app.chat.models import Message
-from app.core.db import utcnow
+from app.core.db import dialect_of, skip_locked, utcnow
 from app.partners.models import TriageRequest
 from app.routing.models import Disposition
 
@@ -82,9 +82,9 @@ def _requests_due(cutoff: datetime) -> list[ColumnElement[bool]]:
 
 def _batch(db: AsyncSession, ids: Select[Any], limit: int) -> Select[Any]:
     ids = ids.limit(limit)
-    if db.get_bind().dialect.name == "postgresql":
+    if dialect_of(db) == "postgresql":
         # Another instance purging at the same moment takes other rows instead of waiting.
-        ids = ids.with_for_update(skip_locked=True)
+        ids = ids.with_for_update(**skip_locked(db))
     return ids
 
 

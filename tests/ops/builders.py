@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chat.models import ChatSession, Message
 from app.partners.models import ApiKey, TriageRequest
 from app.routing.models import Disposition
+from tests.factories import chat_session, save
 
 DAY = timedelta(days=1)
 
@@ -24,25 +25,16 @@ def ago(now: datetime, days: float) -> datetime:
 async def add_session(
     db: AsyncSession, *, created: datetime, status: str = "closed", urgency: int = 0
 ) -> uuid.UUID:
-    session = ChatSession(
-        id=uuid.uuid4(),
-        resume_token_hash=secrets.token_hex(32),
+    row = chat_session(
+        now=created,
         status=status,
         urgency=urgency,
         signals=["method:overdose"] if urgency >= 3 else [],
-        locale="en",
-        last_seq=0,
-        created_at=created,
-        waiting_since=created,
-        updated_at=created,
-        visitor_seen_at=created,
         visitor_connected=False,
+        visitor_spoke_at=None,
         token_expires_at=created + DAY,
-        closed_at=created if status in ("closed", "abandoned") else None,
     )
-    db.add(session)
-    await db.flush()
-    return session.id
+    return (await save(db, row)).id
 
 
 async def add_message(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatSession
 from app.core.config import Settings
-from app.core.db import utcnow
 from app.routing import accounts
 from app.routing.accounts import IssuedAccount, Principal
+from tests.factories import chat_session, save
 
 # Slots a high/imminent chat takes: the shipped default, so tests see what production does.
 SLOTS: int = Settings.model_fields["high_urgency_slots"].default
@@ -29,26 +28,10 @@ async def add_session(
     spoke: bool = True,
 ) -> uuid.UUID:
     """A session whose visitor has spoken (so it is in the queue), unless ``spoke=False``."""
-    now = now or utcnow()
-    session = ChatSession(
-        id=uuid.uuid4(),
-        resume_token_hash=secrets.token_hex(32),
-        status=status,
-        urgency=urgency,
-        signals=[],
-        locale=locale,
-        last_seq=0,
-        created_at=now,
-        waiting_since=now - timedelta(seconds=waited_s),
-        updated_at=now,
-        visitor_seen_at=now,
-        visitor_connected=True,
-        visitor_spoke_at=now if spoke else None,
-        token_expires_at=now + timedelta(days=1),
+    row = chat_session(
+        now=now, waited_s=waited_s, spoke=spoke, urgency=urgency, locale=locale, status=status
     )
-    db.add(session)
-    await db.flush()
-    return session.id
+    return (await save(db, row)).id
 
 
 async def add_volunteer(
