@@ -387,3 +387,34 @@ def test_one_writer_of_session_status() -> None:
     writers = {m.rel: w for m in MODULES.values() if (w := _status_writes(m))}
     assert set(writers) <= {STATUS_WRITER}, writers
     assert STATUS_WRITER in writers, "the scanner no longer recognises the writer itself"
+
+
+# -- the triage engine is built by the lifespan, and handed on ------------------------------------
+
+# Module-level conveniences that reach for a process-wide engine: only app/triage itself (and
+# its CLI) may use them; everything else gets the engine the lifespan loaded.
+_SHARED_ENGINE = {"default_engine", "assess", "assess_many", "MODEL_VERSION"}
+KNOWN_SHARED_ENGINE_USERS = {
+    "app.chat.committer",  # [house-a] default `triage=assess_many`; the lifespan passes its own
+}
+
+
+def _shared_engine_users() -> set[str]:
+    users = set()
+    for name, module in MODULES.items():
+        if name == "app.triage" or name.startswith("app.triage."):
+            continue
+        for node in ast.walk(module.tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and _resolve(module, node) == "app.triage"
+                and {a.name for a in node.names} & _SHARED_ENGINE
+            ):
+                users.add(name)
+    return users
+
+
+def test_only_the_lifespan_loads_a_triage_engine() -> None:
+    users = _shared_engine_users()
+    assert users - KNOWN_SHARED_ENGINE_USERS == set()
+    assert KNOWN_SHARED_ENGINE_USERS - users == set(), "fixed: remove from the KNOWN set"

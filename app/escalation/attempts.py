@@ -14,16 +14,11 @@ from app.bus import Bus
 from app.chat.models import ChatSession
 from app.core.db import skip_locked, utcnow
 from app.domain.handoff import HandoffStatus
-from app.escalation.alerts import (
-    audit,
-    record_outcome,
-)
+from app.escalation.alerts import audit, record_outcome
 from app.escalation.clock import payload_bytes
 from app.escalation.lifecycle import advance
 from app.escalation.models import Handoff, HandoffAttempt
-from app.escalation.repository import (
-    write_first,
-)
+from app.escalation.repository import write_first
 from app.escalation.templates import MessageKind
 
 

@@ -18,13 +18,7 @@ from app.chat.models import ChatSession
 from app.core.config import Settings
 from app.core.db import skip_locked, utcnow
 from app.domain.handoff import HANDOFF, HandoffStatus
-from app.escalation.alerts import (
-    SUPERVISOR_ROLES,
-    alert,
-    alert_supervisors,
-    audit,
-    seconds_until,
-)
+from app.escalation.alerts import SUPERVISOR_ROLES, alert, alert_supervisors, audit, seconds_until
 from app.escalation.lifecycle import advance
 from app.escalation.models import Handoff
 from app.escalation.partners import PartnersConfig, select_partners

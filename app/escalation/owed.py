@@ -13,13 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.models import ChatSession
 from app.core.db import utcnow
-from app.escalation.alerts import (
-    audit,
-)
+from app.escalation.alerts import audit
 from app.escalation.models import Handoff
-from app.escalation.repository import (
-    NO_SYNC,
-)
+from app.escalation.repository import NO_SYNC
 from app.escalation.templates import MessageKind
 
 # Automatic escalation's two opening messages: the usual one, and the one for a chat a

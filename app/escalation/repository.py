@@ -16,9 +16,7 @@ from app.core.db import dialect_of, take_write_lock
 from app.domain import handoff as handoff_states
 from app.domain import session as session_states
 from app.domain.machine import values
-from app.escalation.errors import (
-    HandoffNotFound,
-)
+from app.escalation.errors import HandoffNotFound
 from app.escalation.models import OPEN_HANDOFF_STATUSES, Handoff, HandoffAttempt
 from app.escalation.partners import Partner, PartnersConfig
 from app.escalation.policy import Policy

@@ -14,26 +14,11 @@ from app.chat.models import ChatSession
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import NotFound
-from app.escalation.alerts import (
-    alert_supervisors,
-    audit,
-)
-from app.escalation.clock import (
-    start_delivery,
-)
-from app.escalation.errors import (
-    InvalidTransition,
-    RescueNotFound,
-    SessionNotLive,
-    SupervisorsOnly,
-)
+from app.escalation.alerts import alert_supervisors, audit
+from app.escalation.clock import start_delivery
+from app.escalation.errors import InvalidTransition, RescueNotFound, SessionNotLive, SupervisorsOnly
 from app.escalation.models import Handoff, RescueRequest
-from app.escalation.repository import (
-    LIVE,
-    lock_session,
-    open_handoff,
-    write_first,
-)
+from app.escalation.repository import LIVE, lock_session, open_handoff, write_first
 from app.routing.access import require_access
 from app.routing.accounts import Principal
 

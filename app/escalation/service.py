@@ -28,13 +28,7 @@ from app.escalation.attempts import (
     release_deliveries,
 )
 from app.escalation.callbacks import apply_partner_status
-from app.escalation.clock import (
-    alert_in_chat,
-    build_payload,
-    due_handoffs,
-    escalate,
-    payload_bytes,
-)
+from app.escalation.clock import alert_in_chat, build_payload, due_handoffs, escalate, payload_bytes
 from app.escalation.errors import (
     HandoffNotFound,
     InvalidTransition,

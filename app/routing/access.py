@@ -10,12 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chat.models import ChatSession, Message
 from app.core.errors import NotFound
 from app.routing.accounts import Principal
-from app.routing.claims import (
-    audit,
-)
-from app.routing.errors import (
-    NotAssigned,
-)
+from app.routing.claims import audit
+from app.routing.errors import NotAssigned
 from app.routing.models import Assignment
 
 

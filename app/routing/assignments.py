@@ -32,20 +32,8 @@ from app.chat.models import ChatSession
 from app.core.db import utcnow
 from app.core.errors import NotFound
 from app.routing.accounts import Principal
-from app.routing.claims import (
-    audit,
-    end_assignment,
-    end_offer,
-    move,
-    offer_slot,
-    open_offer,
-)
-from app.routing.errors import (
-    AtCapacity,
-    NoOffer,
-    QueueEmpty,
-    SessionTaken,
-)
+from app.routing.claims import audit, end_assignment, end_offer, move, offer_slot, open_offer
+from app.routing.errors import AtCapacity, NoOffer, QueueEmpty, SessionTaken
 from app.routing.models import Assignment
 from app.routing.notices import (
     Notice,
@@ -55,9 +43,7 @@ from app.routing.notices import (
     visitor_notice,
     volunteer_channel,
 )
-from app.routing.slots import (
-    take_slot,
-)
+from app.routing.slots import take_slot
 
 
 async def offer(

@@ -16,21 +16,13 @@ from app.audit.service import SYSTEM, Actor, record_event
 from app.chat.lifecycle import transition
 from app.chat.models import ChatSession
 from app.core.db import take_write_lock
+from app.domain.assignment import ASSIGNMENT, AssignmentStatus
 from app.domain.machine import values
 from app.domain.session import ENDED, LIVE, SessionStatus
 from app.routing.accounts import Principal
 from app.routing.models import Assignment, Volunteer
-from app.routing.notices import (
-    ROUTING_WAKE,
-    Notice,
-    OfferMade,
-    session_update,
-    visitor_notice,
-)
-from app.routing.slots import (
-    free_slot,
-    take_slot,
-)
+from app.routing.notices import ROUTING_WAKE, Notice, OfferMade, session_update, visitor_notice
+from app.routing.slots import free_slot, take_slot
 
 DISPOSITIONS = (
     "supported",
@@ -114,6 +106,7 @@ async def end_offer(
     db: AsyncSession, pending: Assignment, status: str, now: datetime, actor: Principal | None
 ) -> list[Notice]:
     """Decline, expiry or withdrawal: the slot frees and the session goes back where it was."""
+    ASSIGNMENT.check([AssignmentStatus.offered], AssignmentStatus(status))
     result = await db.execute(
         update(Assignment)
         .where(Assignment.id == pending.id, Assignment.status == "offered")
@@ -163,6 +156,7 @@ async def end_assignment(
 ) -> bool:
     """End it and give back the slots it holds, as read from the row this UPDATE changed (so a
     top-up that committed meanwhile is given back too)."""
+    ASSIGNMENT.check([assignment.status], AssignmentStatus(status))
     result = await db.execute(
         update(Assignment)
         .where(Assignment.id == assignment.id, Assignment.status == assignment.status)

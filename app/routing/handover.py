@@ -25,22 +25,10 @@ from app.routing.claims import (
     move,
     offer_slot,
 )
-from app.routing.errors import (
-    AtCapacity,
-    NotAssigned,
-    SessionTaken,
-)
+from app.routing.errors import AtCapacity, NotAssigned, SessionTaken
 from app.routing.models import Assignment, Disposition, Volunteer
-from app.routing.notices import (
-    ROUTING_WAKE,
-    Notice,
-    OfferMade,
-    session_update,
-    visitor_notice,
-)
-from app.routing.slots import (
-    free_slot,
-)
+from app.routing.notices import ROUTING_WAKE, Notice, OfferMade, session_update, visitor_notice
+from app.routing.slots import free_slot
 from app.triage.types import Level
 
 
