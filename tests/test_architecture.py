@@ -29,12 +29,8 @@ MAX_FUNCTION_LINES = 80
 
 # Over the limits when this test was written, each with its size then: they may only shrink.
 # (owner in brackets; remove an entry once its file is under the limit.)
-KNOWN_LONG_MODULES: dict[str, int] = {
-    "app/chat/committer.py": 812,  # [house-a]
-}
+KNOWN_LONG_MODULES: dict[str, int] = {}
 KNOWN_LONG_FUNCTIONS: dict[str, int] = {
-    "app/chat/committer.py:MessageCommitter._store": 189,  # [house-a]
-    "app/routers/volunteer_ws.py:volunteer_socket": 104,  # [house-a]
     "app/triage/learn.py:train": 100,  # [lead]
 }
 
@@ -333,6 +329,12 @@ def _writes_status(call: ast.Call, sessions: set[str]) -> bool:
 def _status_writes(module: Module) -> list[str]:
     found = []
     sessions = _session_aliases(module)
+    # ``x.status = ...`` changes a session only where session rows are at hand: in modules that
+    # import the model (a socket protocol's or the simulator's own state is not a row).
+    orm = any(
+        isinstance(n, ast.ImportFrom) and any(a.name == "ChatSession" for a in n.names)
+        for n in ast.walk(module.tree)
+    )
     for node in ast.walk(module.tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, ast.Call):
@@ -344,7 +346,7 @@ def _status_writes(module: Module) -> list[str]:
                 and any(k.arg == "status" for k in node.keywords)
             ):
                 found.append(f"{module.rel}:{line} ChatSession(status=...)")
-        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        if orm and isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 if (
@@ -367,6 +369,7 @@ _OTHER_ENTITIES = {"handoff", "rescue"}
 
 def test_the_status_scanner_sees_each_way_of_writing() -> None:
     source = """
+from app.chat.models import ChatSession
 update(ChatSession).where(ChatSession.id == 1).values(status="closed")
 update(ChatSession).values({"status": "closed"})
 ChatSession(id=1, status="waiting")
@@ -381,6 +384,9 @@ handoff.status = "delivered"
 """
     module = Module("probe", APP / "probe.py", ast.parse(source))
     assert len(_status_writes(module)) == 6
+    # Without session rows at hand, ``x.status = ...`` is some other object's state.
+    elsewhere = Module("probe", APP / "probe.py", ast.parse('visit.status = "closed"'))
+    assert _status_writes(elsewhere) == []
 
 
 def test_one_writer_of_session_status() -> None:
