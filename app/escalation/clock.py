@@ -31,8 +31,9 @@ from app.escalation.repository import (
     open_handoff,
     write_first,
 )
+from app.routing.frames import AlertOut
 from app.routing.models import Assignment, Volunteer
-from app.routing.notices import volunteer_channel
+from app.routing.notices import payload, volunteer_channel
 from app.triage.types import Level
 
 
@@ -199,7 +200,7 @@ async def alert_in_chat(
         [
             supervisors,
             *(
-                (volunteer_channel(h.volunteer_id), {"type": "alert", **for_holder})
+                (volunteer_channel(h.volunteer_id), payload(AlertOut(**for_holder)))
                 for h in holders
                 if h.role not in SUPERVISOR_ROLES
             ),
