@@ -38,7 +38,7 @@ from app.core.errors import BeaconError
 from app.core.metrics import Metrics
 from app.core.wire import ServerFrame
 from app.core.wsloop import Action, Call, Send
-from app.routing import assignments, dispatch, frames, notify, presence, protocol
+from app.routing import assignments, commands, frames, notify, presence, protocol
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
 from app.routing.models import Assignment
@@ -84,6 +84,7 @@ class VolunteerLink:
         self.worker = worker
         self.committer = committer
         self.metrics = metrics
+        self._commands = commands.Context(bus, settings, metrics)
         self._send = send
         self._send_lock = asyncio.Lock()
         self.presence = "online"
@@ -342,57 +343,29 @@ class VolunteerLink:
                 await assignments.require_access(db, self.principal, frame.session_id, write=False)
             await self._hold(frame.session_id, frame.last_seq, rewind=True)
             return
+        command = self._as_command(frame)
         async with transaction(self.sessionmaker) as db:
-            notices = await self._change(db, frame)
-            await notify.publish(self.bus, notices, db=db)
+            await commands.execute(db, self._commands, self.principal, command)
 
-    async def _change(
-        self, db: AsyncSession, frame: frames.ClientFrame
-    ) -> list[assignments.Notice]:
-        me = self.principal
-        if isinstance(frame, frames.AcceptFrame):
-            session, notices = await assignments.accept(db, me, frame.session_id)
-            notify.observe_answered(self.metrics, session)
-            return notices
-        if isinstance(frame, frames.DeclineFrame):
-            return await assignments.decline(db, me, frame.session_id)
-        if isinstance(frame, frames.NextFrame):
-            now = utcnow()
-            queue = await dispatch.waiting_sessions(db, self.settings)
-            candidates = [
-                s.id for s in queue if dispatch.eligible(s, me.languages, now, self.settings)
-            ]
-            session, notices = await assignments.next_session(
-                db,
-                me,
-                candidates,
-                high_urgency_slots=self.settings.high_urgency_slots,
-                now=now,
-            )
-            notify.observe_answered(self.metrics, session)
-            return notices
-        if isinstance(frame, frames.ReleaseFrame):
-            return await assignments.release_by(db, me, frame.session_id)
-        if isinstance(frame, frames.TransferFrame):
-            _, notices = await assignments.transfer(
-                db,
-                me,
-                frame.session_id,
-                to_volunteer_id=frame.to_volunteer_id,
-                to_supervisor=frame.to_supervisor,
-                timeout_s=self.settings.offer_timeout_s,
-                high_urgency_slots=self.settings.high_urgency_slots,
-            )
-            return notices
-        if isinstance(frame, frames.CloseFrame):
-            return await assignments.close(
-                db,
-                me,
-                frame.session_id,
-                disposition=frame.disposition,
-                risk_level=frame.risk_value,
-                notes=frame.notes,
-            )
+    def _as_command(self, frame: frames.ClientFrame) -> commands.Command:
+        """The frame as the command REST runs too (``app.routing.commands``)."""
+        match frame:
+            case frames.AcceptFrame():
+                return commands.Accept(frame.session_id)
+            case frames.DeclineFrame():
+                return commands.Decline(frame.session_id)
+            case frames.NextFrame():
+                return commands.Next()
+            case frames.ReleaseFrame():
+                return commands.Release(frame.session_id)
+            case frames.TransferFrame():
+                return commands.Transfer(
+                    frame.session_id, frame.to_volunteer_id, frame.to_supervisor
+                )
+            case frames.CloseFrame():
+                return commands.Close(
+                    frame.session_id, frame.disposition, frame.risk_value, frame.notes
+                )
         raise frames.UnexpectedFrame(f"{frame.type} is not valid here")
 
     async def _message(self, frame: frames.MessageFrame) -> None:
