@@ -424,3 +424,18 @@ def test_only_the_lifespan_loads_a_triage_engine() -> None:
     users = _shared_engine_users()
     assert users - KNOWN_SHARED_ENGINE_USERS == set()
     assert KNOWN_SHARED_ENGINE_USERS - users == set(), "fixed: remove from the KNOWN set"
+
+
+def test_the_app_state_is_read_in_one_typed_place() -> None:
+    """``app.state.beacon`` is untyped: only ``app.state.state_of`` reads it (and the lifespan
+    in ``app.main`` sets it)."""
+    readers = {
+        module.rel
+        for module in MODULES.values()
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "beacon"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "state"
+    }
+    assert readers == {"app/state.py", "app/main.py"}

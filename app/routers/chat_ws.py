@@ -11,13 +11,14 @@ from fastapi import APIRouter, WebSocket
 from app.chat.admission import client_key
 from app.chat.connection import ChatDeps, VisitorConnection
 from app.core.wsloop import StarletteTransport
+from app.state import state_of
 
 router = APIRouter(tags=["chat"])
 
 
 @router.websocket("/v1/chat")
 async def visitor_chat(websocket: WebSocket) -> None:
-    state = websocket.app.state.beacon
+    state = state_of(websocket)
     await websocket.accept()
     deps = ChatDeps(
         settings=state.settings,
