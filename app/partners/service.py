@@ -15,7 +15,6 @@ from time import perf_counter
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +23,7 @@ from app.core.db import utcnow
 from app.core.errors import BeaconError, InvalidJson, NotFound, ValidationFailed
 from app.core.metrics import Metrics
 from app.core.security import digest_secret, keyed_digest, secret_matches
+from app.partners import repository
 from app.partners.errors import (
     IdempotencyKeyReused,
     InsufficientScope,
@@ -126,7 +126,7 @@ async def create_key(
 
 async def revoke_key(db: AsyncSession, key_id: uuid.UUID, *, actor_id: str | None = None) -> ApiKey:
     """Revokes at once (keys are checked on every request); revoking twice keeps the first time."""
-    row = await db.get(ApiKey, key_id, with_for_update=True)
+    row = await repository.key_for_update(db, key_id)
     if row is None:
         raise NotFound(f"no API key {key_id}")
     if row.revoked_at is None:
@@ -145,8 +145,7 @@ async def revoke_key(db: AsyncSession, key_id: uuid.UUID, *, actor_id: str | Non
 
 
 async def list_keys(db: AsyncSession) -> list[ApiKey]:
-    result = await db.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))
-    return list(result.scalars())
+    return await repository.all_keys(db)
 
 
 async def authenticate(db: AsyncSession, token: str | None, *, scope: str) -> PartnerPrincipal:
@@ -161,7 +160,7 @@ async def authenticate(db: AsyncSession, token: str | None, *, scope: str) -> Pa
     if parts is None:
         raise InvalidApiKey()
     prefix, secret = parts
-    row = (await db.execute(select(ApiKey).where(ApiKey.prefix == prefix))).scalar_one_or_none()
+    row = await repository.key_by_prefix(db, prefix)
     if not secret_matches(secret, row.key_hash if row is not None else None) or row is None:
         raise InvalidApiKey()
     if row.revoked_at is not None:
@@ -253,17 +252,6 @@ async def _run_triage(
     return batch.model_dump(mode="json"), levels, model_version
 
 
-async def _find_by_idempotency_key(
-    db: AsyncSession, key_id: uuid.UUID, idempotency_key: str
-) -> TriageRequest | None:
-    result = await db.execute(
-        select(TriageRequest).where(
-            TriageRequest.api_key_id == key_id, TriageRequest.idempotency_key == idempotency_key
-        )
-    )
-    return result.scalar_one_or_none()
-
-
 def _replay(stored: TriageRequest, fingerprint: str) -> TriageOutcome:
     if stored.request_hash != fingerprint:
         raise IdempotencyKeyReused()
@@ -300,7 +288,7 @@ async def triage(
     """
     fingerprint = request_fingerprint(principal, payload)
     if idempotency_key is not None:
-        stored = await _find_by_idempotency_key(db, principal.key_id, idempotency_key)
+        stored = await repository.request_by_idempotency_key(db, principal.key_id, idempotency_key)
         if stored is not None:
             return _replay(stored, fingerprint)
 
@@ -325,7 +313,9 @@ async def triage(
                 db.add(row)
                 await db.flush()
         except IntegrityError:
-            stored = await _find_by_idempotency_key(db, principal.key_id, idempotency_key)
+            stored = await repository.request_by_idempotency_key(
+                db, principal.key_id, idempotency_key
+            )
             if stored is None:
                 raise
             return _replay(stored, fingerprint)
