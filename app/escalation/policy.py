@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.config import Settings
+from app.domain import session as session_states
 from app.triage.types import Level
 
 
@@ -34,3 +35,15 @@ class Policy:
         if level >= Level.high:
             return self.high_deadline_s
         return None
+
+
+def awaiting_answer(status: str, *, held: bool) -> bool:
+    """Whether the handoff clock may act on a session: start it, or at its deadline hand off
+    (otherwise it stands down). ``held``: a volunteer has an active assignment on it, which
+    matters only during a warm transfer — until the other volunteer accepts, the first one is
+    still in the chat.
+
+    Pure, so that the shift simulator (``app.simulate``) decides with the server's own rule."""
+    return status in session_states.UNANSWERED and not (
+        status == session_states.SessionStatus.transferring and held
+    )

@@ -19,7 +19,7 @@ from app.domain.machine import values
 from app.escalation.errors import HandoffNotFound
 from app.escalation.models import OPEN_HANDOFF_STATUSES, Handoff, HandoffAttempt
 from app.escalation.partners import Partner, PartnersConfig
-from app.escalation.policy import Policy
+from app.escalation.policy import Policy, awaiting_answer
 from app.routing.models import Assignment
 from app.triage.types import Level
 
@@ -73,9 +73,8 @@ def unanswered() -> Any:
 
 
 async def is_unanswered(db: AsyncSession, session: ChatSession) -> bool:
-    if session.status == "transferring":
-        return not await db.scalar(select(holds(session.id)))
-    return session.status in UNANSWERED
+    held = session.status == "transferring" and bool(await db.scalar(select(holds(session.id))))
+    return awaiting_answer(session.status, held=held)
 
 
 def escalated_before(session_id: Any) -> Any:

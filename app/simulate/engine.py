@@ -3,7 +3,7 @@
 Each routing pass does what ``app.routing.dispatch.route_once`` does, with the same pure
 functions: the waiting queue in the policy's order (Beacon's is ``priority_of``), the offers from
 ``plan_offers`` (eligibility, least loaded and longest idle, ``slot_weight``), and for Beacon the
-handoff clock of ``app.escalation.service.Policy`` (deadlines) and its ``UNANSWERED`` states. What
+handoff clock of ``app.escalation.policy`` (``Policy`` deadlines, ``awaiting_answer``). What
 the server does with rows — taking slots, expiring offers, topping up a clamped urgent chat,
 remembering refusals — is mirrored here on plain objects.
 
@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 
 from app.core.config import Settings
-from app.escalation.service import UNANSWERED
-from app.escalation.service import Policy as EscalationPolicy
+from app.escalation.policy import Policy as EscalationPolicy
+from app.escalation.policy import awaiting_answer
 from app.routing.assignments import slot_weight
 from app.routing.dispatch import Candidate, Waiting, plan_offers, session_language
 from app.simulate.policies import QueuePolicy
@@ -453,7 +453,7 @@ class _Run:
     def _handoff_due(self, t: float, subject: object, token: int) -> bool:
         """The deadline: hand off if nobody answered (the server's rule), else stand down."""
         assert isinstance(subject, _Visit)
-        if subject.status in UNANSWERED:  # nobody holds a simulated chat that is not active
+        if awaiting_answer(subject.status, held=subject.status == "active"):
             handoff = self.scenario.handoff
             delay = (
                 self.rng.expovariate(1.0 / handoff.partner_response_s)

@@ -8,8 +8,11 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.chat.models import ChatSession
 from app.core.config import Settings
 from app.core.db import utcnow
+from app.escalation import policy as escalation_policy
+from app.escalation import repository as escalation_repository
 from app.escalation import service as escalation_service
 from app.routing import assignments, dispatch
 from app.simulate import engine, policies
@@ -107,12 +110,28 @@ def test_the_handoff_deadline_moves_server_and_simulator_together(
     assert _handed_off(deadline_s) is handed_off
 
 
+@pytest.mark.parametrize(
+    "status", ["waiting", "offered", "active", "transferring", "handed_off", "closed"]
+)
+async def test_the_servers_deadline_check_is_the_pure_rule(db: AsyncSession, status: str) -> None:
+    """The escalation clock asks ``awaiting_answer`` of the locked row; the simulator asks it of a
+    simulated session. Same answers, on real rows."""
+    session_id = await add_session(db, urgency=Level.imminent, status=status)
+    session = await db.get(ChatSession, session_id)
+    assert session is not None
+    assert await escalation_repository.is_unanswered(
+        db, session
+    ) is escalation_policy.awaiting_answer(status, held=False)
+
+
 def test_the_decision_at_the_deadline_is_the_servers() -> None:
-    # The states the escalation service hands off from are the ones the simulator reads.
-    assert engine.UNANSWERED is escalation_service.UNANSWERED
-    assert "waiting" in engine.UNANSWERED
-    assert "offered" in engine.UNANSWERED
-    assert "active" not in engine.UNANSWERED
+    assert escalation_repository.awaiting_answer is escalation_policy.awaiting_answer
+    assert engine.awaiting_answer is escalation_policy.awaiting_answer
+    assert escalation_policy.awaiting_answer("waiting", held=False)
+    assert escalation_policy.awaiting_answer("offered", held=False)
+    assert escalation_policy.awaiting_answer("transferring", held=False)
+    assert not escalation_policy.awaiting_answer("transferring", held=True)
+    assert not escalation_policy.awaiting_answer("active", held=True)
 
 
 def test_the_routing_functions_are_the_servers() -> None:
@@ -120,7 +139,7 @@ def test_the_routing_functions_are_the_servers() -> None:
     assert engine.plan_offers is dispatch.plan_offers
     assert engine.slot_weight is assignments.slot_weight
     assert policies.priority_of is dispatch.priority_of
-    assert engine.EscalationPolicy is escalation_service.Policy
+    assert engine.EscalationPolicy is escalation_service.Policy is escalation_policy.Policy
 
 
 def test_an_imminent_visitor_takes_the_slots_the_server_would_give() -> None:
