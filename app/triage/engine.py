@@ -262,13 +262,14 @@ class Engine:
         model_level = _model_level(probabilities, thresholds)
         if (
             model_level > Level.moderate
-            and current.words <= SHORT_LINE_WORDS
+            and len(current.scan.masked.split()) <= SHORT_LINE_WORDS
             and not any(
                 _is_crisis(signal) for item in (current, *earlier) for signal in item.scan.signals
             )
             and all(item.level < Level.high for item in earlier)
         ):
-            # A line of a few words in a conversation where nothing is urgent and nothing the
+            # A line of a few words (counted after the guards: "can someone talk to me pls"
+            # leaves "please") in a conversation where nothing is urgent and nothing the
             # tables recognise ("just saying hi", "second" after "are you there?") is where the
             # model strays furthest from its training data; it may make such a line moderate
             # (a human still looks), not high. A short line after an urgent one ("jk") is not
