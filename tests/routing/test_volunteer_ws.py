@@ -106,7 +106,9 @@ async def test_bad_frames_get_error_frames_and_keep_the_socket(
 async def test_volunteer_cannot_touch_a_session_that_is_not_theirs(
     world_factory: Callable[..., Any],
 ) -> None:
-    world = await world_factory()
+    # Not a test of offer expiry: a longer offer keeps a slow first triage (cold caches, a
+    # loaded machine) from expiring the offer before the holder accepts it.
+    world = await world_factory(offer_timeout_s=10.0)
     holder_account = await world.volunteer(capacity=1)
     stranger_account = await world.volunteer(capacity=1)
     holder = await VolunteerClient.connect(world.server.ws_url, holder_account.token)
