@@ -12,6 +12,7 @@ _DOMAIN_COMMANDS = {
     "triage": "app.triage.cli",
     "partner": "app.partners.cli",
     "volunteer": "app.routing.cli",
+    "resource": "app.resources.cli",
     "retention": "app.retention.cli",
     "simulate": "app.simulate.cli",
 }
@@ -24,6 +25,7 @@ commands:
   triage "text" | batch | eval     triage text, a CSV, or measure quality on a labelled CSV
   partner add NAME | revoke ID     manage partner API keys
   volunteer add NAME [...]         create volunteer / supervisor accounts
+  resource add | list | remove     the resource library volunteers send as cards
   retention purge [--dry-run]      purge transcripts older than BEACON_RETENTION_DAYS now
   simulate [run] | staff [...]     simulate a shift through the routing policy (docs/simulation.md)
 """

@@ -30,7 +30,16 @@ from app.core.migrate import upgrade_to_head
 from app.escalation.partners import PartnersConfig, load_partners
 from app.escalation.worker import EscalationWorker
 from app.retention.worker import RetentionWorker
-from app.routers import chat_ws, dashboard, handoffs, health, pages, triage_api, volunteer_ws
+from app.routers import (
+    chat_ws,
+    dashboard,
+    handoffs,
+    health,
+    pages,
+    resources,
+    triage_api,
+    volunteer_ws,
+)
 from app.routing.at_risk import LostVisitorWatch
 from app.routing.worker import RoutingWorker
 from app.state import BeaconState
@@ -217,7 +226,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (health, triage_api, volunteer_ws, dashboard, chat_ws, handoffs, pages):
+    routers = (health, triage_api, volunteer_ws, dashboard, resources, chat_ws, handoffs, pages)
+    for router in routers:
         app.include_router(router.router)
     return app
 

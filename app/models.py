@@ -5,6 +5,7 @@ from app.chat.models import ChatSession, Message
 from app.core.db import Base
 from app.escalation.models import Handoff, HandoffAttempt, RescueRequest
 from app.partners.models import ApiKey, TriageRequest
+from app.resources.models import Resource
 from app.routing.models import Assignment, Disposition, Volunteer
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "HandoffAttempt",
     "Message",
     "RescueRequest",
+    "Resource",
     "TriageRequest",
     "Volunteer",
 ]

@@ -181,7 +181,8 @@ def test_routers_do_not_import_routers() -> None:
     ("package", "forbidden"),
     [
         ("app.chat", ("app.routing", "app.escalation", "app.routers", "app.state")),
-        ("app.routing", ("app.escalation", "app.routers", "app.state")),
+        ("app.routing", ("app.escalation", "app.routers", "app.state", "app.resources")),
+        ("app.resources", ("app.escalation", "app.routers", "app.state")),
         ("app.domain", ("app.",)),
         ("app.triage", ("app.",)),
         ("app.core", ("app.chat", "app.routing", "app.escalation", "app.routers", "app.state")),

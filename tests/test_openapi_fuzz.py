@@ -1,9 +1,10 @@
 """Schemathesis over every REST operation in the published OpenAPI, on a real ``beacon serve``.
 
-Authenticated the way an operator would set it up (`beacon volunteer add --role supervisor`,
-`beacon partner add`), then again with no credentials at all. Valid and invalid data (the
-coverage phase's edge cases and negative fuzzing) must get a documented status with a body that
-matches the schema; errors always have the ``{"error": code, "detail": ...}`` shape, never a 5xx.
+Authenticated the way an operator would set it up (`beacon volunteer add --role admin`, who
+has every supervisor right and manages the resource library, `beacon partner add`), then again
+with no credentials at all. Valid and invalid data (the coverage phase's edge cases and
+negative fuzzing) must get a documented status with a body that matches the schema; errors
+always have the ``{"error": code, "detail": ...}`` shape, never a 5xx.
 """
 
 from __future__ import annotations
@@ -125,10 +126,16 @@ async def _seed(engine: AsyncEngine, base_url: str, token: str) -> dict[str, lis
             rescue = await client.post(f"/v1/dashboard/sessions/{session_id}/rescue")
             assert rescue.status_code == 200, rescue.text
             rescues.append(rescue.json()["rescue_id"])
+        resource = await client.post(
+            "/v1/admin/resources",
+            json={"title": "Fuzz line", "locale": "en", "phone": "+1 555 0100", "text": "Call."},
+        )
+        assert resource.status_code == 201, resource.text
     return {
         "session_id": sessions,
         "handoff_id": [handoff.json()["handoff_id"]],
         "rescue_id": rescues,
+        "resource_id": [resource.json()["id"]],
     }
 
 
@@ -159,7 +166,7 @@ async def test_every_operation_authenticated(
         "add",
         _name(),
         "--role",
-        "supervisor",
+        "admin",
         "--capacity",
         "10",
     )
@@ -184,6 +191,8 @@ async def test_every_operation_authenticated(
     assert run.statuses["POST /v1/dashboard/sessions/{session_id}/claim"] & {200, 409}
     assert 200 in run.statuses["GET /v1/handoffs/{handoff_id}"]
     assert 401 in run.statuses["POST /v1/handoffs/{handoff_id}/status"]
+    assert 201 in run.statuses["POST /v1/admin/resources"]
+    assert run.statuses["DELETE /v1/admin/resources/{resource_id}"] & {204, 404}
 
 
 @pytest.mark.timeout(240)

@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from app.chat import cards
 from app.core.wire import ServerFrame
 
 MAX_SEQ = 2**31 - 1  # messages.seq is a 32-bit integer column
@@ -209,7 +210,7 @@ class AckOut(ServerFrame):
 
 
 class MessageOut(ServerFrame):
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"kind", "client_msg_id"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"kind", "client_msg_id", "resource"})
     type: Literal["message"] = "message"
     seq: int
     sender: str
@@ -217,6 +218,7 @@ class MessageOut(ServerFrame):
     sent_at: str  # datetime.isoformat(): "+00:00", as the wire has always said
     kind: str | None = None
     client_msg_id: str | None = None
+    resource: cards.ResourceCard | None = None  # kind "resource": the card (app/chat/cards.py)
 
     @classmethod
     def of(
@@ -229,13 +231,15 @@ class MessageOut(ServerFrame):
         kind: str | None = None,
         client_msg_id: str | None = None,
     ) -> MessageOut:
+        shown, card = cards.wire_text(kind, text)
         return cls(
             seq=seq,
             sender=sender,
-            text=text,
+            text=shown,
             sent_at=sent_at.isoformat(),
             kind=kind,
             client_msg_id=client_msg_id,
+            resource=card,
         )
 
 

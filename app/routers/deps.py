@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Forbidden, Unauthorized
+from app.resources.errors import AdminsOnly
 from app.routing import accounts
 from app.routing.accounts import Principal
 from app.state import BeaconState, state_of
@@ -52,6 +53,17 @@ async def current_supervisor(
     return principal
 
 
+async def current_admin(
+    principal: Annotated[Principal, Depends(current_volunteer)],
+) -> Principal:
+    """Admins manage reviewed content (resources, canned replies): a supervisor's rights over
+    chats do not include editing what every volunteer sends."""
+    if principal.role != "admin":
+        raise AdminsOnly("admins only")
+    return principal
+
+
 # Volunteer and supervisor routes (the dashboard's and the handoff actions) authenticate alike.
 Me = Annotated[Principal, Depends(current_volunteer)]
 Supervisor = Annotated[Principal, Depends(current_supervisor)]
+Admin = Annotated[Principal, Depends(current_admin)]

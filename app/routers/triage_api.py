@@ -33,6 +33,7 @@ from app.core.errors import (
 from app.partners import service
 from app.partners.ratelimit import TokenBucketLimiter
 from app.partners.schemas import RequestLimits, TriageResponse, request_body_openapi
+from app.resources import suited
 from app.routers.deps import DbDep, StateDep
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,31 @@ _IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
 }
 
 
+_RESOURCES_PARAMS: list[dict[str, Any]] = [
+    {
+        "name": "resources",
+        "in": "query",
+        "required": False,
+        "description": (
+            "`1`: each result also carries `resources`, the reviewed resources of Beacon's "
+            "library that suit its level and locale (at most 5), looked up when answering "
+            "(also on an Idempotency-Key replay, whose triage part is the stored one)."
+        ),
+        "schema": {"type": "string", "enum": ["0", "1"]},
+    },
+    {
+        "name": "locale",
+        "in": "query",
+        "required": False,
+        "description": (
+            "The resources' locale (e.g. `es`); without it, the language triage read "
+            "(`lang:` signal), else `en`."
+        ),
+        "schema": {"type": "string", "minLength": 2, "maxLength": 16},
+    },
+]
+
+
 def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"description": description, "schema": schema or {"type": "string"}}
 
@@ -86,7 +112,7 @@ _ERROR_CODES = {
     409: "idempotency_key_reused",
     413: "payload_too_large",
     415: "unsupported_media_type",
-    422: "validation_error or invalid_idempotency_key",
+    422: "validation_error, invalid_idempotency_key or invalid_query",
     429: "rate_limited",
 }
 
@@ -171,7 +197,7 @@ def _limiter(request: Request) -> TokenBucketLimiter:
     summary="Triage a text (with its conversation) or a batch of up to 100",
     openapi_extra={
         "requestBody": request_body_openapi(),
-        "parameters": [_IDEMPOTENCY_KEY_PARAM],
+        "parameters": [_IDEMPOTENCY_KEY_PARAM, *_RESOURCES_PARAMS],
     },
 )
 async def triage(request: Request, state: StateDep, db: DbDep, credentials: BearerDep) -> Response:
@@ -197,6 +223,7 @@ async def triage(request: Request, state: StateDep, db: DbDep, credentials: Bear
             _require_json(request)
             raw = await _read_body(request, settings.triage_max_body_bytes)
             idempotency_key = service.parse_idempotency_key(request.headers.get("idempotency-key"))
+            wants = suited.parse_query(request.query_params)
             payload = service.parse_triage_body(raw, RequestLimits.from_settings(settings))
             outcome = await service.triage(
                 db,
@@ -219,7 +246,10 @@ async def triage(request: Request, state: StateDep, db: DbDep, credentials: Bear
         headers = {"X-Request-Id": str(request_id)}
         if outcome.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return CanonicalJSONResponse(outcome.body, status_code=status_code, headers=headers)
+        body = outcome.body
+        if wants is not None and status_code == 200:
+            body = await suited.with_resources(db, body, wants)
+        return CanonicalJSONResponse(body, status_code=status_code, headers=headers)
     except BeaconError as exc:
         status_code = exc.status_code
         raise

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.chat.cards import ResourceCard
 from app.chat.frames import MAX_SEQ
 from app.core.errors import BeaconError
 from app.core.wire import ServerFrame
@@ -211,7 +212,7 @@ class AckOut(ServerFrame):
 
 class MessageOut(ServerFrame):
     omit_if_none: ClassVar[frozenset[str]] = frozenset(
-        {"kind", "level", "signals", "client_msg_id"}
+        {"kind", "level", "signals", "client_msg_id", "resource"}
     )
     type: Literal["message"] = "message"
     session_id: str
@@ -223,6 +224,7 @@ class MessageOut(ServerFrame):
     level: int | None = None  # visitor messages, with their signals
     signals: list[str] | None = None
     client_msg_id: str | None = None  # the volunteer's own messages
+    resource: ResourceCard | None = None  # kind "resource" (app/chat/cards.py)
 
 
 class SessionOut(ServerFrame):

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL, session_channel
 from app.bus.base import Bus, Subscription
+from app.chat import cards
 from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.models import ChatSession, Message
 from app.core.config import Settings
@@ -51,11 +52,13 @@ SendText = Callable[[str], Awaitable[None]]
 
 def message_frame(session_id: uuid.UUID, message: Message) -> frames.MessageOut:
     triaged = message.level is not None
+    shown, card = cards.wire_text(message.kind, message.text)
     return frames.MessageOut(
         session_id=str(session_id),
         seq=message.seq,
         sender=message.sender,
-        text=message.text,
+        text=shown,
+        resource=card,
         sent_at=message.sent_at.isoformat(),
         kind=message.kind,
         level=message.level,

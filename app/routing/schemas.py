@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from app.chat.cards import ResourceCard
 from app.routing.claims import DISPOSITIONS
 from app.triage.types import Level
 
@@ -60,6 +61,7 @@ class TranscriptMessage(BaseModel):
     kind: str | None = None
     level: int | None = None
     signals: list[str] | None = None
+    resource: ResourceCard | None = None  # kind "resource": the card sent (app/chat/cards.py)
 
 
 class SessionSummary(BaseModel):

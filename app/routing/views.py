@@ -12,6 +12,7 @@ from collections import defaultdict
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.chat import cards
 from app.chat.models import ChatSession, Message
 from app.chat.repository import in_queue
 from app.core.config import Settings
@@ -74,18 +75,22 @@ def summary(session: ChatSession, volunteer_id: uuid.UUID | None) -> schemas.Ses
 
 
 def transcript(messages: list[Message]) -> list[schemas.TranscriptMessage]:
-    return [
-        schemas.TranscriptMessage(
-            seq=m.seq,
-            sender=m.sender,
-            text=m.text,
-            sent_at=m.sent_at,
-            kind=m.kind,
-            level=m.level,
-            signals=m.signals,
+    out = []
+    for m in messages:
+        shown, card = cards.wire_text(m.kind, m.text)
+        out.append(
+            schemas.TranscriptMessage(
+                seq=m.seq,
+                sender=m.sender,
+                text=shown,
+                sent_at=m.sent_at,
+                kind=m.kind,
+                level=m.level,
+                signals=m.signals,
+                resource=card,
+            )
         )
-        for m in messages
-    ]
+    return out
 
 
 async def holder_of(db: AsyncSession, session_id: uuid.UUID) -> uuid.UUID | None:

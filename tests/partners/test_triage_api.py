@@ -349,6 +349,10 @@ async def test_openapi_describes_both_request_shapes_and_every_error(
         "TriageResultOut",
         "TriageBatchOut",
     }
-    assert [p["name"] for p in operation["parameters"]] == ["Idempotency-Key"]
+    assert [p["name"] for p in operation["parameters"]] == [
+        "Idempotency-Key",
+        "resources",
+        "locale",
+    ]
     assert operation["security"] == [{"PartnerKey": []}]
     assert spec["components"]["securitySchemes"]["PartnerKey"]["scheme"] == "bearer"

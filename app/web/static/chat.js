@@ -1,7 +1,7 @@
 // The visitor chat page: the reference client of WS /v1/chat (docs/protocol.md).
 // Keeps only the resume token and unacknowledged messages, in this tab's sessionStorage, so a
 // reload or a dropped network resumes the chat; quick exit clears both and leaves.
-import { Link, h, newId, withPhoneLinks } from "./common.js";
+import { Link, diallable, h, newId, withPhoneLinks } from "./common.js";
 
 const KEY = "beacon.chat";
 const MAX_BYTES = 4096;
@@ -157,19 +157,33 @@ function show(m) {
   state.highest = Math.max(state.highest, m.seq);
   if (m.sender === "visitor") state.spoke = true;
   const safety = m.sender === "system" && m.kind === "safety";
+  const card = m.kind === "resource" && m.resource ? m.resource : null;
   const text = m.text === null ? "(this message was removed)" : m.text;
   const item = h(
     "li",
-    { class: `msg from-${m.sender}${safety ? " safety" : ""}`, "data-seq": m.seq },
+    { class: `msg from-${m.sender}${safety ? " safety" : ""}${card ? " card" : ""}`, "data-seq": m.seq },
     h("span", { class: "who" }, safety ? "Safety message" : SENDERS[m.sender] || m.sender),
     h("span", { class: "when" }, timeOf(m.sent_at)),
-    h("p", { class: "text" }, safety ? withPhoneLinks(text) : text),
+    card ? resourceCard(card) : h("p", { class: "text" }, safety ? withPhoneLinks(text) : text),
   );
   const list = $("transcript");
   const after = [...list.querySelectorAll("li[data-seq]")].find((li) => Number(li.dataset.seq) > m.seq);
   list.insertBefore(item, after || list.querySelector("li.pending"));
   if (m.sender === "volunteer") $("typing").textContent = "";
   scrollDown();
+}
+
+// A resource the volunteer shared: reviewed text from the helpline's library (never generated),
+// with a tap-to-call number and/or a link. Links open in a new tab so the chat stays open.
+function resourceCard(card) {
+  const tel = card.phone ? diallable(card.phone) : null;
+  const url = typeof card.url === "string" && card.url.startsWith("https://") ? card.url : null;
+  return h("div", { class: "resource", role: "group", "aria-label": `Resource: ${card.title}` },
+    h("p", { class: "resource-title" }, card.title),
+    h("p", { class: "text" }, card.text),
+    h("p", { class: "resource-actions" },
+      tel ? h("a", { href: `tel:${tel}`, class: "tel" }, `Call ${card.phone}`) : null,
+      url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, "Open link") : null));
 }
 
 function renderPending() {
