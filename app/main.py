@@ -37,6 +37,7 @@ from app.routers import (
     health,
     pages,
     resources,
+    supervision,
     triage_api,
     volunteer_ws,
 )
@@ -226,7 +227,17 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    routers = (health, triage_api, volunteer_ws, dashboard, resources, chat_ws, handoffs, pages)
+    routers = (
+        health,
+        triage_api,
+        volunteer_ws,
+        dashboard,
+        resources,
+        supervision,
+        chat_ws,
+        handoffs,
+        pages,
+    )
     for router in routers:
         app.include_router(router.router)
     return app

@@ -72,6 +72,17 @@ class Erased:
 
 
 @dataclass(frozen=True, slots=True)
+class WhisperStored:
+    """A staff-only note on the session is committed (``session:<id>``). Staff sockets load it
+    by id; the visitor's socket ignores the kind, and the note is in a table visitor reads never
+    touch (app/chat/models.Whisper)."""
+
+    kind: ClassVar[Literal["whisper"]] = "whisper"
+    session_id: str
+    whisper_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """Something changed that may allow a new offer: every router re-reads the queue."""
 
@@ -106,6 +117,7 @@ BusEvent = (
     | Queued
     | Typing
     | Erased
+    | WhisperStored
     | Wake
     | Resync
     | SupervisorAlert
@@ -113,7 +125,17 @@ BusEvent = (
 
 _BY_KIND: dict[str, type[Any]] = {
     cls.kind: cls
-    for cls in (MessageStored, StatusChanged, UrgencyRaised, Queued, Typing, Erased, Wake, Resync)
+    for cls in (
+        MessageStored,
+        StatusChanged,
+        UrgencyRaised,
+        Queued,
+        Typing,
+        Erased,
+        WhisperStored,
+        Wake,
+        Resync,
+    )
 }
 _ALERT_KINDS = ("escalation", "at_risk")
 

@@ -84,3 +84,26 @@ class Message(Base):
             sqlite_where=sql_text("text IS NOT NULL"),
         ),
     )
+
+
+class Whisper(Base):
+    """A note between the staff on a chat (a supervisor and the volunteer): stored so that it is
+    auditable, in a table of its own so that no visitor read (transcript, replay, the partner's
+    transcript) can ever select it. Text is purged with the messages' (retention, erasure)."""
+
+    __tablename__ = "whispers"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE")
+    )
+    author_id: Mapped[str] = mapped_column(String(64))
+    author_role: Mapped[str] = mapped_column(String(16))
+    client_msg_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "author_id", "client_msg_id"),
+        Index("ix_whispers_session", "session_id", "id"),
+    )

@@ -27,7 +27,7 @@ from app.bus import Bus
 from app.chat import events
 from app.chat.errors import InvalidResumeToken
 from app.chat.lifecycle import new_session, transition, transition_all
-from app.chat.models import ChatSession, Message
+from app.chat.models import ChatSession, Message, Whisper
 from app.chat.repository import (
     SESSION_COLUMNS,
     MessageView,
@@ -176,6 +176,13 @@ async def erase_transcript(db: AsyncSession, bus: Bus, *, session_id: uuid.UUID)
         .execution_options(**_NO_SYNC)
     )
     count = int(getattr(erased, "rowcount", 0) or 0)
+    # Staff notes about the person go with what they wrote (app/chat/models.Whisper).
+    await db.execute(
+        update(Whisper)
+        .where(Whisper.session_id == session_id, Whisper.text.is_not(None))
+        .values(text=None)
+        .execution_options(**_NO_SYNC)
+    )
     await db.execute(
         update(ChatSession)
         .where(ChatSession.id == session_id)

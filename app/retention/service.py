@@ -12,6 +12,7 @@ What goes:
 * ``messages.text`` becomes NULL (the row stays: seq stays gap-free, and the level, score,
   signals, model version and times stay as the session's risk history). Replays send ``text``
   as null, as after a visitor's erasure.
+* ``whispers.text`` (staff notes on a chat) becomes NULL by the same rule as message text.
 * ``dispositions.notes`` becomes NULL: volunteers' free text about the person is transcript-like.
   The disposition code and the risk assessment stay.
 * ``triage_requests`` rows are deleted: the partner request log, including the stored answers
@@ -37,7 +38,7 @@ from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record_event
-from app.chat.models import Message
+from app.chat.models import Message, Whisper
 from app.core.db import dialect_of, skip_locked, utcnow
 from app.partners.models import TriageRequest
 from app.routing.models import Disposition
@@ -50,12 +51,14 @@ class PurgeCounts:
     messages: int = 0
     notes: int = 0
     triage_requests: int = 0
+    whispers: int = 0
 
     def __add__(self, other: PurgeCounts) -> PurgeCounts:
         return PurgeCounts(
             messages=self.messages + other.messages,
             notes=self.notes + other.notes,
             triage_requests=self.triage_requests + other.triage_requests,
+            whispers=self.whispers + other.whispers,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -70,6 +73,10 @@ def cutoff_for(retention_days: int, now: datetime | None = None) -> datetime:
 def _messages_due(cutoff: datetime) -> list[ColumnElement[bool]]:
     # Matches the partial index ix_messages_unpurged_sent_at exactly.
     return [Message.text.is_not(None), Message.sent_at < cutoff]
+
+
+def _whispers_due(cutoff: datetime) -> list[ColumnElement[bool]]:
+    return [Whisper.text.is_not(None), Whisper.sent_at < cutoff]
 
 
 def _notes_due(cutoff: datetime) -> list[ColumnElement[bool]]:
@@ -102,6 +109,7 @@ async def due(db: AsyncSession, *, cutoff: datetime) -> PurgeCounts:
         messages=await count(Message, _messages_due(cutoff)),
         notes=await count(Disposition, _notes_due(cutoff)),
         triage_requests=await count(TriageRequest, _requests_due(cutoff)),
+        whispers=await count(Whisper, _whispers_due(cutoff)),
     )
 
 
@@ -112,6 +120,17 @@ async def purge_message_texts(db: AsyncSession, *, cutoff: datetime, limit: int)
         update(Message)
         # Re-checked on the row itself: a concurrent purge or erasure makes this row a no-op.
         .where(Message.id.in_(ids), *_messages_due(cutoff))
+        .values(text=None)
+        .execution_options(**_NO_SYNC)
+    )
+    return _rowcount(result)
+
+
+async def purge_whisper_texts(db: AsyncSession, *, cutoff: datetime, limit: int) -> int:
+    ids = _batch(db, select(Whisper.id).where(*_whispers_due(cutoff)), limit)
+    result = await db.execute(
+        update(Whisper)
+        .where(Whisper.id.in_(ids), *_whispers_due(cutoff))
         .values(text=None)
         .execution_options(**_NO_SYNC)
     )

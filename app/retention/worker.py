@@ -38,6 +38,7 @@ _STEPS: Final[tuple[tuple[str, _Step], ...]] = (
     ("messages", service.purge_message_texts),
     ("notes", service.purge_disposition_notes),
     ("triage_requests", service.delete_triage_requests),
+    ("whispers", service.purge_whisper_texts),
 )
 
 

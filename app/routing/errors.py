@@ -23,3 +23,18 @@ class NotAssigned(Forbidden):
 
 class QueueEmpty(NotFound):
     code = "queue_empty"
+
+
+class SupervisorsOnly(Forbidden):
+    code = "supervisors_only"
+
+
+class NotJoined(Forbidden):
+    """A supervisor writes into a chat they do not hold only after joining it: the visitor must
+    have been told (the ``supervisor_joined`` line) before a new person speaks."""
+
+    code = "not_joined"
+
+
+class SessionNotLive(Conflict):
+    code = "session_not_live"

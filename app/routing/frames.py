@@ -51,6 +51,15 @@ class TextTooLarge(BeaconError):
     code = "text_too_large"
 
 
+def storable(value: str) -> str:
+    """Postgres text cannot hold NUL: refuse it here rather than fail at commit."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 class _Frame(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
@@ -92,12 +101,7 @@ class MessageFrame(_Frame):
     @field_validator("text", "client_msg_id")
     @classmethod
     def _storable(cls, value: str) -> str:
-        # Postgres text cannot hold NUL: refuse it here rather than fail at commit.
-        if "\x00" in value:
-            raise ValueError("NUL characters are not allowed")
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+        return storable(value)
 
 
 class ReleaseFrame(_Frame):
@@ -147,6 +151,40 @@ class HandoffFrame(_Frame):
     session_id: uuid.UUID
 
 
+class ObserveFrame(_Frame):
+    """Supervisors: receive a live chat's messages without holding it (silent, audited)."""
+
+    type: Literal["observe"]
+    session_id: uuid.UUID
+    last_seq: int = Field(default=0, ge=0, le=MAX_SEQ)
+
+
+class UnobserveFrame(_Frame):
+    type: Literal["unobserve"]
+    session_id: uuid.UUID
+
+
+class WhisperFrame(_Frame):
+    """A note only staff on the chat see (never the visitor); stored and audited."""
+
+    type: Literal["whisper"]
+    session_id: uuid.UUID
+    client_msg_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1)
+
+    @field_validator("text", "client_msg_id")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        return storable(value)
+
+
+class JoinFrame(_Frame):
+    """Supervisors: join the chat visibly (the visitor sees a system line)."""
+
+    type: Literal["join"]
+    session_id: uuid.UUID
+
+
 ClientFrame = Annotated[
     PresenceFrame
     | AcceptFrame
@@ -159,6 +197,10 @@ ClientFrame = Annotated[
     | SyncFrame
     | PingFrame
     | HandoffFrame
+    | ObserveFrame
+    | UnobserveFrame
+    | WhisperFrame
+    | JoinFrame
     | AuthFrame,
     Field(discriminator="type"),
 ]
@@ -264,6 +306,38 @@ class ErrorOut(ServerFrame):
     detail: Any
     session_id: str | None = None
     client_msg_id: str | None = None
+
+
+class WhisperOut(ServerFrame):
+    """A staff note on a chat this socket holds or observes (the author's socket too)."""
+
+    type: Literal["whisper"] = "whisper"
+    session_id: str
+    whisper_id: int
+    author_id: str
+    author_role: str
+    client_msg_id: str
+    text: str | None  # null once purged
+    sent_at: str
+
+
+class WhisperAckOut(ServerFrame):
+    """The whisper is committed (a resend gets the same ``whisper_id``)."""
+
+    type: Literal["whisper_ack"] = "whisper_ack"
+    session_id: str
+    client_msg_id: str
+    whisper_id: int
+
+
+class SupervisionOut(ServerFrame):
+    """Confirms ``observe`` / ``unobserve`` / ``join``; ``seq`` is the join's system line."""
+
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"seq"})
+    type: Literal["supervision"] = "supervision"
+    session_id: str
+    action: Literal["observing", "observe_ended", "joined"]
+    seq: int | None = None
 
 
 class PongOut(ServerFrame):

@@ -22,7 +22,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import select
@@ -39,7 +39,7 @@ from app.core.errors import BeaconError
 from app.core.metrics import Metrics
 from app.core.wire import ServerFrame
 from app.core.wsloop import Action, Call, Send
-from app.routing import assignments, commands, frames, notify, presence, protocol
+from app.routing import assignments, commands, frames, notify, presence, protocol, supervision
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
 from app.routing.models import Assignment
@@ -94,6 +94,9 @@ class VolunteerLink:
         # Per held session: the highest seq this connection has sent (nothing is sent twice).
         self._delivered: dict[uuid.UUID, int] = {}
         self._held: dict[uuid.UUID, Subscription] = {}
+        # Held only to watch (observe / join): not assignments of this person's.
+        self._observing: set[uuid.UUID] = set()
+        self._whispers_sent: dict[uuid.UUID, set[int]] = {}
         self._flush_locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
@@ -120,13 +123,17 @@ class VolunteerLink:
         if isinstance(command, protocol.Snapshot):
             await self._snapshot({})
         elif isinstance(command, protocol.Hold):
+            self._observing.discard(command.session_id)  # theirs now, not only watched
             try:
                 await self._hold(command.session_id, 0)
             except BeaconError:
                 # Already over (closed or passed on before this replay ran): nothing to hold.
                 await self._let_go(command.session_id)
         elif isinstance(command, protocol.LetGo):
-            await self._let_go(command.session_id)
+            if command.session_id not in self._observing:
+                await self._let_go(command.session_id)
+        elif isinstance(command, protocol.DeliverWhisper):
+            await self._deliver_whisper(command.session_id, command.whisper_id)
         else:
             await self._flush(command.session_id, purpose=None)
 
@@ -256,7 +263,14 @@ class VolunteerLink:
     async def _on_session(self, session_id: uuid.UUID, payload: dict[str, Any]) -> None:
         await self._run(protocol.session_event(session_id, payload))
 
-    async def _hold(self, session_id: uuid.UUID, from_seq: int, *, rewind: bool = False) -> None:
+    async def _hold(
+        self,
+        session_id: uuid.UUID,
+        from_seq: int,
+        *,
+        rewind: bool = False,
+        purpose: str = "replay",
+    ) -> None:
         """Deliver a session's messages after ``from_seq`` from now on. For a session already
         held, ``from_seq`` counts only when the client itself asks (``sync``, ``rewind``): a
         bus resync or a repeated ``assigned`` must never send a seq twice on this connection
@@ -266,9 +280,9 @@ class VolunteerLink:
             self._held[session_id] = subscription
             self._spawn(self._pump_session(session_id, subscription))
             self._delivered[session_id] = from_seq
-            await self._flush(session_id, purpose="replay")
+            await self._flush(session_id, purpose=purpose)
         elif rewind:
-            await self._flush(session_id, purpose="replay", rewind_to=from_seq)
+            await self._flush(session_id, purpose=purpose, rewind_to=from_seq)
         else:
             await self._flush(session_id, purpose=None)
 
@@ -278,6 +292,30 @@ class VolunteerLink:
             subscription.close()
         self._delivered.pop(session_id, None)
         self._flush_locks.pop(session_id, None)
+        self._whispers_sent.pop(session_id, None)
+        self._observing.discard(session_id)
+
+    async def _deliver_whisper(self, session_id: uuid.UUID, whisper_id: int) -> None:
+        """A staff note on a chat this socket holds or watches: loaded by id, sent once."""
+        sent = self._whispers_sent.setdefault(session_id, set())
+        if session_id not in self._held or whisper_id in sent:
+            return
+        async with transaction(self.sessionmaker) as db:
+            row = await supervision.load_whisper(db, session_id, whisper_id)
+        if row is None:
+            return
+        sent.add(whisper_id)
+        await self.send(
+            frames.WhisperOut(
+                session_id=str(session_id),
+                whisper_id=row.id,
+                author_id=row.author_id,
+                author_role=row.author_role,
+                client_msg_id=row.client_msg_id,
+                text=row.text,
+                sent_at=row.sent_at.isoformat(),
+            )
+        )
 
     async def _flush(
         self, session_id: uuid.UUID, *, purpose: str | None, rewind_to: int | None = None
@@ -341,6 +379,12 @@ class VolunteerLink:
         if isinstance(frame, frames.MessageFrame):
             await self._message(frame)
             return
+        if isinstance(frame, frames.ObserveFrame | frames.UnobserveFrame | frames.JoinFrame):
+            await self._supervise(frame)
+            return
+        if isinstance(frame, frames.WhisperFrame):
+            await self._whisper(frame)
+            return
         if isinstance(frame, frames.SyncFrame):
             async with transaction(self.sessionmaker) as db:
                 await assignments.require_access(db, self.principal, frame.session_id, write=False)
@@ -371,14 +415,64 @@ class VolunteerLink:
                 )
         raise frames.UnexpectedFrame(f"{frame.type} is not valid here")
 
-    async def _message(self, frame: frames.MessageFrame) -> None:
-        text_bytes = len(frame.text.encode("utf-8", "surrogatepass"))
+    async def _supervise(
+        self, frame: frames.ObserveFrame | frames.UnobserveFrame | frames.JoinFrame
+    ) -> None:
+        """Observe, stop observing, join (app/routing/supervision.py; each audited)."""
+        sid = frame.session_id
+        if isinstance(frame, frames.UnobserveFrame):
+            if sid in self._observing:
+                async with transaction(self.sessionmaker) as db:
+                    supervision.stop_observing(db, self.principal, sid)
+                await self._let_go(sid)
+            await self.send(frames.SupervisionOut(session_id=str(sid), action="observe_ended"))
+            return
+        if isinstance(frame, frames.JoinFrame):
+            joined = await supervision.run_join(
+                self.sessionmaker, self.committer, self.principal, sid
+            )
+            action: Literal["observing", "joined"] = "joined"
+            seq: int | None = joined.seq
+            from_seq = 0
+        else:
+            async with transaction(self.sessionmaker) as db:
+                await supervision.observe(db, self.principal, sid)
+            action, seq, from_seq = "observing", None, frame.last_seq
+        await self.send(frames.SupervisionOut(session_id=str(sid), action=action, seq=seq))
+        if sid not in self._held:
+            self._observing.add(sid)
+            await self._hold(sid, from_seq, purpose="observe")
+
+    async def _whisper(self, frame: frames.WhisperFrame) -> None:
+        self._check_size(frame.text)
+        async with transaction(self.sessionmaker) as db:
+            stored = await supervision.whisper(
+                db,
+                self.bus,
+                self.principal,
+                frame.session_id,
+                client_msg_id=frame.client_msg_id,
+                text=frame.text,
+            )
+        await self.send(
+            frames.WhisperAckOut(
+                session_id=str(frame.session_id),
+                client_msg_id=frame.client_msg_id,
+                whisper_id=stored.whisper.id,
+            )
+        )
+
+    def _check_size(self, text: str) -> None:
+        text_bytes = len(text.encode("utf-8", "surrogatepass"))
         if text_bytes > self.settings.max_text_bytes:
             raise frames.TextTooLarge(
                 f"text is {text_bytes} bytes; the limit is {self.settings.max_text_bytes}"
             )
+
+    async def _message(self, frame: frames.MessageFrame) -> None:
+        self._check_size(frame.text)
         async with transaction(self.sessionmaker) as db:
-            await assignments.require_access(db, self.principal, frame.session_id, write=True)
+            await supervision.require_writer(db, self.principal, frame.session_id)
         # The chat side's group committer: the same per-session seq, resend dedup and
         # ack-after-commit as visitor messages get.
         stored = await self.committer.submit(

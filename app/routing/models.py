@@ -130,3 +130,18 @@ class Disposition(Base):
             sqlite_where=text("notes IS NOT NULL"),
         ),
     )
+
+
+class SessionSupervisor(Base):
+    """A supervisor who joined a chat (visible: the visitor was told). Observing is not stored
+    here: it is silent, per socket, and only audited."""
+
+    __tablename__ = "session_supervisors"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    supervisor_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("volunteers.id", ondelete="CASCADE"), primary_key=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -209,7 +209,15 @@ class Flush:
     session_id: uuid.UUID
 
 
-LinkCommand = Snapshot | Hold | LetGo | Flush
+@dataclass(frozen=True, slots=True)
+class DeliverWhisper:
+    """Load staff note ``whisper_id`` of this held or observed session and send it."""
+
+    session_id: uuid.UUID
+    whisper_id: int
+
+
+LinkCommand = Snapshot | Hold | LetGo | Flush | DeliverWhisper
 
 
 def personal_event(payload: Mapping[str, Any]) -> list[Action]:
@@ -245,6 +253,11 @@ def session_event(session_id: uuid.UUID, payload: Mapping[str, Any]) -> list[Act
             session_id=sid, urgency=Level(urgency).name, urgency_value=urgency
         )
         return [Send(update.dump())]
+    if kind == "whisper":
+        whisper_id = payload.get("whisper_id")
+        if isinstance(whisper_id, int) and not isinstance(whisper_id, bool):
+            return [Call(DeliverWhisper(session_id, whisper_id))]
+        return []
     if kind == "typing":
         if payload.get("sender") == "visitor":
             return [Send(frames.TypingOut(session_id=sid).dump())]

@@ -106,7 +106,31 @@ class VisitorClient:
         )
         session = await client.expect("session")
         client.session_id = session["session_id"]
+        client.resume_token = session["resume_token"]
         return client
+
+    resume_token: str = ""
+
+    @classmethod
+    async def resume(cls, ws_url: str, resume_token: str, last_seq: int = 0) -> VisitorClient:
+        client = cls(await connect(f"{ws_url}/v1/chat"))
+        await client.send({"type": "hello", "resume_token": resume_token, "last_seq": last_seq})
+        session = await client.expect("session")
+        client.session_id = session["session_id"]
+        client.resume_token = resume_token
+        return client
+
+    async def drain(self, wait: float = 0.3) -> list[Frame]:
+        """Everything that arrives within ``wait`` seconds (plus what was buffered)."""
+        frames, self._buffer = self._buffer, []
+        try:
+            while True:
+                raw = await asyncio.wait_for(self.ws.recv(), timeout=wait)
+                frame: Frame = json.loads(raw)
+                self.seen.append(frame)
+                frames.append(frame)
+        except TimeoutError:
+            return frames
 
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
