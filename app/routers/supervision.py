@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/dashboard", tags=["supervision"])
 @router.post(
     "/sessions/{session_id}/join",
     response_model=JoinResult,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def join(session_id: uuid.UUID, request: Request, me: Me) -> JoinResult:
     """Supervisors: join the chat visibly (the visitor's transcript shows a system line), after
@@ -37,7 +37,7 @@ async def join(session_id: uuid.UUID, request: Request, me: Me) -> JoinResult:
 @router.post(
     "/sessions/{session_id}/whispers",
     response_model=WhisperView,
-    responses=error_responses(401, 403, 404, 409, 413, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
 )
 async def whisper(
     session_id: uuid.UUID, body: WhisperRequest, request: Request, db: DbDep, me: Me
