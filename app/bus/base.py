@@ -43,40 +43,70 @@ class Subscription:
     Use as an async context manager (it unsubscribes on exit) and iterate with ``async for``.
     """
 
+    __slots__ = (
+        "_backlog",
+        "_closed",
+        "_overflowed",
+        "_queue",
+        "accept",
+        "bus",
+        "channel",
+        "notify",
+    )
+
     def __init__(self, bus: Bus, channel: str, backlog: int) -> None:
         self.bus = bus
         self.channel = channel
         # Optional: payloads it rejects are dropped on arrival, without waking the consumer
         # (a socket skipping hints for what it has already delivered).
         self.accept: Callable[[Payload], bool] | None = None
-        self._queue: asyncio.Queue[Payload] = asyncio.Queue(maxsize=backlog)
+        # Optional: called after each payload queued (and on resync), for a consumer that is
+        # not parked in ``get()`` but starts draining when there is something to drain.
+        self.notify: Callable[[], None] | None = None
+        self._backlog = backlog
+        # Made on first use: most visitor sockets sit idle, and an empty asyncio.Queue is ~3 KiB.
+        self._queue: asyncio.Queue[Payload] | None = None
         self._overflowed = False
         self._closed = False
+
+    def _payloads(self) -> asyncio.Queue[Payload]:
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=self._backlog)
+        return self._queue
 
     def deliver(self, payload: Payload) -> None:
         """Called by the bus (and by local producers such as the queue monitor); never blocks."""
         if self._closed or (self.accept is not None and not self.accept(payload)):
             return
         try:
-            self._queue.put_nowait(payload)
+            self._payloads().put_nowait(payload)
         except asyncio.QueueFull:
             # Dropping is safe because payloads are hints: the consumer reloads from the database.
             self._overflowed = True
+        if self.notify is not None:
+            self.notify()
 
     def resync(self) -> None:
         """Tell the consumer that hints may have been lost; it should reload from the database."""
         self._overflowed = True
         with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(dict(RESYNC))  # wakes a consumer blocked in get()
+            self._payloads().put_nowait(dict(RESYNC))  # wakes a consumer blocked in get()
+        if self.notify is not None:
+            self.notify()
+
+    def pending(self) -> bool:
+        """Whether :meth:`get` would return at once."""
+        return self._overflowed or (self._queue is not None and not self._queue.empty())
 
     async def get(self) -> Payload:
+        queue = self._payloads()
         if not self._overflowed:
-            payload = await self._queue.get()
+            payload = await queue.get()
             if not self._overflowed:
                 return payload
         # A resync supersedes every hint still queued: the consumer reloads everything anyway.
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        while not queue.empty():
+            queue.get_nowait()
         self._overflowed = False
         return dict(RESYNC)
 

@@ -86,6 +86,21 @@ class _Opened:
 
 
 class VisitorConnection:
+    """Slotted, and holding no task or timer while idle: a server keeps thousands of these
+    (SPEC §10). The bus pump is a task only while there is something to drain."""
+
+    __slots__ = (
+        "_client",
+        "_deps",
+        "_feed",
+        "_io",
+        "_protocol",
+        "_pump",
+        "_session_id",
+        "_subscription",
+        "_transport",
+    )
+
     def __init__(self, transport: Transport, deps: ChatDeps, *, client: str = "-") -> None:
         """``client``: the key the per-client session limit counts (app/chat/admission)."""
         self._transport = transport
@@ -101,17 +116,21 @@ class VisitorConnection:
             disconnect_after=settings.ws_flood_disconnect_after,
         )
         self._io = Performer(send=self._send, close=transport.close, perform=self._perform)
-        self._stack = contextlib.AsyncExitStack()
+        # Set when the session is attached (presence, queue watch): what teardown undoes.
         self._session_id: uuid.UUID | None = None
         self._feed: VisitorFeed | None = None
+        self._subscription: Subscription | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         self._deps.metrics.connected_visitors.inc()
         try:
-            async with self._stack:  # what the hello set up is taken down when the loop ends
+            try:
                 await drive(self._transport, self._protocol, self._io)
+            finally:
+                await self._take_down()  # what the hello set up goes when the loop ends
         except ConnectionGone:
             pass
         except Exception:
@@ -121,6 +140,17 @@ class VisitorConnection:
                 await bare.run(self._protocol.internal_error())
         finally:
             self._deps.metrics.connected_visitors.dec()
+
+    async def _take_down(self) -> None:
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            await _cancel(pump)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close()
+        if self._session_id is not None:  # kept: failures after this still log it
+            self._deps.queue.unwatch(self._session_id, self._queue_moved)
+            await self._detach(self._session_id)
 
     @property
     def _session_label(self) -> str | None:
@@ -161,9 +191,7 @@ class VisitorConnection:
         if not isinstance(opened, _Opened):
             return opened
         self._protocol.opened(queueable=opened.session.queueable)
-        subscription = self._attach(opened)
-        feed = self._feed
-        assert feed is not None
+        feed = self._attach(opened)
         session = opened.session
         await feed.send(
             frames.SessionOut(
@@ -180,20 +208,24 @@ class VisitorConnection:
                 " replaying nothing",
             )
             await feed.send(refusal.text)
-        if not opened.new:
+        if opened.delivered_seq < session.last_seq:
+            # Replay. Anything committed after the open's own read is heard on the bus: the
+            # subscription was made before that transaction committed (see _open).
             await feed.catch_up()
         await self._on_status(session.status, fresh=session.last_seq == 0)
-        if not self._protocol.closing:
-            pump = asyncio.create_task(self._pump(subscription), name="visitor-pump")
-            self._stack.push_async_callback(_cancel, pump)
+        subscription = self._subscription
+        if subscription is not None and not self._protocol.closing:
+            subscription.notify = self._wake_pump
+            if subscription.pending():
+                self._wake_pump()
         return []
 
-    def _attach(self, opened: _Opened) -> Subscription:
-        """The session's feed, presence and bus subscription, for as long as the socket."""
+    def _attach(self, opened: _Opened) -> VisitorFeed:
+        """The session's feed, presence and queue watch, for as long as the socket."""
         session = opened.session
         deps = self._deps
         self._session_id = session.id
-        self._feed = VisitorFeed(
+        feed = self._feed = VisitorFeed(
             session_id=session.id,
             sessionmaker=deps.sessionmaker,
             send=self._transport.send,
@@ -201,14 +233,17 @@ class VisitorConnection:
             recent=deps.committer.recent,
         )
         deps.presence.attach(session.id)
-        self._stack.push_async_callback(self._detach, session.id)
-        # Subscribe before reading anything: a message committed meanwhile is heard, not lost.
-        subscription = deps.bus.subscribe(session_channel(session.id))
-        subscription.accept = self._feed.wants
-        self._stack.callback(subscription.close)
-        unwatch = deps.queue.watch(session.id, lambda info: _deliver_queue_info(subscription, info))
-        self._stack.callback(unwatch)
-        return subscription
+        if self._subscription is not None:
+            self._subscription.accept = feed.wants
+        deps.queue.watch(session.id, self._queue_moved)
+        return feed
+
+    def _listen(self, session_id: uuid.UUID) -> None:
+        """Subscribe to the session's channel. Called inside the open's transaction, before
+        its commit: the session's row is locked until then, so every message stored after the
+        open read ``last_seq`` commits (and is announced) after this subscription exists, and
+        nothing needs reading again to find it."""
+        self._subscription = self._deps.bus.subscribe(session_channel(session_id))
 
     async def _detach(self, session_id: uuid.UUID) -> None:
         deps = self._deps
@@ -224,6 +259,7 @@ class VisitorConnection:
             log.warning("visitor_disconnect_not_recorded", session_id=str(session_id))
 
     async def _open(self, hello: frames.HelloFrame) -> _Opened | list[Action]:
+        """One transaction, one commit, and no read beyond the row itself."""
         deps = self._deps
         ttl = deps.settings.resume_token_ttl_s
         try:
@@ -235,11 +271,13 @@ class VisitorConnection:
                     session, token = await open_session(
                         db, deps.bus, locale=hello.locale, channel=hello.channel, token_ttl_s=ttl
                     )
+                    self._listen(session.id)
                 return _Opened(session, token, 0, last_seq_refused=False, new=True)
             async with transaction(deps.sessionmaker) as db:
                 session = await resume_session(
                     db, deps.bus, token=hello.resume_token, token_ttl_s=ttl
                 )
+                self._listen(session.id)
         except InvalidResumeToken:
             return self._protocol.invalid_resume_token()
         except (DBAPIError, OSError):
@@ -313,18 +351,37 @@ class VisitorConnection:
 
     # -- what the bus brings -----------------------------------------------------------------
 
-    async def _pump(self, subscription: Subscription) -> None:
-        assert self._feed is not None
-        async for payload in subscription:
-            try:
-                await self._on_bus(payload)
-            except ConnectionGone:
-                return
-            except Exception:
-                # e.g. the database was briefly away while loading a message: retry from scratch
-                log.exception("visitor_pump_failed", session_id=self._session_label)
-                await asyncio.sleep(1.0)
-                subscription.resync()
+    def _wake_pump(self) -> None:
+        if self._pump is None and self._subscription is not None and not self._protocol.closing:
+            self._pump = asyncio.create_task(self._drain(self._subscription), name="visitor-pump")
+
+    async def _drain(self, subscription: Subscription) -> None:
+        """Handle what the bus brought, in order, then end: an idle socket holds no task."""
+        try:
+            while subscription.pending():
+                payload = await subscription.get()
+                try:
+                    await self._on_bus(payload)
+                except ConnectionGone:
+                    return
+                except Exception:
+                    # e.g. the database was briefly away loading a message: retry from scratch
+                    log.exception("visitor_pump_failed", session_id=self._session_label)
+                    await asyncio.sleep(1.0)
+                    subscription.resync()
+        finally:
+            if self._pump is asyncio.current_task():
+                self._pump = None
+
+    def _queue_moved(self, info: QueueInfo) -> None:
+        if self._subscription is not None:
+            self._subscription.deliver(
+                {
+                    "kind": "queue_info",
+                    "position": info.position,
+                    "estimated_wait_s": info.estimated_wait_s,
+                }
+            )
 
     async def _on_bus(self, payload: dict[str, Any]) -> None:
         await self._io.run(self._protocol.event(payload))
@@ -353,13 +410,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _deliver_queue_info(subscription: Subscription, info: QueueInfo) -> None:
-    subscription.deliver(
-        {
-            "kind": "queue_info",
-            "position": info.position,
-            "estimated_wait_s": info.estimated_wait_s,
-        }
-    )

@@ -10,8 +10,13 @@ seen people leave the queue to a volunteer or a partner hotline; then
 next 30 s. A made-up average handle time would invent a number on a quiet night with nobody
 online; this one is null exactly when we do not know.
 
-:class:`QueueMonitor` keeps one ordered snapshot per instance (one query per refresh, however
-many visitors wait) and pushes changed positions to the sockets that watch them.
+:class:`QueueMonitor` keeps one ordered snapshot per instance and pushes changed positions to
+the sockets that watch them. The snapshot is kept by the events that change the queue: every
+payload on the ``queue`` channel (a session joined, changed status, rose in urgency) marks its
+session, and the next pass re-reads only the marked rows, one query for all of them, however
+many visitors wait. The whole queue is read at start, after a bus resync (hints may have been
+lost), and every ``full_refresh_s`` as a safety net; a pass with nothing marked reads nothing
+and, while no wait estimate can drift, sends nothing.
 """
 
 from __future__ import annotations
@@ -21,20 +26,23 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.bus import QUEUE_CHANNEL, Bus
+from app.bus import QUEUE_CHANNEL, Bus, Payload
 from app.chat.models import ChatSession
 from app.chat.repository import in_queue, queue_order
 from app.core.worker import PeriodicWorker
 from app.domain.machine import values
+from app.domain.priority import level_step_s
 from app.domain.session import SERVED
+from app.triage.types import Level
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +83,39 @@ async def waiting_order(db: AsyncSession, *, ceiling_s: float) -> list[tuple[uui
     return [(r.id, r.urgency) for r in rows]
 
 
+async def waiting_rows(
+    db: AsyncSession, *, ceiling_s: float
+) -> Sequence[Row[uuid.UUID, int, datetime]]:
+    """What the snapshot keeps of every session in the queue (id, urgency, waiting_since)."""
+    rows = await db.execute(
+        select(ChatSession.id, ChatSession.urgency, ChatSession.waiting_since)
+        .where(in_queue())
+        .order_by(
+            *queue_order(ChatSession.urgency, ChatSession.waiting_since, ceiling_s=ceiling_s),
+            ChatSession.id,
+        )
+        .limit(_SNAPSHOT_LIMIT)
+    )
+    return rows.all()
+
+
+async def marked_rows(
+    db: AsyncSession, session_ids: Sequence[uuid.UUID]
+) -> Sequence[Row[uuid.UUID, str, int, datetime, bool]]:
+    """The rows of ``session_ids`` as the snapshot needs them; ``queued`` is :func:`in_queue`
+    itself, evaluated by the database, so the two can never disagree."""
+    rows = await db.execute(
+        select(
+            ChatSession.id,
+            ChatSession.status,
+            ChatSession.urgency,
+            ChatSession.waiting_since,
+            in_queue().label("queued"),
+        ).where(ChatSession.id.in_(session_ids))
+    )
+    return rows.all()
+
+
 async def queue_position(
     db: AsyncSession, session_id: uuid.UUID, *, ceiling_s: float
 ) -> int | None:
@@ -109,6 +150,18 @@ class ServiceRate:
 
 
 Watcher = Callable[[QueueInfo], None]
+# (tier, effective start of the wait, id): ascending is the order of :func:`waiting_order`.
+SortKey = tuple[int, float, uuid.UUID]
+_READ_CHUNK: Final = 1000
+
+
+def sort_key(
+    session_id: uuid.UUID, urgency: int, waiting_since: datetime, *, step_s: float
+) -> SortKey:
+    """Python's spelling of :func:`app.chat.repository.queue_order` (and the id tiebreak)."""
+    high = urgency >= Level.high
+    offset = 0.0 if high else urgency * step_s
+    return (-urgency if high else 0, waiting_since.timestamp() - offset, session_id)
 
 
 class QueueMonitor(PeriodicWorker):
@@ -121,6 +174,7 @@ class QueueMonitor(PeriodicWorker):
         refresh_s: float,
         rate_window_s: float,
         debounce_s: float = 0.05,
+        full_refresh_s: float | None = None,
     ) -> None:
         super().__init__(
             "queue-monitor",
@@ -133,39 +187,55 @@ class QueueMonitor(PeriodicWorker):
         self._sessionmaker = sessionmaker
         self._bus = bus
         self._ceiling_s = ceiling_s
-        self._refresh_s = refresh_s
-        self._debounce_s = debounce_s
+        self._step_s = level_step_s(ceiling_s)
+        self._full_refresh_s = (
+            max(60.0, 30 * refresh_s) if full_refresh_s is None else full_refresh_s
+        )
         self.rate = ServiceRate(rate_window_s)
+        self._keys: dict[uuid.UUID, SortKey] = {}
         self._positions: dict[uuid.UUID, int] = {}
+        self._marked: set[uuid.UUID] = set()
+        self._loaded = False
+        self._last_full = -math.inf
+        self._moved = False
+        self._published_rate: float | None = None
         self._published: dict[uuid.UUID, QueueInfo] = {}
         self._watchers: dict[uuid.UUID, set[Watcher]] = {}
         self._refresh_lock = asyncio.Lock()
         self._last_refresh_started = -math.inf
+        # Observable by tests and benches: whole-queue reads, and rows read by marked passes.
+        self.full_reads = 0
+        self.rows_reread = 0
 
     # -- for sockets -------------------------------------------------------------------------
 
-    def watch(self, session_id: uuid.UUID, watcher: Watcher) -> Callable[[], None]:
+    def watch(self, session_id: uuid.UUID, watcher: Watcher) -> None:
         self._watchers.setdefault(session_id, set()).add(watcher)
 
-        def unwatch() -> None:
-            watchers = self._watchers.get(session_id)
-            if watchers is not None:
-                watchers.discard(watcher)
-                if not watchers:
-                    del self._watchers[session_id]
-
-        return unwatch
+    def unwatch(self, session_id: uuid.UUID, watcher: Watcher) -> None:
+        watchers = self._watchers.get(session_id)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[session_id]
+                self._published.pop(session_id, None)
 
     def poke(self) -> None:
         """Something changed the queue: refresh soon (debounced)."""
         self.wake()
 
     async def lookup(self, session_id: uuid.UUID, *, fresh: bool = False) -> QueueInfo:
-        """A session's place now. ``fresh`` waits for a snapshot taken after this call (a session
-        that just opened or changed); concurrent callers share one refresh."""
+        """A session's place now. ``fresh`` waits for a pass begun after this call that re-read
+        this session's row (a session that just opened or changed); concurrent callers share
+        one pass."""
         if fresh or session_id not in self._positions:
+            self._marked.add(session_id)
             await self._refresh_after(time.monotonic())
         return self._info(self._positions.get(session_id))
+
+    def positions(self) -> dict[uuid.UUID, int]:
+        """The snapshot as it stands (1 = next to be offered)."""
+        return dict(self._positions)
 
     def _info(self, position: int | None) -> QueueInfo:
         if position is None:
@@ -173,6 +243,18 @@ class QueueMonitor(PeriodicWorker):
         return QueueInfo(
             position=position, estimated_wait_s=estimate_wait_s(position, self.rate.per_second())
         )
+
+    # -- what changes it ---------------------------------------------------------------------
+
+    def wakes_on(self, payload: Payload) -> bool:
+        if payload.get("kind") == "resync":
+            self._loaded = False  # hints may have been lost: read the whole queue again
+            return True
+        try:
+            self._marked.add(uuid.UUID(str(payload.get("session_id"))))
+        except ValueError:
+            return False
+        return True
 
     # -- refreshing --------------------------------------------------------------------------
 
@@ -185,29 +267,75 @@ class QueueMonitor(PeriodicWorker):
     async def _refresh_after(self, requested_at: float) -> None:
         async with self._refresh_lock:
             if self._last_refresh_started >= requested_at:
-                return  # a refresh that began after the request has completed meanwhile
-            self._last_refresh_started = time.monotonic()
-            async with self._sessionmaker() as db:
-                order = await waiting_order(db, ceiling_s=self._ceiling_s)
-                positions = {session_id: i for i, (session_id, _) in enumerate(order, 1)}
-                departed = [s for s in self._positions if s not in positions]
-                if departed:
-                    served = await db.scalar(
-                        select(func.count())
-                        .select_from(ChatSession)
-                        .where(
-                            ChatSession.id.in_(departed), ChatSession.status.in_(SERVED_STATUSES)
-                        )
-                    )
-                    self.rate.record(int(served or 0))
-            self._positions = positions
-            for session_id, watchers in tuple(self._watchers.items()):
-                info = self._info(positions.get(session_id))
-                if self._published.get(session_id) == info:
-                    continue
-                self._published[session_id] = info
-                for watcher in tuple(watchers):
-                    watcher(info)
-            for session_id in tuple(self._published):
-                if session_id not in self._watchers:
-                    del self._published[session_id]
+                return  # a pass that began after the request has completed meanwhile
+            started = self._last_refresh_started = time.monotonic()
+            if not self._loaded or started - self._last_full >= self._full_refresh_s:
+                await self._read_all(started)
+            elif self._marked:
+                await self._reread_marked()
+            self._publish()
+
+    async def _read_all(self, started: float) -> None:
+        self._marked.clear()  # the whole read covers them (events after it mark again)
+        async with self._sessionmaker() as db:
+            rows = await waiting_rows(db, ceiling_s=self._ceiling_s)
+            keys = {
+                r.id: sort_key(r.id, r.urgency, r.waiting_since, step_s=self._step_s) for r in rows
+            }
+            departed = [s for s in self._keys if s not in keys]
+            if departed:
+                served = await db.scalar(
+                    select(func.count())
+                    .select_from(ChatSession)
+                    .where(ChatSession.id.in_(departed), ChatSession.status.in_(SERVED_STATUSES))
+                )
+                self.rate.record(int(served or 0))
+        self._loaded, self._last_full = True, started
+        self.full_reads += 1
+        if keys != self._keys:
+            self._keys = keys
+            self._reorder()
+
+    async def _reread_marked(self) -> None:
+        marked, self._marked = sorted(self._marked), set()
+        found: dict[uuid.UUID, Row[uuid.UUID, str, int, datetime, bool]] = {}
+        async with self._sessionmaker() as db:
+            for start in range(0, len(marked), _READ_CHUNK):
+                found.update(
+                    (row.id, row)
+                    for row in await marked_rows(db, marked[start : start + _READ_CHUNK])
+                )
+        self.rows_reread += len(marked)
+        changed, served = False, 0
+        for session_id in marked:
+            row = found.get(session_id)
+            if row is not None and row.queued:
+                key = sort_key(session_id, row.urgency, row.waiting_since, step_s=self._step_s)
+                if self._keys.get(session_id) != key:
+                    self._keys[session_id], changed = key, True
+            elif self._keys.pop(session_id, None) is not None:
+                changed = True
+                served += row is not None and row.status in SERVED_STATUSES
+        self.rate.record(served)
+        if changed:
+            self._reorder()
+
+    def _reorder(self) -> None:
+        ordered = sorted(self._keys, key=self._keys.__getitem__)
+        self._positions = {session_id: i for i, session_id in enumerate(ordered, 1)}
+        self._moved = True
+
+    def _publish(self) -> None:
+        """Push changed places; with nothing moved and no estimate that can drift, nothing."""
+        rate = self.rate.per_second()
+        if not self._moved and rate == self._published_rate:
+            return
+        self._moved, self._published_rate = False, rate
+        positions = self._positions
+        for session_id, watchers in tuple(self._watchers.items()):
+            info = self._info(positions.get(session_id))
+            if self._published.get(session_id) == info:
+                continue
+            self._published[session_id] = info
+            for watcher in tuple(watchers):
+                watcher(info)

@@ -37,7 +37,6 @@ from app.chat.repository import (
     in_queue,
     load_messages,
     lock_session,
-    require_session,
     silent_and_gone,
     silent_sessions,
     stale_visitor_sessions,
@@ -72,8 +71,8 @@ async def open_session(
     chat committer announces that), so a hello alone wakes no router and no queue refresh."""
     token = new_resume_token()
     session = new_session(token=token, locale=locale, channel=channel, token_ttl_s=token_ttl_s)
+    # No flush here: the id is made client-side, so both rows go in the commit's one flush.
     db.add(session)
-    await db.flush()
     record(
         db,
         VISITOR,
@@ -113,16 +112,17 @@ async def resume_session(
         raise InvalidResumeToken("unknown or expired resume token")
     found = view(row)
     if found.status == SessionStatus.abandoned:
-        await change_status(
+        moved = await transition(
             db,
-            bus,
-            session_id=found.id,
-            to=SessionStatus.waiting,
+            found.id,
+            SessionStatus.waiting,
             reason="visitor_returned",
-            actor_type="visitor",
-            allowed_from={SessionStatus.abandoned},
+            sources=[SessionStatus.abandoned],
+            actor=VISITOR,
+            bus=bus,
         )
-        found = await require_session(db, found.id)
+        if moved is not None:  # the row the move returned: nothing to read again
+            found = view(moved.session)
     return found
 
 
