@@ -11,6 +11,7 @@ from app.bus.events import (
     BusEvent,
     Erased,
     MessageStored,
+    MuteChanged,
     Queued,
     Resync,
     StatusChanged,
@@ -18,6 +19,7 @@ from app.bus.events import (
     Typing,
     UrgencyRaised,
     Wake,
+    WhisperStored,
     decode,
     encode,
     session_id_of,
@@ -41,6 +43,10 @@ SID = uuid.UUID("00000000-0000-4000-8000-000000000001")
         Resync(),
         SupervisorAlert("escalation", str(SID), "imminent", 4, "escalation_started", {"x": 1}),
         SupervisorAlert("at_risk", str(SID), "high", 3, "visitor_lost", {}),
+        SupervisorAlert("supervision", str(SID), "high", 3, "mute_requested", {"mute_id": "m"}),
+        WhisperStored(str(SID), 5),
+        MuteChanged(str(SID), "m", "2026-12-01T12:00:00+00:00"),
+        MuteChanged(str(SID), "m", None),
     ],
 )
 def test_each_kind_round_trips(event: BusEvent) -> None:

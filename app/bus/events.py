@@ -83,6 +83,16 @@ class WhisperStored:
 
 
 @dataclass(frozen=True, slots=True)
+class MuteChanged:
+    """A supervisor's mute of the session started (``until`` set) or ended (``until`` None)."""
+
+    kind: ClassVar[Literal["mute"]] = "mute"
+    session_id: str
+    mute_id: str
+    until: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """Something changed that may allow a new offer: every router re-reads the queue."""
 
@@ -98,11 +108,12 @@ class Resync:
 
 @dataclass(frozen=True, slots=True)
 class SupervisorAlert:
-    """For supervisors' sockets (``supervisors``): escalation (``kind`` ``escalation``) or the
-    at-risk watch (``at_risk``), with the urgency by name and value and a ``reason``; ``extra``
-    holds what each reason adds (handoff id, partner, volunteer ids...)."""
+    """For supervisors' sockets (``supervisors``): escalation (``kind`` ``escalation``), the
+    at-risk watch (``at_risk``) or supervision's mutes (``supervision``), with the urgency by
+    name and value and a ``reason``; ``extra`` holds what each reason adds (handoff id,
+    partner, volunteer ids, mute id...)."""
 
-    kind: Literal["escalation", "at_risk"]
+    kind: Literal["escalation", "at_risk", "supervision"]
     session_id: str
     urgency: str
     urgency_value: int
@@ -118,6 +129,7 @@ BusEvent = (
     | Typing
     | Erased
     | WhisperStored
+    | MuteChanged
     | Wake
     | Resync
     | SupervisorAlert
@@ -133,11 +145,12 @@ _BY_KIND: dict[str, type[Any]] = {
         Typing,
         Erased,
         WhisperStored,
+        MuteChanged,
         Wake,
         Resync,
     )
 }
-_ALERT_KINDS = ("escalation", "at_risk")
+_ALERT_KINDS = ("escalation", "at_risk", "supervision")
 
 
 def encode(event: BusEvent) -> Payload:

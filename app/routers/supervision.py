@@ -1,4 +1,5 @@
-"""Supervision over REST (issue 14): join a chat, whisper to the volunteer, read the whispers.
+"""Supervision over REST (issue 14): join a chat, whisper to the volunteer, read the whispers,
+mute an abusive visitor (two steps at high+).
 Observing is the volunteer socket's ``observe`` frame (a live stream has no REST form; the
 audited ``GET /v1/dashboard/sessions/{id}`` is the one-off read). Thin: call
 ``app.routing.supervision``, return."""
@@ -12,8 +13,9 @@ from fastapi import APIRouter, Query, Request
 
 from app.core.errors import error_responses
 from app.routers.deps import DbDep, Me, get_state
-from app.routing import supervision
+from app.routing import mutes, supervision
 from app.routing.frames import TextTooLarge
+from app.routing.mute_schemas import MuteRequest, MuteView
 from app.routing.supervision_schemas import JoinResult, WhisperList, WhisperRequest, WhisperView
 
 router = APIRouter(prefix="/v1/dashboard", tags=["supervision"])
@@ -69,3 +71,52 @@ async def whispers(
     """The staff notes on a chat (rights as for its transcript); the read is audited."""
     rows = await supervision.whispers_of(db, me, session_id, after_id=after_id)
     return WhisperList(session_id=session_id, whispers=[WhisperView.of(r) for r in rows])
+
+
+@router.post(
+    "/sessions/{session_id}/mute",
+    response_model=MuteView,
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def mute(
+    session_id: uuid.UUID, body: MuteRequest, request: Request, db: DbDep, me: Me
+) -> MuteView:
+    """Supervisors: shield the volunteer from an abusive visitor for ``duration_s`` (the visitor's
+    messages are still stored, triaged and escalated). A session at ``high`` or above gets a
+    ``requested`` mute that a second supervisor must confirm. Audited."""
+    row = await mutes.request_mute(
+        db, get_state(request).bus, me, session_id, duration_s=body.duration_s, reason=body.reason
+    )
+    return MuteView.of(row)
+
+
+@router.delete(
+    "/sessions/{session_id}/mute",
+    response_model=MuteView,
+    responses=error_responses(401, 403, 404, 422),
+)
+async def unmute(session_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> MuteView:
+    """Supervisors: end the session's active mute now (``404 mute_not_found`` if none)."""
+    return MuteView.of(await mutes.lift_mute(db, get_state(request).bus, me, session_id))
+
+
+@router.post(
+    "/mutes/{mute_id}/confirm",
+    response_model=MuteView,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def confirm_mute(mute_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> MuteView:
+    """A second supervisor (not the one who asked: ``403 second_supervisor_required``) confirms
+    a requested mute; it starts now. Decided once (``409 invalid_transition`` after)."""
+    bus = get_state(request).bus
+    return MuteView.of(await mutes.decide_mute(db, bus, me, mute_id, confirm=True))
+
+
+@router.post(
+    "/mutes/{mute_id}/cancel",
+    response_model=MuteView,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def cancel_mute(mute_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> MuteView:
+    bus = get_state(request).bus
+    return MuteView.of(await mutes.decide_mute(db, bus, me, mute_id, confirm=False))

@@ -27,6 +27,8 @@ from app.chat.cards import ResourceCard
 from app.chat.frames import MAX_SEQ
 from app.core.errors import BeaconError
 from app.core.wire import ServerFrame
+from app.domain.mute import MAX_DURATION_S as MAX_MUTE_S
+from app.domain.mute import MIN_DURATION_S as MIN_MUTE_S
 from app.routing.schemas import Disposition, risk_level_value
 
 
@@ -185,6 +187,37 @@ class JoinFrame(_Frame):
     session_id: uuid.UUID
 
 
+class MuteFrame(_Frame):
+    """Supervisors: shield the volunteer from an abusive visitor for a while (app/domain/mute)."""
+
+    type: Literal["mute"]
+    session_id: uuid.UUID
+    duration_s: int = Field(ge=MIN_MUTE_S, le=MAX_MUTE_S)
+    reason: str = Field(min_length=1, max_length=200)
+
+    @field_validator("reason")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        return storable(value)
+
+
+class ConfirmMuteFrame(_Frame):
+    """A second supervisor confirms a high+ session's mute."""
+
+    type: Literal["confirm_mute"]
+    mute_id: uuid.UUID
+
+
+class CancelMuteFrame(_Frame):
+    type: Literal["cancel_mute"]
+    mute_id: uuid.UUID
+
+
+class UnmuteFrame(_Frame):
+    type: Literal["unmute"]
+    session_id: uuid.UUID
+
+
 ClientFrame = Annotated[
     PresenceFrame
     | AcceptFrame
@@ -201,6 +234,10 @@ ClientFrame = Annotated[
     | UnobserveFrame
     | WhisperFrame
     | JoinFrame
+    | MuteFrame
+    | ConfirmMuteFrame
+    | CancelMuteFrame
+    | UnmuteFrame
     | AuthFrame,
     Field(discriminator="type"),
 ]
@@ -254,7 +291,7 @@ class AckOut(ServerFrame):
 
 class MessageOut(ServerFrame):
     omit_if_none: ClassVar[frozenset[str]] = frozenset(
-        {"kind", "level", "signals", "client_msg_id", "resource"}
+        {"kind", "level", "signals", "client_msg_id", "resource", "muted"}
     )
     type: Literal["message"] = "message"
     session_id: str
@@ -267,17 +304,23 @@ class MessageOut(ServerFrame):
     signals: list[str] | None = None
     client_msg_id: str | None = None  # the volunteer's own messages
     resource: ResourceCard | None = None  # kind "resource" (app/chat/cards.py)
+    muted: bool | None = None  # true: text withheld while the visitor is muted
 
 
 class SessionOut(ServerFrame):
-    """A held or offered session changed: its ``status``, or its urgency rose."""
+    """A held or offered session changed: its ``status``, its urgency rose, or a mute started
+    (``muted`` true, ``muted_until``) or ended (``muted`` false)."""
 
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"status", "urgency", "urgency_value"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset(
+        {"status", "urgency", "urgency_value", "muted", "muted_until"}
+    )
     type: Literal["session"] = "session"
     session_id: str
     status: str | None = None
     urgency: str | None = None
     urgency_value: int | None = None
+    muted: bool | None = None
+    muted_until: str | None = None
 
 
 class TypingOut(ServerFrame):
@@ -338,6 +381,20 @@ class SupervisionOut(ServerFrame):
     session_id: str
     action: Literal["observing", "observe_ended", "joined"]
     seq: int | None = None
+
+
+class MuteOut(ServerFrame):
+    """Answers ``mute`` / ``confirm_mute`` / ``cancel_mute`` / ``unmute``."""
+
+    omit_if_none: ClassVar[frozenset[str]] = frozenset({"until", "confirmed_by"})
+    type: Literal["mute"] = "mute"
+    mute_id: str
+    session_id: str
+    status: str  # requested | active | lifted | cancelled
+    needs_confirmation: bool
+    requested_by: str
+    until: str | None = None
+    confirmed_by: str | None = None
 
 
 class PongOut(ServerFrame):

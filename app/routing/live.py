@@ -39,7 +39,17 @@ from app.core.errors import BeaconError
 from app.core.metrics import Metrics
 from app.core.wire import ServerFrame
 from app.core.wsloop import Action, Call, Send
-from app.routing import assignments, commands, frames, notify, presence, protocol, supervision
+from app.domain.mute import withheld
+from app.routing import (
+    assignments,
+    commands,
+    frames,
+    mutes,
+    notify,
+    presence,
+    protocol,
+    supervision,
+)
 from app.routing.accounts import Principal
 from app.routing.assignments import SUPERVISORS_CHANNEL, OfferMade, volunteer_channel
 from app.routing.models import Assignment
@@ -50,15 +60,19 @@ log = structlog.get_logger(__name__)
 SendText = Callable[[str], Awaitable[None]]
 
 
-def message_frame(session_id: uuid.UUID, message: Message) -> frames.MessageOut:
+def message_frame(
+    session_id: uuid.UUID, message: Message, *, muted: bool = False
+) -> frames.MessageOut:
+    """``muted``: a muted visitor's message, its text withheld (app/domain/mute.py)."""
     triaged = message.level is not None
     shown, card = cards.wire_text(message.kind, message.text)
     return frames.MessageOut(
         session_id=str(session_id),
         seq=message.seq,
         sender=message.sender,
-        text=shown,
+        text=None if muted else shown,
         resource=card,
+        muted=True if muted else None,
         sent_at=message.sent_at.isoformat(),
         kind=message.kind,
         level=message.level,
@@ -345,10 +359,34 @@ class VolunteerLink:
                             )
                         ).all()
                     )
+                shield = await self._shield(db, session_id)
             for message in messages:
                 if message.seq > self._delivered.get(session_id, message.seq):
-                    await self.send(message_frame(session_id, message))
+                    await self.send(message_frame(session_id, message, muted=shield(message)))
                     self._delivered[session_id] = message.seq
+
+    async def _shield(self, db: AsyncSession, session_id: uuid.UUID) -> Callable[[Message], bool]:
+        """Which messages of this batch a mute withholds from this viewer (never a
+        supervisor's view, never a high+ message: app/domain/mute.py)."""
+        if self.principal.is_supervisor:
+            return lambda _: False
+        now = utcnow()
+        mute = await mutes.active_mute(db, session_id, now)
+        if mute is None:
+            return lambda _: False
+        urgency = await db.scalar(select(ChatSession.urgency).where(ChatSession.id == session_id))
+
+        def shield(message: Message) -> bool:
+            return withheld(
+                mute,
+                now=now,
+                viewer_is_supervisor=False,
+                sender=message.sender,
+                level=message.level,
+                session_urgency=urgency or 0,
+            )
+
+        return shield
 
     # -- what the client asks -----------------------------------------------------------------
 
@@ -384,6 +422,17 @@ class VolunteerLink:
             return
         if isinstance(frame, frames.WhisperFrame):
             await self._whisper(frame)
+            return
+        if isinstance(
+            frame,
+            frames.MuteFrame
+            | frames.ConfirmMuteFrame
+            | frames.CancelMuteFrame
+            | frames.UnmuteFrame,
+        ):
+            async with transaction(self.sessionmaker) as db:
+                answer = await mutes.from_frame(db, self.bus, self.principal, frame)
+            await self.send(answer)
             return
         if isinstance(frame, frames.SyncFrame):
             async with transaction(self.sessionmaker) as db:

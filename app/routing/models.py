@@ -145,3 +145,29 @@ class SessionSupervisor(Base):
         ForeignKey("volunteers.id", ondelete="CASCADE"), primary_key=True
     )
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SessionMute(Base):
+    """A supervisor's mute of an abusive visitor (app/routing/mutes.py, app/domain/mute.py):
+    ``requested`` (high+: a second supervisor must confirm) → ``active`` until ``until`` →
+    ``lifted``; or ``requested`` → ``cancelled``."""
+
+    __tablename__ = "session_mutes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(200))
+    duration_s: Mapped[int] = mapped_column(Integer)
+    urgency_at_request: Mapped[int] = mapped_column(SmallInteger)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_session_mutes_session", "session_id", "status"),)

@@ -253,6 +253,13 @@ def session_event(session_id: uuid.UUID, payload: Mapping[str, Any]) -> list[Act
             session_id=sid, urgency=Level(urgency).name, urgency_value=urgency
         )
         return [Send(update.dump())]
+    if kind == "mute":
+        until = payload.get("until")
+        muted = isinstance(until, str)
+        update = frames.SessionOut(
+            session_id=sid, muted=muted, muted_until=until if muted else None
+        )
+        return [Send(update.dump())]
     if kind == "whisper":
         whisper_id = payload.get("whisper_id")
         if isinstance(whisper_id, int) and not isinstance(whisper_id, bool):

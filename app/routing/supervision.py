@@ -29,7 +29,7 @@ from app.bus import Bus, session_channel
 from app.bus.events import WhisperStored, encode
 from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.models import ChatSession, Whisper
-from app.core.db import transaction, utcnow
+from app.core.db import dialect_of, transaction, utcnow
 from app.core.errors import NotFound
 from app.domain.session import LIVE
 from app.routing.access import require_access
@@ -56,8 +56,13 @@ def require_supervisor(principal: Principal) -> None:
         raise SupervisorsOnly("supervisors only")
 
 
-async def _live_session(db: AsyncSession, session_id: uuid.UUID) -> ChatSession:
-    session = await db.scalar(select(ChatSession).where(ChatSession.id == session_id))
+async def live_session(
+    db: AsyncSession, session_id: uuid.UUID, *, lock: bool = False
+) -> ChatSession:
+    query = select(ChatSession).where(ChatSession.id == session_id)
+    if lock and dialect_of(db) == "postgresql":
+        query = query.with_for_update()
+    session = await db.scalar(query)
     if session is None:
         raise NotFound("no such session")
     if session.status not in LIVE:
@@ -67,7 +72,7 @@ async def _live_session(db: AsyncSession, session_id: uuid.UUID) -> ChatSession:
 
 async def observe(db: AsyncSession, principal: Principal, session_id: uuid.UUID) -> ChatSession:
     require_supervisor(principal)
-    session = await _live_session(db, session_id)
+    session = await live_session(db, session_id)
     audit(db, principal, "supervision_observe_started", session_id)
     return session
 
@@ -126,7 +131,7 @@ async def whisper(
     """Supervisors on any live chat; a volunteer on a chat they hold (to answer). A resend with
     the same ``client_msg_id`` returns the stored whisper and announces nothing."""
     await require_access(db, principal, session_id, write=not principal.is_supervisor)
-    await _live_session(db, session_id)
+    await live_session(db, session_id)
     existing = await _whisper_by_key(db, principal, session_id, client_msg_id)
     if existing is not None:
         return StoredWhisper(existing, duplicate=True)
@@ -194,7 +199,7 @@ async def whispers_of(
 async def join(db: AsyncSession, principal: Principal, session_id: uuid.UUID) -> ChatSession:
     """Record the join (once per supervisor and chat; asking again changes nothing)."""
     require_supervisor(principal)
-    session = await _live_session(db, session_id)
+    session = await live_session(db, session_id)
     if not await has_joined(db, principal, session_id):
         db.add(
             SessionSupervisor(session_id=session_id, supervisor_id=principal.id, joined_at=utcnow())

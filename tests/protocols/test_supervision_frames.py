@@ -41,6 +41,13 @@ def one(frame: dict[str, Any]) -> Any:
             {"type": "whisper", "session_id": str(SID), "client_msg_id": "w", "text": "hi"},
             frames.WhisperFrame,
         ),
+        (
+            {"type": "mute", "session_id": str(SID), "duration_s": 600, "reason": "abuse"},
+            frames.MuteFrame,
+        ),
+        ({"type": "unmute", "session_id": str(SID)}, frames.UnmuteFrame),
+        ({"type": "confirm_mute", "mute_id": str(SID)}, frames.ConfirmMuteFrame),
+        ({"type": "cancel_mute", "mute_id": str(SID)}, frames.CancelMuteFrame),
     ],
 )
 def test_supervision_frames_go_to_the_link(frame: dict[str, Any], cls: type) -> None:
@@ -48,7 +55,8 @@ def test_supervision_frames_go_to_the_link(frame: dict[str, Any], cls: type) -> 
     assert isinstance(action, Call)
     assert isinstance(action.command, Handle)
     assert isinstance(action.command.frame, cls)
-    assert action.command.frame.session_id == SID
+    ids = {getattr(action.command.frame, k, None) for k in ("session_id", "mute_id")}
+    assert SID in ids
 
 
 @pytest.mark.parametrize(
@@ -62,6 +70,13 @@ def test_supervision_frames_go_to_the_link(frame: dict[str, Any], cls: type) -> 
         {"type": "observe", "session_id": str(SID), "last_seq": -1},
         {"type": "join", "session_id": 5},
         {"type": "unobserve"},
+        {"type": "mute", "session_id": str(SID), "duration_s": 59, "reason": "x"},
+        {"type": "mute", "session_id": str(SID), "duration_s": 86401, "reason": "x"},
+        {"type": "mute", "session_id": str(SID), "duration_s": "600", "reason": "x"},
+        {"type": "mute", "session_id": str(SID), "duration_s": 600, "reason": " "},
+        {"type": "mute", "session_id": str(SID), "duration_s": 600, "reason": "x" * 201},
+        {"type": "mute", "session_id": str(SID), "duration_s": 600},
+        {"type": "confirm_mute", "mute_id": "nope"},
     ],
 )
 def test_bad_supervision_frames_get_invalid_frame(frame: dict[str, Any]) -> None:
@@ -111,3 +126,35 @@ def test_the_visitor_protocol_ignores_whispers() -> None:
             json.dumps({"type": "whisper", "text": "x"}), max_text_bytes=4096
         )
     assert refused.value.code == "unknown_frame_type"
+
+
+def test_mute_hints_become_session_updates() -> None:
+    until = "2026-12-01T12:10:00+00:00"
+    [started] = session_event(SID, {"kind": "mute", "mute_id": "m", "until": until})
+    assert isinstance(started, Send)
+    assert json.loads(started.text) == {
+        "type": "session",
+        "session_id": str(SID),
+        "muted": True,
+        "muted_until": until,
+    }
+    [ended] = session_event(SID, {"kind": "mute", "mute_id": "m", "until": None})
+    assert isinstance(ended, Send)
+    assert json.loads(ended.text) == {"type": "session", "session_id": str(SID), "muted": False}
+
+
+def test_a_withheld_message_has_no_text_but_keeps_its_triage() -> None:
+    out = frames.MessageOut(
+        session_id="s",
+        seq=3,
+        sender="visitor",
+        text=None,
+        sent_at="t",
+        level=1,
+        signals=[],
+        muted=True,
+    )
+    wire = json.loads(out.dump())
+    assert (wire["text"], wire["muted"], wire["level"]) == (None, True, 1)
+    plain = frames.MessageOut(session_id="s", seq=3, sender="visitor", text="x", sent_at="t")
+    assert "muted" not in json.loads(plain.dump())
