@@ -93,6 +93,16 @@ class MuteChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsentChanged:
+    """The visitor answered the consent question (yes/no only, never the number)."""
+
+    kind: ClassVar[Literal["consent"]] = "consent"
+    session_id: str
+    transcript: bool
+    contact: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Wake:
     """Something changed that may allow a new offer: every router re-reads the queue."""
 
@@ -130,6 +140,7 @@ BusEvent = (
     | Erased
     | WhisperStored
     | MuteChanged
+    | ConsentChanged
     | Wake
     | Resync
     | SupervisorAlert
@@ -146,6 +157,7 @@ _BY_KIND: dict[str, type[Any]] = {
         Erased,
         WhisperStored,
         MuteChanged,
+        ConsentChanged,
         Wake,
         Resync,
     )

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus, Subscription, session_channel
-from app.chat import events, frames
+from app.chat import consent, events, frames
 from app.chat.admission import SessionOpenLimiter
 from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.errors import InvalidResumeToken, SessionClosed, SessionNotFound, StoreUnavailable
@@ -35,6 +35,7 @@ from app.chat.protocol import (
     Command,
     Deliver,
     End,
+    GiveConsent,
     Open,
     Resync,
     ShowStatus,
@@ -179,6 +180,8 @@ class VisitorConnection:
             return await self._submit(command.frame)
         if isinstance(command, Typing):
             return await self._typing()
+        if isinstance(command, GiveConsent):
+            return await self._consent(command.frame)
         if isinstance(command, End):
             return await self._end(erase=command.erase)
         assert isinstance(command, Open)
@@ -326,6 +329,27 @@ class VisitorConnection:
         await self._feed.acknowledge(stored)
         self._protocol.stored()
         return []
+
+    async def _consent(self, frame: frames.ConsentFrame) -> Sequence[Action]:
+        assert self._session_id is not None
+        number = frame.contact_number.strip() if frame.contact_number else None
+        try:
+            async with transaction(self._deps.sessionmaker) as db:
+                answer = await consent.record_answer(
+                    db,
+                    self._deps.bus,
+                    self._session_id,
+                    transcript=frame.transcript,
+                    contact=frame.contact,
+                    phone=number,
+                )
+        except consent.ConsentNotRequested:
+            return self._protocol.consent_refused(ErrorCode.consent_not_requested)
+        except (SessionClosed, SessionNotFound):
+            return self._protocol.consent_refused(ErrorCode.session_closed)
+        except (DBAPIError, OSError):
+            return self._protocol.consent_refused(ErrorCode.temporarily_unavailable)
+        return self._protocol.consent_recorded(answer.transcript, answer.contact)
 
     async def _typing(self) -> Sequence[Action]:
         assert self._session_id is not None

@@ -14,7 +14,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from app.chat import cards
+from app.chat import cards, consent
 from app.core.wire import ServerFrame
 
 MAX_SEQ = 2**31 - 1  # messages.seq is a 32-bit integer column
@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     too_many_sessions = "too_many_sessions"
     temporarily_unavailable = "temporarily_unavailable"
     internal_error = "internal_error"
+    invalid_contact_number = "invalid_contact_number"
+    consent_not_requested = "consent_not_requested"
 
 
 class CloseCode:
@@ -100,8 +102,18 @@ class CloseFrame(_ClientFrame):
     type: Literal["close"]
 
 
+class ConsentFrame(_ClientFrame):
+    """The visitor's answer to the consent question (app/chat/consent.py)."""
+
+    type: Literal["consent"]
+    transcript: bool
+    contact: bool
+    contact_number: str | None = Field(default=None, max_length=32)
+
+
 ClientFrame = Annotated[
-    HelloFrame | MessageFrame | PingFrame | TypingFrame | CloseFrame, Field(discriminator="type")
+    HelloFrame | MessageFrame | PingFrame | TypingFrame | CloseFrame | ConsentFrame,
+    Field(discriminator="type"),
 ]
 _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
@@ -134,7 +146,7 @@ def parse_client_frame(raw: str, *, max_text_bytes: int) -> ClientFrame:
         if types & _TAG_ERRORS:
             raise FrameError(
                 ErrorCode.unknown_frame_type,
-                "type must be one of hello, message, ping, typing, close",
+                "type must be one of hello, message, ping, typing, close, consent",
             ) from None
         if "union_tag_not_found" in types:
             raise FrameError(ErrorCode.invalid_frame, "frame needs a string field 'type'") from None
@@ -170,6 +182,13 @@ def parse_client_frame(raw: str, *, max_text_bytes: int) -> ClientFrame:
             )
     elif isinstance(frame, HelloFrame):
         _no_nul(frame.resume_token, "resume_token")
+    elif isinstance(frame, ConsentFrame) and frame.contact:
+        number = frame.contact_number
+        if number is None or not consent.valid_phone(number.strip()):
+            raise FrameError(
+                ErrorCode.invalid_contact_number,
+                "contact: true needs contact_number, a phone number (digits, +, spaces, - ( ) .)",
+            )
     return frame
 
 
@@ -210,7 +229,9 @@ class AckOut(ServerFrame):
 
 
 class MessageOut(ServerFrame):
-    omit_if_none: ClassVar[frozenset[str]] = frozenset({"kind", "client_msg_id", "resource"})
+    omit_if_none: ClassVar[frozenset[str]] = frozenset(
+        {"kind", "client_msg_id", "resource", "asks"}
+    )
     type: Literal["message"] = "message"
     seq: int
     sender: str
@@ -219,6 +240,7 @@ class MessageOut(ServerFrame):
     kind: str | None = None
     client_msg_id: str | None = None
     resource: cards.ResourceCard | None = None  # kind "resource": the card (app/chat/cards.py)
+    asks: list[str] | None = None  # kind "consent": the question's subjects (app/chat/consent)
 
     @classmethod
     def of(
@@ -240,6 +262,7 @@ class MessageOut(ServerFrame):
             kind=kind,
             client_msg_id=client_msg_id,
             resource=card,
+            asks=list(consent.ASKS) if kind == consent.KIND else None,
         )
 
 
@@ -264,6 +287,14 @@ class ErrorOut(ServerFrame):
 class TypingOut(ServerFrame):
     type: Literal["typing"] = "typing"
     sender: str
+
+
+class ConsentOut(ServerFrame):
+    """Confirms the visitor's consent answer (what will be shared beyond the minimum)."""
+
+    type: Literal["consent"] = "consent"
+    transcript: bool
+    contact: bool
 
 
 class PongOut(ServerFrame):

@@ -47,6 +47,13 @@ class ChatSession(Base):
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # A high+ visitor found gone past the grace period (supervisors alerted); see routing.at_risk.
     visitor_lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Consent for handoff extras (app/chat/consent.py): asked in the chat, the visitor's last
+    # answer, and the number they chose to share (personal data: cleared by erasure/retention).
+    consent_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consent_answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    consent_transcript: Mapped[bool | None] = mapped_column()
+    consent_contact: Mapped[bool | None] = mapped_column()
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_chat_sessions_queue", "status", "urgency", "waiting_since"),)
 

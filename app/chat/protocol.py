@@ -63,6 +63,13 @@ class Typing:
 
 
 @dataclass(frozen=True, slots=True)
+class GiveConsent:
+    """The visitor answered the consent question (app/chat/consent.py)."""
+
+    frame: frames.ConsentFrame
+
+
+@dataclass(frozen=True, slots=True)
 class Deliver:
     """A bus hint: message ``seq`` is committed; the feed loads and sends what is new."""
 
@@ -83,7 +90,7 @@ class Resync:
     """The bus may have lost hints: catch up from the database and reload the status."""
 
 
-Command = Open | Submit | End | Typing | Deliver | ShowStatus | Resync
+Command = Open | Submit | End | Typing | GiveConsent | Deliver | ShowStatus | Resync
 
 
 def error(
@@ -191,6 +198,8 @@ class VisitorProtocol:
             return [Call(Typing())]
         if isinstance(frame, frames.CloseFrame):
             return self._end(erase=False)
+        if isinstance(frame, frames.ConsentFrame):
+            return [Call(GiveConsent(frame))]
         return [error(ErrorCode.invalid_frame, "hello was already received")]
 
     def _end(self, *, erase: bool) -> list[Action]:
@@ -263,6 +272,18 @@ class VisitorProtocol:
                 client_msg_id=client_msg_id,
             )
         ]
+
+    @staticmethod
+    def consent_recorded(transcript: bool, contact: bool) -> list[Action]:
+        return [Send(frames.ConsentOut(transcript=transcript, contact=contact).dump())]
+
+    @staticmethod
+    def consent_refused(code: ErrorCode) -> list[Action]:
+        detail = {
+            ErrorCode.consent_not_requested: "there is no consent question to answer",
+            ErrorCode.session_closed: "this chat has ended",
+        }.get(code, "not recorded; please answer again")
+        return [error(code, detail)]
 
     def end_failed(self) -> list[Action]:
         self.ending = False

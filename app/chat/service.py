@@ -186,7 +186,8 @@ async def erase_transcript(db: AsyncSession, bus: Bus, *, session_id: uuid.UUID)
     await db.execute(
         update(ChatSession)
         .where(ChatSession.id == session_id)
-        .values(erased_at=now, token_expires_at=now, updated_at=now)
+        # The number they chose to share goes too (their consent answers stay, as yes/no).
+        .values(erased_at=now, token_expires_at=now, updated_at=now, contact_phone=None)
         .execution_options(**_NO_SYNC)
     )
     record(

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bus import Bus
-from app.chat.models import ChatSession
+from app.chat import cards
+from app.chat.models import ChatSession, Message
 from app.core.config import Settings
 from app.core.db import skip_locked, utcnow
 from app.domain.handoff import HANDOFF, HandoffStatus
@@ -210,11 +211,21 @@ async def alert_in_chat(
     return record
 
 
+TRANSCRIPT_LIMIT = 500  # the most recent messages a consented transcript carries
+
+
 def build_payload(
-    handoff: Handoff, session: ChatSession, settings: Settings, now: datetime
+    handoff: Handoff,
+    session: ChatSession,
+    settings: Settings,
+    now: datetime,
+    transcript: list[Message] | None = None,
 ) -> dict[str, Any]:
-    """Only what the partner needs (SPEC §5). Transcript and contact are not shared: consent
-    capture does not exist yet, so ``consent`` says so explicitly."""
+    """Only what the partner needs (SPEC §5), plus what the visitor consented to in the chat
+    (app/chat/consent.py): ``transcript`` and ``contact`` are present only then, absent (never
+    empty, never null) otherwise; ``consent`` says which. Location is never collected."""
+    shares_transcript = bool(session.consent_transcript)
+    shares_contact = bool(session.consent_contact) and bool(session.contact_phone)
     payload: dict[str, Any] = {
         "version": 1,
         "handoff_id": str(handoff.id),
@@ -231,12 +242,41 @@ def build_payload(
         }.get(handoff.trigger, handoff.trigger),
         "active_rescue": handoff.active_rescue,
         "requested_at": now.isoformat(),
-        "consent": {"transcript": False, "contact": False, "location": False},
+        "consent": {"transcript": shares_transcript, "contact": shares_contact, "location": False},
     }
+    if shares_transcript:
+        payload["transcript"] = [
+            {
+                "seq": m.seq,
+                "sender": m.sender,
+                "text": cards.wire_text(m.kind, m.text)[0],
+                "sent_at": m.sent_at.isoformat(),
+            }
+            for m in transcript or []
+            if m.text is not None
+        ]
+    if shares_contact:
+        payload["contact"] = {"phone": session.contact_phone}
     if settings.public_base_url:
         base = settings.public_base_url.rstrip("/")
         payload["callback_url"] = f"{base}/v1/handoffs/{handoff.id}/status"
     return payload
+
+
+async def consented_transcript(db: AsyncSession, session: ChatSession) -> list[Message] | None:
+    """The visitor's chat as they saw it (``messages`` only: staff whispers live elsewhere and
+    are never shared), most recent ``TRANSCRIPT_LIMIT``, in order; None without consent."""
+    if not session.consent_transcript:
+        return None
+    rows = (
+        await db.scalars(
+            select(Message)
+            .where(Message.session_id == session.id, Message.text.is_not(None))
+            .order_by(Message.seq.desc())
+            .limit(TRANSCRIPT_LIMIT)
+        )
+    ).all()
+    return list(reversed(rows))
 
 
 def payload_bytes(payload: dict[str, Any]) -> bytes:
@@ -253,7 +293,8 @@ async def start_delivery(
 ) -> None:
     advance(handoff, HandoffStatus.delivering, now)
     handoff.level = max(handoff.level, session.urgency)
-    handoff.payload = build_payload(handoff, session, settings, now)
+    transcript = await consented_transcript(db, session)
+    handoff.payload = build_payload(handoff, session, settings, now, transcript)
     handoff.next_attempt_at = now
     handoff.delivery_deadline_at = now + timedelta(seconds=settings.handoff_delivery_deadline_s)
     handoff.updated_at = now

@@ -13,14 +13,18 @@ What goes:
   signals, model version and times stay as the session's risk history). Replays send ``text``
   as null, as after a visitor's erasure.
 * ``whispers.text`` (staff notes on a chat) becomes NULL by the same rule as message text.
+* ``chat_sessions.contact_phone`` (a number the visitor chose to share with a hotline partner)
+  becomes NULL, and ``handoffs.payload`` (which holds the transcript and number when the visitor
+  consented to share them) becomes NULL: both by the session's / handoff's creation time.
 * ``dispositions.notes`` becomes NULL: volunteers' free text about the person is transcript-like.
   The disposition code and the risk assessment stay.
 * ``triage_requests`` rows are deleted: the partner request log, including the stored answers
   that make ``Idempotency-Key`` replays work (a key reused after the period is a new request).
 
-What stays: sessions (urgency, signals, locale, times), message metadata, assignments, handoffs
-(their payload never carries text), and the append-only ``events`` table, which holds metadata
-only. The purge itself is one ``retention_purged`` event per run, with counts.
+What stays: sessions (urgency, signals, locale, times, the consent answers), message metadata,
+assignments, handoffs and their attempts (status, times), and the append-only ``events``
+table, which holds metadata only. The purge itself is one ``retention_purged`` event per run,
+with counts.
 
 Each function does one bounded batch in the caller's transaction (short row locks, no long
 transaction on a busy table); :mod:`app.retention.worker` loops them. Every statement is
@@ -38,8 +42,9 @@ from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import record_event
-from app.chat.models import Message, Whisper
+from app.chat.models import ChatSession, Message, Whisper
 from app.core.db import dialect_of, skip_locked, utcnow
+from app.escalation.models import Handoff
 from app.partners.models import TriageRequest
 from app.routing.models import Disposition
 
@@ -52,6 +57,8 @@ class PurgeCounts:
     notes: int = 0
     triage_requests: int = 0
     whispers: int = 0
+    contacts: int = 0
+    handoff_payloads: int = 0
 
     def __add__(self, other: PurgeCounts) -> PurgeCounts:
         return PurgeCounts(
@@ -59,6 +66,8 @@ class PurgeCounts:
             notes=self.notes + other.notes,
             triage_requests=self.triage_requests + other.triage_requests,
             whispers=self.whispers + other.whispers,
+            contacts=self.contacts + other.contacts,
+            handoff_payloads=self.handoff_payloads + other.handoff_payloads,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -77,6 +86,14 @@ def _messages_due(cutoff: datetime) -> list[ColumnElement[bool]]:
 
 def _whispers_due(cutoff: datetime) -> list[ColumnElement[bool]]:
     return [Whisper.text.is_not(None), Whisper.sent_at < cutoff]
+
+
+def _contacts_due(cutoff: datetime) -> list[ColumnElement[bool]]:
+    return [ChatSession.contact_phone.is_not(None), ChatSession.created_at < cutoff]
+
+
+def _payloads_due(cutoff: datetime) -> list[ColumnElement[bool]]:
+    return [Handoff.payload.is_not(None), Handoff.created_at < cutoff]
 
 
 def _notes_due(cutoff: datetime) -> list[ColumnElement[bool]]:
@@ -110,6 +127,8 @@ async def due(db: AsyncSession, *, cutoff: datetime) -> PurgeCounts:
         notes=await count(Disposition, _notes_due(cutoff)),
         triage_requests=await count(TriageRequest, _requests_due(cutoff)),
         whispers=await count(Whisper, _whispers_due(cutoff)),
+        contacts=await count(ChatSession, _contacts_due(cutoff)),
+        handoff_payloads=await count(Handoff, _payloads_due(cutoff)),
     )
 
 
@@ -132,6 +151,30 @@ async def purge_whisper_texts(db: AsyncSession, *, cutoff: datetime, limit: int)
         update(Whisper)
         .where(Whisper.id.in_(ids), *_whispers_due(cutoff))
         .values(text=None)
+        .execution_options(**_NO_SYNC)
+    )
+    return _rowcount(result)
+
+
+async def purge_contacts(db: AsyncSession, *, cutoff: datetime, limit: int) -> int:
+    ids = _batch(db, select(ChatSession.id).where(*_contacts_due(cutoff)), limit)
+    result = await db.execute(
+        update(ChatSession)
+        .where(ChatSession.id.in_(ids), *_contacts_due(cutoff))
+        .values(contact_phone=None)
+        .execution_options(**_NO_SYNC)
+    )
+    return _rowcount(result)
+
+
+async def purge_handoff_payloads(db: AsyncSession, *, cutoff: datetime, limit: int) -> int:
+    """A handoff's webhook body is needed only while it is delivered (minutes); past the
+    period it goes, with any transcript or number the visitor consented to share."""
+    ids = _batch(db, select(Handoff.id).where(*_payloads_due(cutoff)), limit)
+    result = await db.execute(
+        update(Handoff)
+        .where(Handoff.id.in_(ids), *_payloads_due(cutoff))
+        .values(payload=None)
         .execution_options(**_NO_SYNC)
     )
     return _rowcount(result)

@@ -39,6 +39,8 @@ _STEPS: Final[tuple[tuple[str, _Step], ...]] = (
     ("notes", service.purge_disposition_notes),
     ("triage_requests", service.delete_triage_requests),
     ("whispers", service.purge_whisper_texts),
+    ("contacts", service.purge_contacts),
+    ("handoff_payloads", service.purge_handoff_payloads),
 )
 
 

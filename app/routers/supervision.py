@@ -13,10 +13,16 @@ from fastapi import APIRouter, Query, Request
 
 from app.core.errors import error_responses
 from app.routers.deps import DbDep, Me, get_state
-from app.routing import mutes, supervision
+from app.routing import consent_ask, mutes, supervision
 from app.routing.frames import TextTooLarge
 from app.routing.mute_schemas import MuteRequest, MuteView
-from app.routing.supervision_schemas import JoinResult, WhisperList, WhisperRequest, WhisperView
+from app.routing.supervision_schemas import (
+    ConsentAsked,
+    JoinResult,
+    WhisperList,
+    WhisperRequest,
+    WhisperView,
+)
 
 router = APIRouter(prefix="/v1/dashboard", tags=["supervision"])
 
@@ -120,3 +126,19 @@ async def confirm_mute(mute_id: uuid.UUID, request: Request, db: DbDep, me: Me) 
 async def cancel_mute(mute_id: uuid.UUID, request: Request, db: DbDep, me: Me) -> MuteView:
     bus = get_state(request).bus
     return MuteView.of(await mutes.decide_mute(db, bus, me, mute_id, confirm=False))
+
+
+@router.post(
+    "/sessions/{session_id}/consent-request",
+    response_model=ConsentAsked,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+)
+async def ask_consent(session_id: uuid.UUID, request: Request, me: Me) -> ConsentAsked:
+    """Ask the visitor, in the chat, whether a hotline partner may receive their transcript and
+    a contact number (the volunteer holding the chat, or a supervisor who holds or joined it).
+    The answer arrives on the volunteer socket; the handoff payload carries only what was
+    agreed to (docs/handoff.md). Audited."""
+    state = get_state(request)
+    # Not the request's transaction, as for join: the question's commit locks the session row.
+    seq = await consent_ask.run_ask(state.sessionmaker, state.committer, me, session_id)
+    return ConsentAsked(session_id=session_id, seq=seq)

@@ -218,6 +218,14 @@ class UnmuteFrame(_Frame):
     session_id: uuid.UUID
 
 
+class AskConsentFrame(_Frame):
+    """Ask the visitor, in the chat, whether a hotline partner may get their transcript and a
+    contact number (app/chat/consent.py)."""
+
+    type: Literal["ask_consent"]
+    session_id: uuid.UUID
+
+
 ClientFrame = Annotated[
     PresenceFrame
     | AcceptFrame
@@ -238,6 +246,7 @@ ClientFrame = Annotated[
     | ConfirmMuteFrame
     | CancelMuteFrame
     | UnmuteFrame
+    | AskConsentFrame
     | AuthFrame,
     Field(discriminator="type"),
 ]
@@ -312,7 +321,7 @@ class SessionOut(ServerFrame):
     (``muted`` true, ``muted_until``) or ended (``muted`` false)."""
 
     omit_if_none: ClassVar[frozenset[str]] = frozenset(
-        {"status", "urgency", "urgency_value", "muted", "muted_until"}
+        {"status", "urgency", "urgency_value", "muted", "muted_until", "consent"}
     )
     type: Literal["session"] = "session"
     session_id: str
@@ -321,6 +330,7 @@ class SessionOut(ServerFrame):
     urgency_value: int | None = None
     muted: bool | None = None
     muted_until: str | None = None
+    consent: dict[str, bool] | None = None  # the visitor answered: what they agreed to share
 
 
 class TypingOut(ServerFrame):
@@ -395,6 +405,15 @@ class MuteOut(ServerFrame):
     requested_by: str
     until: str | None = None
     confirmed_by: str | None = None
+
+
+class ConsentAskedOut(ServerFrame):
+    """The consent question is in the chat (``seq``); the answer comes as a ``session`` frame
+    with ``consent``."""
+
+    type: Literal["consent_asked"] = "consent_asked"
+    session_id: str
+    seq: int
 
 
 class PongOut(ServerFrame):

@@ -43,6 +43,7 @@ from app.domain.mute import withheld
 from app.routing import (
     assignments,
     commands,
+    consent_ask,
     frames,
     mutes,
     notify,
@@ -433,6 +434,12 @@ class VolunteerLink:
             async with transaction(self.sessionmaker) as db:
                 answer = await mutes.from_frame(db, self.bus, self.principal, frame)
             await self.send(answer)
+            return
+        if isinstance(frame, frames.AskConsentFrame):
+            seq = await consent_ask.run_ask(
+                self.sessionmaker, self.committer, self.principal, frame.session_id
+            )
+            await self.send(frames.ConsentAskedOut(session_id=str(frame.session_id), seq=seq))
             return
         if isinstance(frame, frames.SyncFrame):
             async with transaction(self.sessionmaker) as db:

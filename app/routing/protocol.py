@@ -260,6 +260,12 @@ def session_event(session_id: uuid.UUID, payload: Mapping[str, Any]) -> list[Act
             session_id=sid, muted=muted, muted_until=until if muted else None
         )
         return [Send(update.dump())]
+    if kind == "consent":
+        answer = {k: payload.get(k) for k in ("transcript", "contact")}
+        if all(isinstance(v, bool) for v in answer.values()):
+            consent = {k: bool(v) for k, v in answer.items()}
+            return [Send(frames.SessionOut(session_id=sid, consent=consent).dump())]
+        return []
     if kind == "whisper":
         whisper_id = payload.get("whisper_id")
         if isinstance(whisper_id, int) and not isinstance(whisper_id, bool):

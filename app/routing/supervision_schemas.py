@@ -54,3 +54,8 @@ class JoinResult(BaseModel):
     session_id: uuid.UUID
     joined: bool
     seq: int  # the visitor-visible "a supervisor joined" line
+
+
+class ConsentAsked(BaseModel):
+    session_id: uuid.UUID
+    seq: int  # the question, a system message of kind "consent"

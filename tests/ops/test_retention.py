@@ -98,6 +98,8 @@ async def test_run_purges_in_batches_and_records_one_event_per_run(engine: Async
         "notes": 1,
         "triage_requests": 2,
         "whispers": 0,
+        "contacts": 0,
+        "handoff_payloads": 0,
         "cutoff": report.cutoff.isoformat(),
         "retention_days": 90,
         "completed": True,
