@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 Payload = dict[str, Any]
 Event = tuple[str, Payload]
@@ -28,6 +30,10 @@ RESYNC: Final[Payload] = {"kind": "resync"}
 MAX_PAYLOAD_BYTES: Final = 7000
 # A subscriber this far behind gets a resync instead of an ever-growing backlog.
 DEFAULT_SUBSCRIBER_BACKLOG: Final = 1000
+# sync_session.info keys of a transaction that published (see Bus._deliver_on_commit).
+_PENDING_KEY: Final = "beacon.bus.pending"
+_LISTENING_KEY: Final = "beacon.bus.listening"
+_COMMITTING_KEY: Final = "beacon.bus.committing"
 
 
 def encode_payload(payload: Payload | list[Any]) -> str:
@@ -165,6 +171,52 @@ class Bus(ABC):
         for subscription in tuple(self._subscribers.get(channel, ())):
             # Each subscriber gets its own copy: one consumer mutating a payload can't hurt another.
             subscription.deliver(dict(payload))
+
+    def _deliver(self, events: Sequence[Event]) -> None:
+        for channel, payload in events:
+            self._dispatch(channel, payload)
+
+    def _deliver_on_commit(self, db: AsyncSession, events: Sequence[Event]) -> None:
+        """Hand ``events`` to this process's subscribers when ``db``'s transaction commits
+        (right after COMMIT returns, with no round trip); drop them if it rolls back.
+
+        Only the outermost transaction counts: SQLAlchemy also fires its commit and rollback
+        events for savepoints, and a savepoint released (or rolled back) must neither deliver
+        nor drop what the transaction around it published. A COMMIT that failed on the way
+        (the connection dropped: it may or may not have committed) tells the subscribers of
+        those channels to resync: a hint that may be lost is what a resync is for."""
+        sync_session = db.sync_session
+        info = sync_session.info
+        if not info.get(_LISTENING_KEY):
+            # Listeners stay for the session's (short) life; they act only on pending events.
+            info[_LISTENING_KEY] = True
+            event.listen(sync_session, "before_commit", self._before_commit)
+            event.listen(sync_session, "after_commit", self._after_commit)
+            event.listen(sync_session, "after_rollback", self._after_rollback)
+        info.setdefault(_PENDING_KEY, []).extend(events)
+
+    @staticmethod
+    def _outermost(session: Session) -> bool:
+        return not session.in_nested_transaction()
+
+    def _before_commit(self, session: Session) -> None:
+        if self._outermost(session) and session.info.get(_PENDING_KEY):
+            session.info[_COMMITTING_KEY] = True
+
+    def _after_commit(self, session: Session) -> None:
+        if not self._outermost(session):
+            return
+        session.info.pop(_COMMITTING_KEY, None)
+        self._deliver(session.info.pop(_PENDING_KEY, []))
+
+    def _after_rollback(self, session: Session) -> None:
+        if not self._outermost(session):
+            return
+        pending: list[Event] = session.info.pop(_PENDING_KEY, [])
+        if session.info.pop(_COMMITTING_KEY, False):
+            for channel in dict.fromkeys(channel for channel, _ in pending):
+                for subscription in tuple(self._subscribers.get(channel, ())):
+                    subscription.resync()
 
     def _resync_all(self) -> None:
         for subscribers in tuple(self._subscribers.values()):

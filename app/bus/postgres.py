@@ -11,6 +11,12 @@ because notifications sent while it was away are gone.
 Publishing with ``db=`` runs ``pg_notify`` inside the caller's transaction: Postgres delivers the
 notifications when, and only if, that transaction commits — so "message committed" and
 "message announced" can never disagree, even if this process dies right after the commit.
+
+This process's own subscribers do not wait for that round trip (a NOTIFY comes back only after
+the COMMIT, through the listener connection: measured ~6 ms on the imminent path): they get the
+events as soon as the COMMIT has returned (``Bus._deliver_on_commit``). Every notification
+starts with this instance's origin marker, and the listener drops its own, so each subscriber
+still hears each event once. Other instances skip the marker (a channel nobody subscribes to).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -32,6 +39,8 @@ from app.bus.base import MAX_PAYLOAD_BYTES, Bus, Event, encode_payload
 log = structlog.get_logger(__name__)
 
 PG_CHANNEL: Final = "beacon_bus"
+# The first pair of every notification: [ORIGIN_CHANNEL, {"id": <instance>}].
+ORIGIN_CHANNEL: Final = "~origin"
 _NOTIFY = text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)")
 
 
@@ -42,19 +51,21 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str:
     )
 
 
-def _pack(events: Sequence[Event]) -> list[str]:
-    """Events as few notifications as the size limit allows, in order."""
+def _pack(events: Sequence[Event], origin: str) -> list[str]:
+    """Events as few notifications as the size limit allows, in order, each notification
+    opened by the ``origin`` marker item."""
     notifications: list[str] = []
-    current: list[str] = []
-    size = 2
+    base = 2 + len(origin.encode("utf-8")) + 1
+    current: list[str] = [origin]
+    size = base
     for channel, payload in events:
         item = encode_payload([channel, payload])
-        if current and size + len(item.encode("utf-8")) + 1 > MAX_PAYLOAD_BYTES:
+        if len(current) > 1 and size + len(item.encode("utf-8")) + 1 > MAX_PAYLOAD_BYTES:
             notifications.append("[" + ",".join(current) + "]")
-            current, size = [], 2
+            current, size = [origin], base
         current.append(item)
         size += len(item.encode("utf-8")) + 1
-    if current:
+    if len(current) > 1:
         notifications.append("[" + ",".join(current) + "]")
     return notifications
 
@@ -79,6 +90,8 @@ class PostgresBus(Bus):
         self._lost = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
         self.reconnects = 0  # observable by tests and operators
+        self._origin = encode_payload([ORIGIN_CHANNEL, {"id": uuid.uuid4().hex}])
+        self._own_prefix = "[" + self._origin
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -154,6 +167,8 @@ class PostgresBus(Bus):
     # -- receiving ---------------------------------------------------------------------------
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, raw: str) -> None:
+        if raw.startswith(self._own_prefix):
+            return  # ours: this process's subscribers had it when the COMMIT returned
         try:
             pairs = json.loads(raw)
         except ValueError:
@@ -164,7 +179,11 @@ class PostgresBus(Bus):
         for pair in pairs:
             if isinstance(pair, list) and len(pair) == 2:
                 channel, payload = pair
-                if isinstance(channel, str) and isinstance(payload, dict):
+                if (
+                    isinstance(channel, str)
+                    and isinstance(payload, dict)
+                    and channel != ORIGIN_CHANNEL
+                ):
                     self._dispatch(channel, payload)
 
     # -- publishing --------------------------------------------------------------------------
@@ -174,10 +193,12 @@ class PostgresBus(Bus):
     ) -> None:
         if not events:
             return
-        params = {"channel": self._pg_channel, "payloads": _pack(events)}
+        params = {"channel": self._pg_channel, "payloads": _pack(events, self._origin)}
         if db is not None:
             await db.execute(_NOTIFY, params)
+            self._deliver_on_commit(db, events)
             return
         async with self._engine.connect() as conn:
             await conn.execute(_NOTIFY, params)
             await conn.commit()
+        self._deliver(events)

@@ -136,3 +136,48 @@ async def test_payloads_are_hints_not_content(pg_buses: list[PostgresBus]) -> No
         await pg_buses[0].publish("c", {"text": "x" * 8000})
     with pytest.raises(ValueError, match="too large"):
         await InProcessBus().publish("c", {"text": "x" * 8000})
+
+
+async def test_postgres_own_events_arrive_at_commit_once(
+    pg_buses: list[PostgresBus], engine: AsyncEngine
+) -> None:
+    """This instance's subscribers get its events when the COMMIT returns (no NOTIFY round
+    trip), and the NOTIFY that comes back later is not delivered a second time; the other
+    instance still hears each event once, over NOTIFY."""
+    a, b = pg_buses
+    local, remote = a.subscribe("once"), b.subscribe("once")
+    sessionmaker = create_sessionmaker(engine)
+    async with transaction(sessionmaker) as db:
+        await a.publish_many([("once", {"n": 1}), ("once", {"n": 2})], db=db)
+        assert await nothing_within(local, 0.05)  # not before the commit
+    # Delivered by the commit itself: already queued, before any NOTIFY could be read.
+    assert local._queue.qsize() == 2
+    assert [await next_payload(local), await next_payload(local)] == [{"n": 1}, {"n": 2}]
+    await a.publish("once", {"n": 3})  # outside a transaction too
+    assert await next_payload(local) == {"n": 3}
+    assert [await next_payload(remote) for _ in range(3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    # The NOTIFYs of all three have reached a by now (b heard them): none is delivered again.
+    assert await nothing_within(local)
+    assert await nothing_within(remote)
+
+
+@pytest.mark.parametrize("kind", ["in_process", "postgres"])
+async def test_a_savepoint_neither_delivers_nor_drops_the_transactions_events(
+    kind: str, pg_buses: list[PostgresBus], engine: AsyncEngine
+) -> None:
+    """SQLAlchemy fires its commit and rollback events for savepoints too: only the outermost
+    transaction may deliver (or drop) what it published."""
+    bus: Bus = InProcessBus() if kind == "in_process" else pg_buses[0]
+    sub = bus.subscribe("sp")
+    sessionmaker = create_sessionmaker(engine)
+    async with transaction(sessionmaker) as db:
+        await bus.publish("sp", {"n": 1}, db=db)
+        async with db.begin_nested():
+            await db.execute(text("SELECT 1"))
+        assert await nothing_within(sub, 0.05)  # a released savepoint is not the commit
+        nested = await db.begin_nested()
+        await db.execute(text("SELECT 1"))
+        await nested.rollback()  # must not drop {"n": 1}
+        await bus.publish("sp", {"n": 2}, db=db)
+    assert [await next_payload(sub), await next_payload(sub)] == [{"n": 1}, {"n": 2}]
+    assert await nothing_within(sub)
