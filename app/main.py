@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Protocol, TypeVar
 
 import httpx
@@ -42,6 +43,7 @@ from app.routers import (
     volunteer_ws,
 )
 from app.routing.at_risk import LostVisitorWatch
+from app.routing.dispatch import offer_in_commit
 from app.routing.worker import RoutingWorker
 from app.state import BeaconState
 from app.triage import Engine, load_engine
@@ -98,6 +100,8 @@ async def _build(
             workers=settings.chat_commit_workers,
             context_size=settings.chat_triage_context,
             triage=triage.assess_many,
+            # An imminent message and its offer to a free volunteer commit together.
+            route=partial(offer_in_commit, settings=settings, bus=bus),
         ),
     )
     routing = await _started(

@@ -107,6 +107,9 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     changed: set[uuid.UUID] = field(default_factory=set)  # sessions whose last_seq moved
+    # Waiting sessions this batch made routable, or more urgent: their visitor first spoke
+    # (joined the queue), or their urgency rose. The commit may offer them at once.
+    routable: set[uuid.UUID] = field(default_factory=set)
 
     def contexts(self, states: Mapping[uuid.UUID, SessionState]) -> dict[uuid.UUID, Any]:
         """Per session: the last_seq its recent texts are current for, and those texts."""
@@ -306,6 +309,8 @@ def _triaged(
         result.events += events.urgency_raised(
             message.session_id, urgency=level, previous=previous_urgency, seq=seq
         )
+        if state.status == "waiting" and state.spoke:
+            result.routable.add(message.session_id)
     if not state.spoke:
         # A hello alone is not a request for help; the first message is (SPEC §9).
         state.spoke = state.joined = True
@@ -313,3 +318,4 @@ def _triaged(
         result.audits.append(Audit("visitor", "visitor_spoke", message.session_id, details))
         if state.status == "waiting":
             result.events += events.joined_queue(message.session_id, state.urgency)
+            result.routable.add(message.session_id)

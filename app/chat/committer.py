@@ -15,7 +15,14 @@ transaction:
 4. insert the messages with ``last_seq + 1, + 2, ...`` and write the new ``last_seq``, urgency
    (max so far, never lowered) and signals back — gap-free because the row is locked;
 5. audit every urgency rise, announce every message on the bus inside the transaction;
-6. commit, and only then resolve each sender's future, so an ``ack`` always means committed.
+6. when the batch made a waiting session routable (its visitor's first message, an urgency
+   rise) and a router was given (``route``, the lifespan passes routing's), let it decide and
+   record the offer in this same transaction: an imminent message and its offer to a free
+   volunteer commit together, with no routing wake-up, lookups and offer transaction after it.
+   The session rows are already locked here, so the offer cannot race a second router; any
+   failure of that step reruns the batch without it (the routing worker, woken by the same
+   commit's queue events, makes the offer then);
+7. commit, and only then resolve each sender's future, so an ``ack`` always means committed.
 
 While one batch commits, new messages queue up and share the next commit: at low load a message
 commits alone (no added delay), at high load many share one fsync. A second worker (the default)
@@ -31,7 +38,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,6 +126,10 @@ _SESSIONS = cast(Table, ChatSession.__table__)
 
 # Triage of a whole batch in one call: the engine encodes every new text of the batch at once.
 Triage = Callable[[Sequence[tuple[str, Sequence[str]]]], list[TriageResult]]
+# Offers for the given waiting sessions (their rows locked by the caller), made and announced
+# in the caller's transaction; returns what it offered. Routing's, wired in by the lifespan:
+# chat does not import routing.
+RouteInCommit = Callable[[AsyncSession, Collection[uuid.UUID]], Awaitable[Sequence[object]]]
 
 
 @dataclass(slots=True)
@@ -173,6 +184,11 @@ class _ConnectionProblem(Exception):
     """The database could not be reached: splitting the batch would not help."""
 
 
+class _RouteFailed(Exception):
+    """Offering in the commit failed (a deadlock with a router, a bug): the transaction is
+    rolled back and the batch is stored again without it."""
+
+
 class MessageCommitter:
     def __init__(
         self,
@@ -186,8 +202,10 @@ class MessageCommitter:
         context_size: int = 10,
         context_cache_sessions: int = 2048,
         triage: Triage = assess_many,
+        route: RouteInCommit | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._route = route
         self._bus = bus
         self._metrics = metrics
         self._max_batch = max_batch
@@ -284,6 +302,7 @@ class MessageCommitter:
         stored: _Batch | None = None
         error: Exception | None = None
         check_duplicates = False
+        route = self._route is not None
         attempt = 0
         while attempt < _ATTEMPTS:
             try:
@@ -291,7 +310,9 @@ class MessageCommitter:
                 try:
                     async with self._sessionmaker() as db:
                         async with db.begin():
-                            stored = await self._store(db, batch, check_duplicates=check_duplicates)
+                            stored = await self._store(
+                                db, batch, check_duplicates=check_duplicates, route=route
+                            )
                             # The bus hints may reach local sockets before COMMIT returns here.
                             staged = self.recent.stage(stored.views)
                         self._remember(stored, staged)
@@ -304,6 +325,10 @@ class MessageCommitter:
             except _ResendInBatch:
                 # Rolled back; run again with the explicit duplicate check (not a failure).
                 check_duplicates = True
+            except _RouteFailed as exc:
+                # Rolled back; the messages matter, the offer can wait for the routing worker.
+                log.warning("route_in_commit_failed", error=type(exc.__cause__).__name__)
+                route = False
             except (DBAPIError, OSError) as exc:
                 # Deadlock, serialization failure, a dropped connection: all worth a fresh
                 # attempt (the transaction rolled back, nothing was stored).
@@ -351,7 +376,7 @@ class MessageCommitter:
     # -- one transaction ---------------------------------------------------------------------
 
     async def _store(
-        self, db: AsyncSession, batch: list[_Pending], *, check_duplicates: bool
+        self, db: AsyncSession, batch: list[_Pending], *, check_duplicates: bool, route: bool
     ) -> _Batch:
         """The I/O of one batch; every decision in between is app/chat/commit_plan.py's."""
         now = utcnow()
@@ -385,6 +410,11 @@ class MessageCommitter:
             await self._insert(db, plan.rows)
             await self._write_back(db, states, plan.changed, now)
             await self._bus.publish_many(plan.events, db=db)
+        if route and plan.routable and self._route is not None:
+            try:
+                await self._route(db, sorted(plan.routable))
+            except Exception as exc:
+                raise _RouteFailed from exc
         views = [
             (
                 row["session_id"],

@@ -8,6 +8,7 @@ a lost race just means someone else made that offer first.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -248,6 +249,51 @@ async def route_once(
             continue
         if offer is not None:
             made.append(offer)
+    return made
+
+
+async def offer_in_commit(
+    db: AsyncSession, sessions: Collection[uuid.UUID], *, settings: Settings, bus: Bus
+) -> list[OfferMade]:
+    """The chat committer's routing step (``MessageCommitter(route=...)``): inside the
+    transaction that stored the messages of ``sessions`` (waiting, rows locked by it), offer
+    each one that a routing pass would offer now, and announce the offers in that transaction.
+
+    The plan is the routing pass's own (:func:`plan_offers` over the whole queue, most urgent
+    first), so a session of this batch only gets a volunteer that nobody ahead of it in the
+    queue would get; the others are left to the routing worker, which the same commit wakes.
+    With nobody free (the common case under load) it costs one indexed query."""
+    now = utcnow()
+    volunteers = await available_volunteers(db, settings, now)
+    if not volunteers:
+        return []
+    queue = await waiting_sessions(db, settings)
+    if not any(session.id in sessions for session in queue):
+        return []
+    refused = await recent_refusals(db, settings, now)
+    made: list[OfferMade] = []
+    for session, volunteer in plan_offers(queue, volunteers, refused, now, settings):
+        if session.id not in sessions:
+            continue
+        offer = await assignments.offer(
+            db,
+            session.id,
+            volunteer.id,
+            timeout_s=settings.offer_timeout_s,
+            high_urgency_slots=settings.high_urgency_slots,
+            now=now,
+        )
+        if offer is None:
+            continue
+        await notify.publish(bus, offer.notices(now), db=db)
+        log.info(
+            "offer_made",
+            session_id=str(offer.session_id),
+            volunteer_id=str(offer.volunteer_id),
+            urgency=offer.urgency,
+            in_commit=True,
+        )
+        made.append(offer)
     return made
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit.models import Event
@@ -312,3 +312,38 @@ async def test_triage_runs_off_the_event_loop(
     assert calls
     assert all(name.startswith("triage") for name, _ in calls)  # the worker thread, not the loop
     assert sum(count for _, count in calls) == 3
+
+
+@pytest.mark.parametrize("failure", ["database", "bug"])
+async def test_a_failing_offer_in_the_commit_never_costs_a_message(
+    failure: str,
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """The routing step in the commit is an optimisation: when it fails (a statement the
+    database refuses, which aborts the transaction, or a plain bug), the batch is stored again
+    without it, acked as usual, and the offer is left to the routing worker."""
+    calls: list[list[uuid.UUID]] = []
+
+    async def broken(db: AsyncSession, sessions: Collection[uuid.UUID]) -> list[object]:
+        calls.append(list(sessions))
+        if failure == "database":
+            await db.execute(text("SELECT * FROM no_such_table"))
+        raise RuntimeError("a bug in routing")
+
+    committer: MessageCommitter = await committer_factory(route=broken)
+    session_id = await new_session(sessionmaker)
+    stored = await committer.submit(
+        NewMessage(session_id=session_id, sender="visitor", text="hello", client_msg_id="a")
+    )
+    assert stored.seq == 1
+    assert not stored.duplicate
+    assert await seqs(engine, session_id) == [(1, "a")]
+    assert calls == [[session_id]]  # tried once, in the first attempt only
+    # Not routable any more (the visitor has spoken): the next message does not try again.
+    await committer.submit(
+        NewMessage(session_id=session_id, sender="visitor", text="still there?", client_msg_id="b")
+    )
+    assert await seqs(engine, session_id) == [(1, "a"), (2, "b")]
+    assert calls == [[session_id]]
