@@ -8,7 +8,7 @@ a lost race just means someone else made that offer first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -219,16 +219,19 @@ async def route_once(
     """One pass: expire overdue offers, let urgent chats take the slots they are owed, then
     offer waiting sessions to free volunteers. Each change publishes its notices inside its own
     transaction, so they go out only if it commits."""
+    # One transaction for the expiry and the reads (a pass usually changes nothing, and an empty
+    # transaction still costs its round trips); a second one only when top-ups moved slots.
     async with transaction(sessionmaker) as db:
         await notify.publish(bus, await assignments.expire_offers(db), db=db)
-    await top_up_urgent(sessionmaker, settings)
-    now = utcnow()
-    async with transaction(sessionmaker) as db:
-        volunteers = await available_volunteers(db, settings, now)
-        if not volunteers:
-            return []
-        queue = await waiting_sessions(db, settings)
-        refused = await recent_refusals(db, settings, now) if queue else set()
+        owed = await assignments.under_weight(db, high_urgency_slots=settings.high_urgency_slots)
+        if not owed:
+            now = utcnow()
+            volunteers, queue, refused = await _plan_inputs(db, settings, now)
+    if owed:
+        await _top_up(sessionmaker, settings, owed)
+        now = utcnow()
+        async with transaction(sessionmaker) as db:
+            volunteers, queue, refused = await _plan_inputs(db, settings, now)
     made: list[OfferMade] = []
     for session, volunteer in plan_offers(queue, volunteers, refused, now, settings):
         try:
@@ -297,12 +300,26 @@ async def offer_in_commit(
     return made
 
 
-async def top_up_urgent(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> int:
+async def _plan_inputs(
+    db: AsyncSession, settings: Settings, now: datetime
+) -> tuple[list[Candidate], list[Waiting], set[tuple[uuid.UUID, uuid.UUID]]]:
+    """Free volunteers, the queue and recent refusals (the queue only if someone is free)."""
+    volunteers = await available_volunteers(db, settings, now)
+    if not volunteers:
+        return [], [], set()
+    queue = await waiting_sessions(db, settings)
+    refused = await recent_refusals(db, settings, now) if queue else set()
+    return volunteers, queue, refused
+
+
+async def _top_up(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    owed: Sequence[assignments.UnderWeight],
+) -> int:
     """Before planning: a chat that became ``high``+ (or was clamped) takes the slots it is
     owed while they are free, so the plan below does not hand them out. One transaction per
     assignment; a lost race or deadlock only delays that one to the next pass."""
-    async with transaction(sessionmaker) as db:
-        owed = await assignments.under_weight(db, high_urgency_slots=settings.high_urgency_slots)
     added = 0
     for held in owed:
         try:

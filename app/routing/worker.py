@@ -104,11 +104,11 @@ class RoutingWorker(PeriodicWorker):
                 volunteer_id=str(offer.volunteer_id),
                 urgency=offer.urgency,
             )
+        # Housekeeping and the counts share one transaction: most passes change nothing.
         async with transaction(self.sessionmaker) as db:
             notices = await presence.sweep(db, self.settings)
             notices.extend(await assignments.end_orphans(db))
             await notify.publish(self.bus, notices, db=db)
-        async with transaction(self.sessionmaker) as db:
             counts = await queue_counts(db)
         for name, count in counts.items():
             self.metrics.queue_depth.labels(urgency=name).set(count)
