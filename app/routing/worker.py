@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL
-from app.bus.base import Bus
+from app.bus.base import Bus, Payload
+from app.bus.events import StatusChanged, decode
 from app.chat.models import ChatSession
 from app.chat.repository import in_queue
 from app.core.config import Settings
@@ -93,6 +94,13 @@ class RoutingWorker(PeriodicWorker):
         self.bus = bus
         self.metrics = metrics
         self.queue = QueueBroadcast()
+
+    def wakes_on(self, payload: Payload) -> bool:
+        """Every hint may mean new work except a session becoming ``offered``: an offer (often
+        this instance's own, just made) frees no slot and adds nobody to the queue, and a pass
+        for it would only re-read what it just changed. Everything else wakes it, a resync too."""
+        event = decode(payload)
+        return not (isinstance(event, StatusChanged) and event.status == "offered")
 
     async def tick(self) -> None:
         # Offers first: housekeeping must not sit between a new urgent person and a volunteer.
