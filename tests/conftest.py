@@ -248,7 +248,9 @@ class ServerProcess:
         # Where the server's stdout and stderr go (together), for tests that read its log.
         self.output: Path | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
+        """Up to ``timeout`` for the server to answer: it loads and warms the triage model
+        first, which on 2 cores shared with other work has taken over 30 s."""
         with contextlib.ExitStack() as files:
             out: Any = subprocess.DEVNULL
             if self.output is not None:
