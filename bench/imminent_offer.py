@@ -20,9 +20,10 @@ free at once (docs/protocol.md, volunteer socket, "Routing"). So:
   the work the hello started settle), checks that nothing was offered for their session, then
   sends an imminent message (SPEC §2's own example, "I took 30 pills just now"). Measured from
   just before that send to the arrival of the `offer` for that session on the volunteer socket:
-  visitor commit -> triage -> urgency rise -> routing wake-up -> conditional offer -> bus ->
-  volunteer socket. Also recorded: the visitor's `ack` (durable commit) and the automated safety
-  message (SPEC §5) on the visitor's socket;
+  the visitor's group commit (triage, urgency rise and the conditional offer, one transaction
+  since issue 13) -> the volunteer socket (in the same process: handed over when the COMMIT
+  returns; the bus's NOTIFY carries it to other instances). Also recorded: the visitor's `ack`
+  (durable commit) and the automated safety message (SPEC §5) on the visitor's socket;
 * the volunteer accepts and closes the chat (disposition `other`, their risk assessment
   `imminent`), so they are free again for the next round; then one ping -> pong on the volunteer
   socket is timed, so the baseline sees the same server state.

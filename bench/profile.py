@@ -67,16 +67,24 @@ def _label(frame: str) -> str:
     return f"{name} ({short})"
 
 
+# Stacks of the server's start-up (imports, loading and warming the triage model), left out of
+# the shares: on a loaded machine start-up can outlast --after-s, and it is not the hot path.
+STARTUP_FRAMES = ("_find_and_load", "load_engine (")
+
+
 def summarise(raw: str, top: int) -> str:
     """Self and total shares per function from py-spy's collapsed stacks."""
     own: Counter[str] = Counter()
     under: Counter[str] = Counter()
-    samples = 0
+    samples = startup = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
+        if any(frame in stack for frame in STARTUP_FRAMES):
+            startup += count
+            continue
         frames = [_label(f) for f in stack.split(";")[1:]]  # [0] is the thread
         if not frames:
             continue
@@ -84,7 +92,8 @@ def summarise(raw: str, top: int) -> str:
         own[frames[-1]] += count
         for label in set(frames):
             under[label] += count
-    lines = [f"samples (GIL held): {samples}", "", "| self % | function |", "|---:|---|"]
+    lines = [f"samples (GIL held): {samples} (start-up left out: {startup})", ""]
+    lines += ["| self % | function |", "|---:|---|"]
     lines += [f"| {100 * n / samples:.1f} | `{f}` |" for f, n in own.most_common(top)]
     # Totals for Beacon's own functions only: the entry points above them (uvicorn, asyncio,
     # the CLI) are ~100 % and say nothing.
