@@ -151,6 +151,7 @@ async def test_postgres_own_events_arrive_at_commit_once(
         await a.publish_many([("once", {"n": 1}), ("once", {"n": 2})], db=db)
         assert await nothing_within(local, 0.05)  # not before the commit
     # Delivered by the commit itself: already queued, before any NOTIFY could be read.
+    assert local._queue is not None
     assert local._queue.qsize() == 2
     assert [await next_payload(local), await next_payload(local)] == [{"n": 1}, {"n": 2}]
     await a.publish("once", {"n": 3})  # outside a transaction too
