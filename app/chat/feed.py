@@ -28,6 +28,17 @@ _PAGE = 500
 
 
 class VisitorFeed:
+    __slots__ = (
+        "_awaiting",
+        "_heard_seq",
+        "_lock",
+        "_recent",
+        "_send",
+        "_sessionmaker",
+        "delivered_seq",
+        "session_id",
+    )
+
     def __init__(
         self,
         *,

@@ -107,6 +107,19 @@ def error(
 
 
 class VisitorProtocol:
+    __slots__ = (
+        "_flood",
+        "_hello_deadline",
+        "_last_status_frame",
+        "_last_typing",
+        "_max_text_bytes",
+        "_queue",
+        "ending",
+        "queueable",
+        "state",
+        "status",
+    )
+
     def __init__(
         self,
         *,

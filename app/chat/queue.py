@@ -153,6 +153,7 @@ Watcher = Callable[[QueueInfo], None]
 # (tier, effective start of the wait, id): ascending is the order of :func:`waiting_order`.
 SortKey = tuple[int, float, uuid.UUID]
 _READ_CHUNK: Final = 1000
+_NOWHERE: Final = QueueInfo(position=None, estimated_wait_s=None)
 
 
 def sort_key(
@@ -334,7 +335,8 @@ class QueueMonitor(PeriodicWorker):
         positions = self._positions
         for session_id, watchers in tuple(self._watchers.items()):
             info = self._info(positions.get(session_id))
-            if self._published.get(session_id) == info:
+            # A socket never told a place is not told "no place": its hello showed it that.
+            if self._published.get(session_id, _NOWHERE) == info:
                 continue
             self._published[session_id] = info
             for watcher in tuple(watchers):

@@ -43,6 +43,8 @@ class FloodGuard:
     The caller passes the time (sans-I/O protocols are given ``now``), so it is tested with a
     plain number."""
 
+    __slots__ = ("_bucket", "_burst", "_disconnect_after", "_rate", "_strikes")
+
     def __init__(self, *, rate: float, burst: int, disconnect_after: int, now: float) -> None:
         self._rate = rate
         self._burst = float(burst)
