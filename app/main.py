@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.bus import Bus, create_bus
 from app.chat.admission import SessionOpenLimiter
 from app.chat.committer import MessageCommitter
+from app.chat.opener import SessionOpener
 from app.chat.presence import VisitorPresence
 from app.chat.queue import QueueMonitor
 from app.core.config import Environment, Settings, get_settings
@@ -104,6 +105,9 @@ async def _build(
             route=partial(offer_in_commit, settings=settings, bus=bus),
         ),
     )
+    opener = await _started(
+        stack, SessionOpener(sessionmaker, bus, token_ttl_s=settings.resume_token_ttl_s)
+    )
     routing = await _started(
         stack, RoutingWorker(sessionmaker=sessionmaker, settings=settings, bus=bus, metrics=metrics)
     )
@@ -138,6 +142,7 @@ async def _build(
         queue=queue,
         visitors=visitors,
         session_opens=_session_opens(settings),
+        opener=opener,
         escalation=escalation,
         lost_visitors=lost_visitors,
         retention=retention,

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection
 from app.bus import Bus
 from app.chat.admission import SessionOpenLimiter
 from app.chat.committer import MessageCommitter
+from app.chat.opener import SessionOpener
 from app.chat.presence import VisitorPresence
 from app.chat.queue import QueueMonitor
 from app.core.config import Settings
@@ -47,6 +48,8 @@ class BeaconState:
     visitors: VisitorPresence
     # New sessions per client address on this instance (SPEC §9); resuming is never limited.
     session_opens: SessionOpenLimiter
+    # Hellos (new sessions, resumes), group-committed like messages.
+    opener: SessionOpener
     # Safety messages, supervisor alerts, the handoff clock and partner webhooks (SPEC §5).
     escalation: EscalationWorker
     # High+ visitors gone past the grace: supervisors' at-risk list and alert (SPEC §3).

@@ -30,6 +30,7 @@ from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.errors import InvalidResumeToken, SessionClosed, SessionNotFound, StoreUnavailable
 from app.chat.feed import VisitorFeed
 from app.chat.frames import ErrorCode
+from app.chat.opener import SessionOpener
 from app.chat.presence import VisitorPresence
 from app.chat.protocol import (
     Command,
@@ -47,12 +48,11 @@ from app.chat.protocol import (
 )
 from app.chat.queue import QueueInfo, QueueMonitor
 from app.chat.service import (
+    NewSession,
     SessionView,
     close_by_visitor,
     erase_transcript,
     get_session,
-    open_session,
-    resume_session,
     visitor_disconnected,
 )
 from app.core.config import Settings
@@ -75,6 +75,7 @@ class ChatDeps:
     presence: VisitorPresence
     metrics: Metrics
     session_opens: SessionOpenLimiter
+    opener: SessionOpener
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +246,13 @@ class VisitorConnection:
         """Subscribe to the session's channel. Called inside the open's transaction, before
         its commit: the session's row is locked until then, so every message stored after the
         open read ``last_seq`` commits (and is announced) after this subscription exists, and
-        nothing needs reading again to find it."""
-        self._subscription = self._deps.bus.subscribe(session_channel(session_id))
+        nothing needs reading again to find it. (Again after a retried commit: the last wins.)"""
+        channel = session_channel(session_id)
+        if self._subscription is not None:
+            if self._subscription.channel == channel:
+                return
+            self._subscription.close()
+        self._subscription = self._deps.bus.subscribe(channel)
 
     async def _detach(self, session_id: uuid.UUID) -> None:
         deps = self._deps
@@ -262,28 +268,21 @@ class VisitorConnection:
             log.warning("visitor_disconnect_not_recorded", session_id=str(session_id))
 
     async def _open(self, hello: frames.HelloFrame) -> _Opened | list[Action]:
-        """One transaction, one commit, and no read beyond the row itself."""
+        """One commit (shared with the hellos arriving meanwhile, app/chat/opener.py), and no
+        read beyond the row itself."""
         deps = self._deps
-        ttl = deps.settings.resume_token_ttl_s
         try:
             if hello.resume_token is None:
                 refusal = self._may_open()
                 if refusal:
                     return refusal
-                async with deps.session_opens.writes, transaction(deps.sessionmaker) as db:
-                    session, token = await open_session(
-                        db, deps.bus, locale=hello.locale, channel=hello.channel, token_ttl_s=ttl
-                    )
-                    self._listen(session.id)
+                request = NewSession(locale=hello.locale, channel=hello.channel)
+                session, token = await deps.opener.open(request, self._listen)
                 return _Opened(session, token, 0, last_seq_refused=False, new=True)
-            async with transaction(deps.sessionmaker) as db:
-                session = await resume_session(
-                    db, deps.bus, token=hello.resume_token, token_ttl_s=ttl
-                )
-                self._listen(session.id)
+            session = await deps.opener.resume(hello.resume_token, self._listen)
         except InvalidResumeToken:
             return self._protocol.invalid_resume_token()
-        except (DBAPIError, OSError):
+        except (StoreUnavailable, DBAPIError, OSError):
             log.warning("visitor_open_failed")
             return self._protocol.unavailable()
         last_seq = hello.last_seq or 0

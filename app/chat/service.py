@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import SYSTEM, VISITOR, Actor, record
@@ -112,18 +113,94 @@ async def resume_session(
         raise InvalidResumeToken("unknown or expired resume token")
     found = view(row)
     if found.status == SessionStatus.abandoned:
-        moved = await transition(
-            db,
-            found.id,
-            SessionStatus.waiting,
-            reason="visitor_returned",
-            sources=[SessionStatus.abandoned],
-            actor=VISITOR,
-            bus=bus,
-        )
-        if moved is not None:  # the row the move returned: nothing to read again
-            found = view(moved.session)
+        found = await _reopen(db, bus, found)
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """One hello without a resume token, as :func:`open_sessions` takes it."""
+
+    locale: str | None
+    channel: str | None
+
+
+async def open_sessions(
+    db: AsyncSession, requests: Sequence[NewSession], *, token_ttl_s: float
+) -> list[tuple[SessionView, str]]:
+    """:func:`open_session` for many hellos at once (a group commit's share): one INSERT for
+    the sessions and one for their audit records, whatever their number."""
+    opened: list[tuple[SessionView, str]] = []
+    rows: list[ChatSession] = []
+    for request in requests:
+        token = new_resume_token()
+        row = new_session(
+            token=token, locale=request.locale, channel=request.channel, token_ttl_s=token_ttl_s
+        )
+        rows.append(row)
+        opened.append((view(row), token))
+    db.add_all(rows)
+    for row, request in zip(rows, requests, strict=True):
+        record(
+            db,
+            VISITOR,
+            "session_opened",
+            subject_type="session",
+            subject_id=str(row.id),
+            details={"status": row.status, "locale": request.locale, "channel": request.channel},
+        )
+    return opened
+
+
+async def resume_sessions(
+    db: AsyncSession, bus: Bus, *, tokens: Collection[str], token_ttl_s: float
+) -> dict[str, SessionView]:
+    """:func:`resume_session` for many tokens at once: one UPDATE (rows locked in id order,
+    as the chat committer locks them, so the two can never deadlock). Returns the sessions by
+    token; a token missing from the result is unknown, expired or erased."""
+    by_hash = {digest_secret(token): token for token in tokens}
+    now = utcnow()
+    live = and_(
+        ChatSession.resume_token_hash.in_(sorted(by_hash)),
+        ChatSession.token_expires_at > now,
+        ChatSession.erased_at.is_(None),
+    )
+    locked = select(ChatSession.id).where(live).order_by(ChatSession.id).with_for_update()
+    rows = (
+        await db.execute(
+            update(ChatSession)
+            .where(ChatSession.id.in_(locked.scalar_subquery()), live)
+            .values(
+                visitor_connected=True,
+                visitor_seen_at=now,
+                token_expires_at=now + timedelta(seconds=token_ttl_s),
+                updated_at=now,
+            )
+            .returning(ChatSession.resume_token_hash, *SESSION_COLUMNS)
+            .execution_options(**_NO_SYNC)
+        )
+    ).all()
+    found: dict[str, SessionView] = {}
+    for row in rows:
+        session = view(row)
+        if session.status == SessionStatus.abandoned:
+            session = await _reopen(db, bus, session)
+        found[by_hash[row.resume_token_hash]] = session
+    return found
+
+
+async def _reopen(db: AsyncSession, bus: Bus, session: SessionView) -> SessionView:
+    """An abandoned session whose visitor came back waits again; the moved row is the view."""
+    moved = await transition(
+        db,
+        session.id,
+        SessionStatus.waiting,
+        reason="visitor_returned",
+        sources=[SessionStatus.abandoned],
+        actor=VISITOR,
+        bus=bus,
+    )
+    return session if moved is None else view(moved.session)
 
 
 async def change_status(
@@ -267,6 +344,7 @@ async def abandon_silent(
 __all__ = [
     "TERMINAL_STATUSES",
     "MessageView",
+    "NewSession",
     "SessionStatus",
     "SessionView",
     "abandon_if_still_stale",
@@ -279,7 +357,9 @@ __all__ = [
     "load_messages",
     "lock_session",
     "open_session",
+    "open_sessions",
     "resume_session",
+    "resume_sessions",
     "silent_sessions",
     "stale_visitor_sessions",
     "visitor_disconnected",

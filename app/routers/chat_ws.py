@@ -29,6 +29,7 @@ async def visitor_chat(websocket: WebSocket) -> None:
         presence=state.visitors,
         metrics=state.metrics,
         session_opens=state.session_opens,
+        opener=state.opener,
     )
     # The address uvicorn reports: the X-Forwarded-For one when the peer is a trusted proxy.
     client = client_key(websocket.client.host if websocket.client else None)

@@ -180,3 +180,43 @@ async def test_resume_behind_replays_and_a_message_stored_meanwhile_is_heard(
     await again.say("four")
     heard = await other.recv_until("message")
     assert (heard["seq"], heard["text"]) == (4, "four")
+
+
+async def test_hellos_arriving_together_share_commits_and_each_gets_its_own_answer(
+    live_server_factory: Callable[..., Any], visitor_factory: VisitorFactory
+) -> None:
+    """Group commit of hellos (app/chat/opener.py): a burst of new sessions and of resumes,
+    one of them with a token that resumes nothing, in a few commits; every answer is right."""
+    server = await _quiet_server(live_server_factory)
+    opener = server.app.state.beacon.opener
+    n = 40
+    before = opener.commits
+    opened = await asyncio.gather(*(_open(visitor_factory, server) for _ in range(n)))
+    assert len({o.session_id for o in opened}) == n
+    assert len({o.token for o in opened}) == n
+    assert opener.commits - before < n
+    for o in opened:
+        await o.visitor.close()
+    await asyncio.sleep(0.3)
+
+    async def resume(token: str) -> tuple[int | None, list[dict[str, Any]]]:
+        visitor: Visitor = await visitor_factory(server)
+        await visitor.send({"type": "hello", "resume_token": token, "last_seq": 0})
+        try:
+            await visitor.recv_until("status")
+        except Exception:
+            code, _ = await visitor.closed()
+            return code, visitor.frames
+        return None, visitor.frames
+
+    before = opener.commits
+    results = await asyncio.gather(*(resume(o.token) for o in opened), resume("not-a-token"))
+    assert opener.commits - before < n + 1
+    *good, bad = results
+    for o, (code, frames) in zip(opened, good, strict=True):
+        assert code is None
+        assert frames[0]["type"] == "session"
+        assert frames[0]["session_id"] == str(o.session_id)
+    code, frames = bad
+    assert code == 1008
+    assert [f["code"] for f in frames if f["type"] == "error"] == ["invalid_resume_token"]
