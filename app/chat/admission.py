@@ -48,11 +48,13 @@ def client_key(host: str | None) -> str:
 class SessionOpenLimiter:
     """A token bucket per client: ``burst`` sessions at once, then ``per_min`` a minute.
 
-    ``writes`` bounds how many database writes for sessions that have not spoken (opening one,
-    recording its visitor gone) run at once on this instance: a flood of hellos from many
-    addresses then queues here, cheaply, instead of taking every pooled connection from the
-    messages of people already talking (whose acks wait for a commit). Resumes and sessions
-    that spoke never wait for it."""
+    ``writes`` bounds how many database writes for sessions that have not spoken (recording
+    their visitor gone) run at once on this instance, so that a flood of drive-by sockets
+    closing never takes every pooled connection from the messages of people already talking
+    (whose acks wait for a commit). Opening them needs no such bound: every new session goes
+    through the opener's one lane (app/chat/opener.py), one pooled connection at most, which a
+    flood of hellos fills with bigger batches, not more connections. Sessions that spoke never
+    wait for it."""
 
     def __init__(
         self,
