@@ -23,6 +23,7 @@ _USAGE = """usage: beacon triage "text" [--context MESSAGE ...]
        beacon triage eval FILE.{csv,jsonl} [--cv K] [--json] [--floors F] [options]
        beacon triage train [--check] [--output DIR]
        beacon triage corpus
+       beacon triage curve [--targets 0.95,0.955,0.96] [--json]
 
   "text"   print one TriageResult as JSON (earlier messages via --context, oldest first)
   batch    one TriageResult per CSV row, in order, as JSON Lines on stdout (streamed)
@@ -31,6 +32,7 @@ _USAGE = """usage: beacon triage "text" [--context MESSAGE ...]
            `level`, or a false-alarm CSV (--label-column/--safe-value); `eval --help` for more
   train    re-train the packaged model from the repository's data (--check: verify it)
   corpus   rebuild data/triage/chat/{train,dev,test}.jsonl from the writers' files
+  curve    urgent recall / calm false alarms on dev for several urgent recall targets
 
 Use `beacon triage -- "batch"` to triage a text that is itself a command name."""
 
@@ -42,7 +44,13 @@ def main(argv: Sequence[str]) -> int:
     if args and args[0] in {"-h", "--help"}:
         print(_USAGE)
         return 0
-    commands = {"batch": _batch, "eval": _eval, "train": _train, "corpus": _corpus}
+    commands = {
+        "batch": _batch,
+        "eval": _eval,
+        "train": _train,
+        "corpus": _corpus,
+        "curve": _curve,
+    }
     try:
         if args and args[0] in commands:
             return commands[args[0]](args[1:])
@@ -477,4 +485,53 @@ def _corpus(argv: list[str]) -> int:
     from app.triage.splits import build
 
     print(json.dumps(build(), indent=1))
+    return 0
+
+
+def _curve(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="beacon triage curve",
+        description="Fit the chat heads on the train split once, then for each urgent recall "
+        "target pick thresholds on dev as `train` does and print dev's urgent recall, imminent "
+        "recall and calm rated high+: in-sample, and with thresholds picked on one half of dev "
+        "and applied to the other. Never reads the sealed test splits.",
+    )
+    parser.add_argument("--targets", default="0.95,0.955,0.96,0.965,0.97")
+    parser.add_argument("--train", default=str(corpus.TRAIN_JSONL))
+    parser.add_argument("--dev", default=str(corpus.DEV_JSONL))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        targets = [float(value) for value in args.targets.split(",")]
+    except ValueError as exc:
+        raise DataError(f"--targets must be comma-separated numbers: {exc}") from exc
+    if not all(0 < target <= 1 for target in targets):
+        raise DataError("--targets must lie in (0, 1]")
+    from app.triage import Engine, default_engine
+    from app.triage.curve import points
+    from app.triage.learn import Featurizer
+
+    shared = default_engine()
+    featurizer = Featurizer(shared.encoder, shared.rulebook, shared.languages)
+    curve = points(
+        corpus.read_jsonl(Path(args.train)),
+        corpus.read_jsonl(Path(args.dev)),
+        shared.heads,
+        lambda heads: Engine(heads, shared.rulebook, shared.languages, shared.encoder),
+        featurizer,
+        targets,
+    )
+    if args.json:
+        print(json.dumps(curve, indent=1))
+        return 0
+    print("target  dev: recall imminent calm-high+ (n)   split-half: the same")
+    for point in curve:
+        row = [f"{point['urgent_recall_target']:<7}"]
+        for key in ("dev", "dev_split_half"):
+            f = point[key]
+            row.append(
+                f"{f['urgent_recall']:.3f} {f['imminent_recall']:.3f} "
+                f"{f['calm_high_rate']:.3f} ({f['calm_rated_high']})"
+            )
+        print("   ".join(row))
     return 0

@@ -167,6 +167,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     f = _files(directory)
     safe = ("eval", f["safe"], "--text-column", "prompt", "--label-column", "label")
     context = [arg for message in CONTEXT for arg in ("--context", message)]
+    curve = ("--train", f["jsonl"], "--dev", f["jsonl"], "--targets", "0.9,1.0")
     commands: dict[str, tuple[tuple[str, ...], str | None]] = {
         "single": (("I took 30 pills",), None),
         "context": (("I have them right here", *context), None),
@@ -195,6 +196,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         "no_label": (("eval", f["no_label"]), None),
         "bad_severity": (("eval", f["bad_severity"]), None),
         "empty": (("eval", str(directory / "empty.jsonl")), None),
+        "curve": (("curve", *curve, "--json"), None),
+        "curve_text": (("curve", *curve), None),
+        "curve_bad": (("curve", "--targets", "0.95,lots"), None),
+        "curve_range": (("curve", "--targets", "1.5"), None),
     }
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
@@ -346,3 +351,26 @@ def test_a_missing_file_is_refused(runs: Runs, name: str) -> None:
 )
 def test_malformed_labelled_files_are_refused(runs: Runs, name: str, message: str) -> None:
     _refused(runs[name], 2, message)
+
+
+# ------------------------------------------------------------------------ curve
+def test_curve_gives_one_point_per_target_in_sample_and_split_half(runs: Runs) -> None:
+    points = json.loads(_ok(runs["curve"]))
+    assert [point["urgent_recall_target"] for point in points] == [0.9, 1.0]
+    for point in points:
+        assert len(point["thresholds"]) == 4
+        for key in ("dev", "dev_split_half"):
+            figures = point[key]
+            # Every urgent row of the small file is a rule floor: recall holds whatever the
+            # thresholds, and every row is rated exactly once in each estimate.
+            assert figures["urgent_recall"] == 1.0
+            assert figures["under_triaged_urgent"] == 0
+            assert 0 <= figures["calm_rated_high"] <= 3
+    text = _ok(runs["curve_text"])
+    assert text.splitlines()[0].startswith("target")
+    assert [line.split()[0] for line in text.splitlines()[1:]] == ["0.9", "1.0"]
+
+
+def test_curve_refuses_targets_that_are_not_recalls(runs: Runs) -> None:
+    _refused(runs["curve_bad"], 2, "--targets must be comma-separated numbers")
+    _refused(runs["curve_range"], 2, "--targets must lie in (0, 1]")
