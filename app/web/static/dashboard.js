@@ -20,6 +20,7 @@ const state = {
   alerts: [],
   handoffs: new Map(), // handoff_id -> {session_id, reason, at}
   volunteers: new Map(), // id -> name (supervisors)
+  live: new Map(), // session_id -> live session row (supervisors)
   view: "work",
   sound: true,
 };
@@ -179,6 +180,11 @@ function handle(f) {
       document.body.dataset.presence = f.status;
       break;
     case "handoff": onHandoffReply(f); break;
+    case "supervision": onSupervision(f); break;
+    case "whisper": onWhisper(f); break;
+    case "whisper_ack": break; // the note itself comes back as a "whisper" frame
+    case "mute": toast(f.status === "requested" ? "Mute requested: a second supervisor must confirm it" : `Mute ${f.status}`); break;
+    case "consent_asked": toast("Consent question sent to the visitor"); break;
     case "error": onError(f); break;
     default: break; // pong, and frame types a later server may add
   }
@@ -358,6 +364,7 @@ function buildPane(chat) {
         },
       }),
       h("button", { type: "submit", class: "primary" }, "Send")),
+    staffTools(chat),
     h("div", { class: "actions" },
       h("button", { type: "button", onclick: () => link.send({ type: "handoff", session_id: sid }) }, "Hand off to a hotline partner"),
       h("button", { type: "button", onclick: () => link.send({ type: "release", session_id: sid }) }, "Release to the queue"),
@@ -383,6 +390,69 @@ function buildPane(chat) {
   chat.el = pane;
   renderUrgency(chat);
   return pane;
+}
+
+/** Whispers (staff only, never the visitor), and for supervisors join and mute. */
+function staffTools(chat) {
+  const sid = chat.sid;
+  const supervisor = state.me && (state.me.role === "supervisor" || state.me.role === "admin");
+  const whisper = h("form", { class: "whisper-form", novalidate: true, onsubmit: (e) => {
+    e.preventDefault();
+    const box = e.target.querySelector("input");
+    const text = box.value.trim();
+    if (!text) return;
+    link.send({ type: "whisper", session_id: sid, client_msg_id: newId(), text });
+    box.value = "";
+  } },
+  h("label", { for: `whisper-${sid}` }, "Whisper (staff only; the visitor never sees it)"),
+  h("input", { id: `whisper-${sid}`, type: "text", maxlength: 4096, autocomplete: "off" }),
+  h("button", { type: "submit" }, "Whisper"));
+  if (!supervisor) {
+    return h("div", { class: "staff" }, whisper,
+      h("button", { type: "button", onclick: () => link.send({ type: "ask_consent", session_id: sid }) }, "Ask consent to share with a hotline"));
+  }
+  const mute = h("form", { class: "mute-form", novalidate: true, onsubmit: (e) => {
+    e.preventDefault();
+    const reason = e.target.querySelector("input").value.trim() || "abusive messages";
+    link.send({ type: "mute", session_id: sid, duration_s: 600, reason });
+  } },
+  h("label", { for: `mute-reason-${sid}` }, "Reason to mute"),
+  h("input", { id: `mute-reason-${sid}`, type: "text", maxlength: 200, autocomplete: "off" }),
+  h("button", { type: "submit" }, "Mute 10 minutes"));
+  return h("div", { class: "staff" }, whisper,
+    h("button", { type: "button", class: "join", onclick: () => link.send({ type: "join", session_id: sid }) }, "Join the chat (the visitor is told)"),
+    h("button", { type: "button", onclick: () => link.send({ type: "unobserve", session_id: sid }) }, "Stop observing"),
+    mute);
+}
+
+function onSupervision(f) {
+  if (f.action === "observe_ended") {
+    const chat = state.chats.get(f.session_id);
+    if (chat && chat.watching) { chat.el.remove(); state.chats.delete(f.session_id); }
+    return;
+  }
+  let chat = state.chats.get(f.session_id);
+  if (!chat) {
+    const row = state.live.get(f.session_id) || {};
+    chat = newChat({ session_id: f.session_id, urgency_value: row.urgency_value ?? 0, signals: row.signals || [], locale: row.locale, waited_s: 0, kind: "observing" });
+    chat.watching = true;
+    state.chats.set(f.session_id, chat);
+    chat.el = buildPane(chat);
+    $("chats").prepend(chat.el);
+    $("no-chats").hidden = true;
+  }
+  chat.el.querySelector(".chat-status").textContent = f.action === "joined" ? "You joined this chat" : "Observing silently";
+  showView("work");
+}
+
+function onWhisper(f) {
+  const chat = state.chats.get(f.session_id);
+  if (!chat || chat.whispers?.has(f.whisper_id)) return;
+  (chat.whispers ||= new Set()).add(f.whisper_id);
+  const who = f.author_id === state.me.volunteer_id ? "You (whisper)" : `Whisper from the ${f.author_role}`;
+  chat.el.querySelector(".messages").append(h("li", { class: "msg whisper", "data-whisper": f.whisper_id },
+    h("span", { class: "who" }, who), h("span", { class: "when" }, timeOf(f.sent_at)), h("p", { class: "text" }, f.text ?? "(erased)")));
+  scrollDown(chat);
 }
 
 function renderUrgency(chat) {
@@ -429,7 +499,7 @@ function showMessage(chat, m) {
   chat.seen.add(m.seq);
   chat.highest = Math.max(chat.highest, m.seq);
   const who = { visitor: "Visitor", volunteer: m.client_msg_id && chat.mine?.has(m.client_msg_id) ? "You" : "Volunteer", system: "Beacon" }[m.sender] || m.sender;
-  const text = m.text === null ? "(erased)" : m.text;
+  const text = m.muted ? "(muted by a supervisor: text withheld; it is in the audited transcript)" : m.text === null ? "(erased)" : m.text;
   const item = h("li", { class: `msg from-${m.sender}${m.kind === "safety" ? " safety" : ""}`, "data-seq": m.seq },
     h("span", { class: "who" }, m.kind === "safety" ? "Safety message sent" : who),
     h("span", { class: "when" }, `#${m.seq} · ${timeOf(m.sent_at)}`),
@@ -671,6 +741,7 @@ async function refreshSupervisor() {
     return;
   }
   state.volunteers = new Map(team.volunteers.map((v) => [v.volunteer_id, v.name]));
+  state.live = new Map(sessions.sessions.map((s) => [s.session_id, s]));
   const online = team.volunteers.filter((v) => v.presence === "online");
   replaceRows($("live-rows"), sessions.sessions.map((s) => {
     const select = h("select", { id: `reassign-${s.session_id}`, "aria-label": `Reassign chat ${shortId(s.session_id)} to` },
@@ -685,7 +756,10 @@ async function refreshSupervisor() {
       h("td", {}, s.volunteer_id ? state.volunteers.get(s.volunteer_id) || shortId(s.volunteer_id) : "nobody"),
       h("td", {}, s.status === "active" ? [select, h("button", {
         type: "button", onclick: () => { if (select.value) transfer(s.session_id, select.value); },
-      }, "Reassign")] : "—"));
+      }, "Reassign")] : "—",
+      state.chats.has(s.session_id) ? null : h("button", {
+        type: "button", class: "observe", onclick: () => link.send({ type: "observe", session_id: s.session_id }),
+      }, "Observe")));
   }));
   $("live-empty").hidden = sessions.sessions.length > 0;
   refreshHandoffs();

@@ -1,0 +1,71 @@
+"""The dashboard's supervision buttons in real headless Chromium (issue 14): a supervisor
+observes a live chat, whispers, joins and mutes; the visitor and the volunteer are real
+`websockets` clients on the same uvicorn, and the audit trail is checked afterwards."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from app.audit.models import Event
+from app.core.db import transaction
+from tests.browser.test_pages import (  # noqa: F401 - fixtures
+    Restartable,
+    _account,
+    browser_tools,
+    run_script,
+    served,
+)
+from tests.routing.wsclient import VisitorClient, VolunteerClient, about
+
+SAID = "everything feels like too much today"
+NOTE = "ask what helped last time"
+
+
+async def test_supervisor_observes_whispers_joins_and_mutes(
+    served: Restartable,  # noqa: F811 - the fixture imported above
+) -> None:
+    ws_url = served.base_url.replace("http://", "ws://")
+    volunteer = await _account(served, "volunteer")
+    supervisor = await _account(served, "supervisor")
+    visitor = await VisitorClient.open(ws_url)
+    await visitor.say(SAID, "b-1")
+    holder = await VolunteerClient.connect(ws_url, volunteer["token"])
+    await holder.expect("offer", about(visitor.session_id), within=30)
+    await holder.send({"type": "accept", "session_id": visitor.session_id})
+    await holder.expect("assigned", about(visitor.session_id))
+
+    result = await run_script(
+        served,
+        "supervise.mjs",
+        {
+            "BEACON_SUPERVISOR_TOKEN": supervisor["token"],
+            "BEACON_SESSION_ID": visitor.session_id,
+            "BEACON_VISITOR_SAID": SAID,
+            "BEACON_WHISPER": NOTE,
+        },
+    )
+    assert all(a["serious"] == 0 for a in result["axe"]), result["axe"]
+
+    heard = await holder.expect("whisper", about(visitor.session_id), within=10)
+    assert heard["text"] == NOTE
+    assert heard["author_id"] == supervisor["id"]
+    await holder.expect("session", about(visitor.session_id, muted=True), within=10)
+    line = await visitor.expect("message", lambda f: f.get("kind") == "supervisor_join")
+    assert line["sender"] == "system"
+    assert NOTE not in [f.get("text") for f in visitor.seen]
+    async with transaction(served.state.sessionmaker) as db:
+        actions = {
+            (e.action, e.actor_id)
+            for e in (
+                await db.scalars(
+                    select(Event).where(Event.subject_id == str(uuid.UUID(visitor.session_id)))
+                )
+            ).all()
+        }
+    for action in ("supervision_observe_started", "whisper_sent", "supervisor_joined"):
+        assert (action, supervisor["id"]) in actions, action
+    assert ("session_muted", supervisor["id"]) in actions
+    for client in (visitor, holder):
+        await client.close()
