@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Triage quality gate (run by scripts/test.sh). Fails when:
-#   - the committed model is not what `beacon triage train` reproduces from the repository;
+#   - the committed model is not what `beacon triage train` reproduces from the repository (the
+#     same data and recipe, equal up to the floating-point differences between CPU families);
 #   - the sealed chat test splits (test.jsonl: writers s1-s2; test-2.jsonl: s3), the C-SSRS posts (5-fold CV, each fold
 #     re-trained without its posts) or XSTest's harmless prompts fall below triage-floors.json.
 # Floors only ever go up. Everything is read from data/triage (vendored; see its README).

@@ -10,13 +10,16 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from app.triage import corpus
 from app.triage.corpus import DataError, Example
 from app.triage.encoder import EncoderMismatch
 from app.triage.heads import ModelFormatError
 from app.triage.rulebook import RuleTableError
+
+if TYPE_CHECKING:
+    from app.triage.reproduce import Comparison
 
 _USAGE = """usage: beacon triage "text" [--context MESSAGE ...]
        beacon triage batch --input FILE.csv [--text-column text]
@@ -461,20 +464,45 @@ def _train(argv: list[str]) -> int:
 
     if args.check:
         with tempfile.TemporaryDirectory() as directory:
-            version = build(Path(directory), log=log)
-            packaged = json.loads((MODEL_DIR / "model.json").read_text(encoding="utf-8"))
-            if version != packaged.get("version"):
-                print(
-                    f"beacon triage: re-trained model {version} differs from the packaged "
-                    f"{packaged.get('version')}: run `beacon triage train`",
-                    file=sys.stderr,
-                )
-                return 1
-        print(json.dumps({"check": "ok", "model_version": version}))
+            build(Path(directory), log=log)
+            comparison = _compare_with_packaged(MODEL_DIR, Path(directory))
+        report = {"check": "ok" if comparison.reproduces else "failed", **comparison.as_dict()}
+        print(json.dumps(report))
+        if not comparison.reproduces:
+            print(
+                "beacon triage: the re-trained model does not reproduce the packaged one: "
+                "run `beacon triage train`",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     version = build(Path(args.output) if args.output else MODEL_DIR, log=log)
     print(json.dumps({"model_version": version}))
     return 0
+
+
+def _compare_with_packaged(packaged: Path, retrained: Path) -> Comparison:
+    """Same model up to the floating-point differences between CPU families (see reproduce)."""
+    import numpy as np
+
+    from app.triage import reproduce
+    from app.triage.encoder import Encoder
+    from app.triage.engine import Engine
+    from app.triage.heads import load
+    from app.triage.language import load as load_languages
+    from app.triage.rulebook import load as load_rulebook
+
+    old, new = load(packaged), load(retrained)
+    with (
+        np.load(packaged / "heads.npz", allow_pickle=False) as old_file,
+        np.load(retrained / "heads.npz", allow_pickle=False) as new_file,
+    ):
+        old_arrays = {name: old_file[name] for name in old_file.files}
+        new_arrays = {name: new_file[name] for name in new_file.files}
+    rulebook, languages, encoder = load_rulebook(), load_languages(), Encoder()
+    engines = (Engine(old, rulebook, languages, encoder), Engine(new, rulebook, languages, encoder))
+    dev = corpus.read_jsonl(corpus.DEV_JSONL)
+    return reproduce.compare(old, old_arrays, new, new_arrays, engines, dev)
 
 
 def _corpus(argv: list[str]) -> int:
