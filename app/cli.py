@@ -13,6 +13,7 @@ _DOMAIN_COMMANDS = {
     "partner": "app.partners.cli",
     "volunteer": "app.routing.cli",
     "resource": "app.resources.cli",
+    "canned": "app.resources.canned_cli",
     "retention": "app.retention.cli",
     "simulate": "app.simulate.cli",
 }
@@ -26,6 +27,7 @@ commands:
   partner add NAME | revoke ID     manage partner API keys
   volunteer add NAME [...]         create volunteer / supervisor accounts
   resource add | list | remove     the resource library volunteers send as cards
+  canned add | list | remove       canned replies (per-locale snippets with placeholders)
   retention purge [--dry-run]      purge transcripts older than BEACON_RETENTION_DAYS now
   simulate [run] | staff [...]     simulate a shift through the routing policy (docs/simulation.md)
 """

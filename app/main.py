@@ -33,6 +33,7 @@ from app.escalation.partners import PartnersConfig, load_partners
 from app.escalation.worker import EscalationWorker
 from app.retention.worker import RetentionWorker
 from app.routers import (
+    chat_rest,
     chat_ws,
     dashboard,
     handoffs,
@@ -244,6 +245,7 @@ def create_app(
         resources,
         supervision,
         chat_ws,
+        chat_rest,
         handoffs,
         pages,
     )

@@ -4,14 +4,16 @@ from app.audit.models import Event
 from app.chat.models import ChatSession, Message
 from app.core.db import Base
 from app.escalation.models import Handoff, HandoffAttempt, RescueRequest
+from app.feedback.models import SurveyAnswer
 from app.partners.models import ApiKey, TriageRequest
-from app.resources.models import Resource
+from app.resources.models import CannedReply, Resource
 from app.routing.models import Assignment, Disposition, Volunteer
 
 __all__ = [
     "ApiKey",
     "Assignment",
     "Base",
+    "CannedReply",
     "ChatSession",
     "Disposition",
     "Event",
@@ -20,6 +22,7 @@ __all__ = [
     "Message",
     "RescueRequest",
     "Resource",
+    "SurveyAnswer",
     "TriageRequest",
     "Volunteer",
 ]

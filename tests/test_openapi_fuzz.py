@@ -147,7 +147,7 @@ def _with_known_ids(config: dict[str, Any], ids: dict[str, list[str]]) -> dict[s
     return config
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 async def test_every_operation_authenticated(
     database_url: str,
     engine: AsyncEngine,
@@ -195,7 +195,7 @@ async def test_every_operation_authenticated(
     assert run.statuses["DELETE /v1/admin/resources/{resource_id}"] & {204, 404}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 async def test_every_operation_without_credentials(
     server_process_factory: Callable[..., ServerProcess],
 ) -> None:

@@ -108,6 +108,7 @@ def error(
 
 class VisitorProtocol:
     __slots__ = (
+        "_erased",
         "_flood",
         "_hello_deadline",
         "_last_status_frame",
@@ -132,6 +133,8 @@ class VisitorProtocol:
     ) -> None:
         self.state = State.hello
         self._hello_deadline = now + hello_timeout_s
+        # Erased elsewhere (DELETE over HTTP, another tab): the closed status then says so.
+        self._erased = False
         self._max_text_bytes = max_text_bytes
         self._flood = FloodGuard(rate=rate, burst=burst, disconnect_after=disconnect_after, now=now)
         self._last_typing: float | None = None
@@ -331,7 +334,9 @@ class VisitorProtocol:
             return [Send(frames.TypingOut(sender=str(payload["sender"])).dump())]
         if kind == "resync":
             return [Call(Resync())]
-        return []  # erased, urgency, ...: nothing the visitor is shown
+        if kind == "erased":
+            self._erased = True  # its closed status follows on the same channel
+        return []  # erased, urgency, ...: nothing shown by itself
 
     # -- what the visitor sees ---------------------------------------------------------------
 
@@ -353,7 +358,8 @@ class VisitorProtocol:
             return []
         self.status = status
         self._queue = (queue_position, estimated_wait_s)
-        actions = self._status_frame()
+        erased = self._erased and status == "closed"
+        actions = self._status_frame(reason="erased" if erased else None)
         if status in _TERMINAL:
             actions += self._close(CloseCode.normal, "chat closed")
         return actions

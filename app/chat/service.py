@@ -203,6 +203,27 @@ async def _reopen(db: AsyncSession, bus: Bus, session: SessionView) -> SessionVi
     return session if moved is None else view(moved.session)
 
 
+async def session_for_token(db: AsyncSession, session_id: uuid.UUID, token: str) -> SessionView:
+    """The session a visitor's REST call names, if their resume token is its token and still
+    valid (the same rule as resuming: after an erasure it never is). Wrong session, wrong or
+    expired token all look the same, so a token reveals nothing about other sessions."""
+    if not token or len(token) > 256:
+        raise InvalidResumeToken("unknown or expired resume token")
+    row = (
+        await db.execute(
+            select(*SESSION_COLUMNS).where(
+                ChatSession.id == session_id,
+                ChatSession.resume_token_hash == digest_secret(token),
+                ChatSession.token_expires_at > utcnow(),
+                ChatSession.erased_at.is_(None),
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise InvalidResumeToken("unknown or expired resume token")
+    return view(row)
+
+
 async def change_status(
     db: AsyncSession,
     bus: Bus,
@@ -360,6 +381,7 @@ __all__ = [
     "open_sessions",
     "resume_session",
     "resume_sessions",
+    "session_for_token",
     "silent_sessions",
     "stale_visitor_sessions",
     "visitor_disconnected",

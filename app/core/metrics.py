@@ -53,6 +53,13 @@ class Metrics:
             "New visitor sessions refused by the per-client limit",
             registry=r,
         )
+        # Post-chat survey answers by question (helped, safer) and point (1-5): numbers only.
+        self.survey_answers = Counter(
+            "beacon_survey_answers_total",
+            "Post-chat survey answers",
+            ["question", "answer"],
+            registry=r,
+        )
         self.handoff_attempts = Counter(
             "beacon_handoff_attempts_total",
             "Handoff webhook attempts",

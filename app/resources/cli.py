@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ from app.core.db import transaction
 from app.core.errors import BeaconError
 from app.resources import schemas, service
 
-_CLI = Actor("admin", "cli")
+CLI_ACTOR = Actor("admin", "cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,10 +66,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
                     "levels": _split(args.levels),
                 }
             )
-            row = await service.add(db, data, actor=_CLI)
+            row = await service.add(db, data, actor=CLI_ACTOR)
             return service.out(row).model_dump(mode="json")
         if args.action == "remove":
-            await service.remove(db, args.id, actor=_CLI)
+            await service.remove(db, args.id, actor=CLI_ACTOR)
             return {"id": str(args.id), "removed": True}
         locale = schemas.primary_locale(args.locale) if args.locale else None
         rows = await service.search(db, locale=locale, limit=10_000)
@@ -86,8 +86,13 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 def main(argv: Sequence[str]) -> int:
     settings = get_settings()
     args = _parser().parse_args(list(argv))
+    return run_printing(lambda: asyncio.run(_run(args, settings)))
+
+
+def run_printing(run: Callable[[], dict[str, Any]]) -> int:
+    """Run a command; print its JSON, or its error code on stderr (exit 1)."""
     try:
-        result = asyncio.run(_run(args, settings))
+        result = run()
     except BeaconError as exc:
         print(json.dumps({"error": exc.code, "detail": exc.detail}), file=sys.stderr)
         return 1

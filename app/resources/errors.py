@@ -19,3 +19,11 @@ class InvalidLocale(ValidationFailed):
 
 class InvalidQuery(ValidationFailed):
     code = "invalid_query"
+
+
+class CannedReplyNotFound(NotFound):
+    code = "canned_reply_not_found"
+
+
+class UnknownPlaceholder(ValidationFailed):
+    code = "unknown_placeholder"

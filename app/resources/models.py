@@ -30,3 +30,18 @@ class Resource(Base):
         CheckConstraint("url IS NOT NULL OR phone IS NOT NULL", name="url_or_phone"),
         Index("ix_resources_locale", "locale"),
     )
+
+
+class CannedReply(Base):
+    """A reviewed snippet a volunteer can send with one click, in one locale. ``text`` may hold
+    the placeholders of app/resources/canned.py, filled for the volunteer who lists it."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    locale: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(80))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_canned_replies_locale", "locale"),)

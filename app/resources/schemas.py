@@ -22,6 +22,18 @@ _TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
 
 
+def storable(value: str) -> str:
+    """Text a person will read, as Postgres can store it: no NUL, no lone surrogates (JSON
+    allows both; the database refuses them, which must be a 422 here, never a 500)."""
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
 def primary_locale(value: str) -> str:
     """ "en-US", "EN" and "en" all mean "en" (as volunteers' languages do)."""
     if not _LOCALE_RE.match(value):
@@ -31,7 +43,7 @@ def primary_locale(value: str) -> str:
 
 def _url(value: str | None) -> str | None:
     # https only: a card is tapped by a person in crisis, on whatever network they are on.
-    if value is not None and not _URL_RE.match(value):
+    if value is not None and not _URL_RE.match(storable(value)):
         raise ValueError("url must be an https:// address")
     return value
 
@@ -48,8 +60,10 @@ def _topics(values: list[str]) -> list[str]:
 
 
 Locale = Annotated[str, Field(min_length=2, max_length=16), AfterValidator(primary_locale)]
-Title = Annotated[str, Field(min_length=1, max_length=120, pattern=r"\S")]
-ShortText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
+Title = Annotated[str, Field(min_length=1, max_length=120, pattern=r"\S"), AfterValidator(storable)]
+ShortText = Annotated[
+    str, Field(min_length=1, max_length=500, pattern=r"\S"), AfterValidator(storable)
+]
 
 
 class ResourceIn(BaseModel):

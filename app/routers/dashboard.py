@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.chat.frames import MAX_SEQ
 from app.core.errors import error_responses
+from app.feedback import service as feedback
 from app.routers.deps import DbDep, Me, Supervisor, get_state
 from app.routing import assignments, at_risk, commands, notify, presence, schemas, views
 from app.routing.accounts import Principal
@@ -187,8 +188,10 @@ async def at_risk_sessions(
 
 @router.get("/metrics", response_model=schemas.MetricsSummary, responses=error_responses(*_AUTH))
 async def metrics_summary(db: DbDep, me: Me) -> schemas.MetricsSummary:
-    """Queue depth and longest waits by urgency, sessions by state, volunteer availability."""
-    return await views.metrics_summary(db)
+    """Queue depth and longest waits by urgency, sessions by state, volunteer availability,
+    and the post-chat survey's answers."""
+    summary = await views.metrics_summary(db)
+    return summary.model_copy(update={"survey": await feedback.summary(db)})
 
 
 __all__ = ["router"]

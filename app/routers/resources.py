@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.audit.service import Actor
 from app.core.errors import error_responses
-from app.resources import schemas, service
+from app.escalation.contacts import safety_contacts
+from app.resources import canned, schemas, service
 from app.resources.errors import InvalidLocale
 from app.routers.deps import Admin, DbDep, Me, get_state
 from app.routing.accounts import Principal
@@ -95,6 +96,74 @@ async def send_resource(
     card's `seq`."""
     state = get_state(request)
     return await service.send(state.sessionmaker, state.committer, me, session_id, body)
+
+
+# -- canned replies ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/admin/canned-replies",
+    status_code=201,
+    response_model=canned.CannedOut,
+    responses=error_responses(400, *_AUTH, 422),
+)
+async def add_canned(body: canned.CannedIn, db: DbDep, admin: Admin) -> canned.CannedOut:
+    """Admins: add a snippet (`422 unknown_placeholder` for anything in braces that is not one
+    of the placeholders `GET /v1/canned-replies` lists)."""
+    return canned.out(await canned.add(db, body, actor=_actor(admin)))
+
+
+@router.get(
+    "/v1/admin/canned-replies", response_model=canned.CannedList, responses=error_responses(*_AUTH)
+)
+async def list_canned(db: DbDep, admin: Admin) -> canned.CannedList:
+    return canned.CannedList(replies=[canned.out(r) for r in await canned.listing(db)])
+
+
+@router.delete(
+    "/v1/admin/canned-replies/{reply_id}",
+    status_code=204,
+    responses=error_responses(*_AUTH, 404, 422),
+)
+async def remove_canned(reply_id: uuid.UUID, db: DbDep, admin: Admin) -> Response:
+    await canned.remove(db, reply_id, actor=_actor(admin))
+    return Response(status_code=204)
+
+
+def _fills(request: Request, me: Principal, locale: str) -> dict[str, str]:
+    contacts = safety_contacts(get_state(request).escalation.partners, locale)
+    first = contacts.hotlines[0] if contacts.hotlines else None
+    return {
+        "volunteer_name": me.name,
+        "hotline": first.phone if first else contacts.emergency.label,
+        "hotline_name": first.name if first else "the emergency services",
+        "emergency": contacts.emergency.label,
+    }
+
+
+@router.get(
+    "/v1/canned-replies",
+    response_model=canned.CannedForVolunteerList,
+    responses=error_responses(*_AUTH, 422),
+)
+async def canned_for_me(
+    request: Request,
+    db: DbDep,
+    me: Me,
+    locale: Annotated[str | None, Query(min_length=2, max_length=16)] = None,
+) -> canned.CannedForVolunteerList:
+    """Volunteers: the snippets of a locale (default: your first language), each with `filled`,
+    its placeholders filled for you on the server; send `filled` as an ordinary message."""
+    try:
+        wanted = schemas.primary_locale(locale) if locale else (me.languages or ("en",))[0]
+    except ValueError as exc:
+        raise InvalidLocale(str(exc)) from None
+    values = _fills(request, me, wanted)
+    rows = await canned.listing(db, locale=wanted)
+    return canned.CannedForVolunteerList(
+        placeholders=dict(canned.PLACEHOLDERS),
+        replies=[canned.for_volunteer(row, values) for row in rows],
+    )
 
 
 __all__ = ["router"]

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from app.chat.cards import ResourceCard
+from app.feedback.schemas import SurveySummary
 from app.routing.claims import DISPOSITIONS
 from app.triage.types import Level
 
@@ -134,3 +135,4 @@ class MetricsSummary(BaseModel):
     volunteers_by_presence: dict[str, int]
     free_slots_online: int
     offers_pending: int
+    survey: SurveySummary | None = Field(None, description="post-chat survey answers so far")

@@ -21,14 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.audit.models import Event
+from app.audit.service import Actor
 from app.chat.models import ChatSession, Message
 from app.core.config import Settings
 from app.core.db import transaction
 from app.core.server import http_protocol
+from app.feedback.models import SurveyAnswer
 from app.main import create_app
+from app.resources import canned
+from app.resources import service as resources
+from app.resources.models import Resource
+from app.resources.schemas import ResourceIn
 from app.routing.accounts import revoke_volunteer
 from app.routing.models import Assignment, Disposition
 from tests.conftest import ROOT, LiveServer, free_port
@@ -131,7 +137,7 @@ async def _account(server: Restartable, role: str) -> dict[str, str]:
         issued, _ = await add_volunteer(
             db, role=role, online=False, name=f"{role[:3]}-{uuid.uuid4().hex[:4]}"
         )
-    return {"id": str(issued.id), "token": issued.token}
+    return {"id": str(issued.id), "token": issued.token, "name": issued.name}
 
 
 async def run_script(
@@ -312,3 +318,48 @@ async def test_visitor_refused_for_now_waits_calmly_and_connects(
     finally:
         await server.stop()
     assert [c["ok"] for c in result["checks"]] == [True, True, True]
+
+
+async def test_visitor_sees_a_resource_card_and_answers_the_survey(served: Restartable) -> None:
+    volunteer = await _account(served, "volunteer")
+    async with transaction(served.state.sessionmaker) as db:
+        # Runs share one database: the search must find only this test's "Night line".
+        await db.execute(delete(Resource))
+        resource = await resources.add(
+            db,
+            ResourceIn(
+                title="Night line",
+                locale="en",
+                levels=["none", "low", "moderate", "high", "imminent"],
+                phone="+44 800 123 456",
+                url="https://example.org/night-line",
+                text="Trained listeners, every night from 10 pm to 6 am.",
+            ),
+            actor=Actor("admin", "test"),
+        )
+        await canned.add(
+            db,
+            canned.CannedIn(
+                locale="en",
+                title="Introduce yourself",
+                text="Hi, I'm {volunteer_name}. I'm here to listen.",
+            ),
+            actor=Actor("admin", "test"),
+        )
+    result = await run_script(
+        served,
+        "card_survey.mjs",
+        {"BEACON_TOKEN": volunteer["token"], "BEACON_NAME": volunteer["name"], **_shots_env()},
+    )
+    assert all(a["serious"] == 0 for a in result["axe"]), result["axe"]
+    session_id = uuid.UUID(result["session_id"])
+    async with transaction(served.state.sessionmaker) as db:
+        card = await db.scalar(
+            select(Message).where(Message.session_id == session_id, Message.kind == "resource")
+        )
+        answer = await db.get(SurveyAnswer, session_id)
+    assert card is not None
+    assert card.sender_id == volunteer["id"]
+    assert str(resource.id) in (card.text or "")
+    assert answer is not None
+    assert (answer.helped, answer.safer) == (4, 3)

@@ -307,3 +307,18 @@ def test_queue_position_from_the_monitor_is_shown_only_while_waiting() -> None:
     assert (frame["queue_position"], frame["estimated_wait_s"]) == (2, 60)
     p.show_status("active")
     assert p.event({"kind": "queue_info", "position": 1, "estimated_wait_s": 5}) == []
+
+
+def test_erased_elsewhere_the_closed_status_says_so() -> None:
+    # DELETE over HTTP (or another tab) while this socket is open: "erased" comes first on the
+    # session's channel, then the closed status.
+    p = opened()
+    assert p.event({"kind": "erased", "session_id": "s"}) == []
+    actions = p.show_status("closed")
+    assert sent(actions)[0]["reason"] == "erased"
+    assert closes(actions) == [(1000, "chat closed")]
+
+
+def test_closed_by_someone_else_has_no_reason() -> None:
+    [frame] = sent(opened().show_status("closed"))
+    assert "reason" not in frame

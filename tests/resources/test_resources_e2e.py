@@ -185,9 +185,17 @@ async def test_resource_refusals_have_stable_codes(world_factory: Callable[..., 
             {**RESOURCE, "text": "x" * 501},
             {**RESOURCE, "topics": ["two words"]},
             {**RESOURCE, "surprise": 1},
+            {**RESOURCE, "title": "Night \ud800 line"},  # a lone surrogate: not storable
+            {**RESOURCE, "text": "nul \u0000 byte"},
+            {**RESOURCE, "url": "https://example.org/\udfff"},
         ]
         for body in bad_bodies:
-            bad = await http.post("/v1/admin/resources", json=body, headers=_auth(admin.token))
+            # json.dumps escapes lone surrogates (httpx's json= cannot encode them).
+            bad = await http.post(
+                "/v1/admin/resources",
+                content=json.dumps(body),
+                headers={**_auth(admin.token), "Content-Type": "application/json"},
+            )
             assert (bad.status_code, bad.json()["error"]) == (422, "validation_error"), body
 
         missing = await http.delete(

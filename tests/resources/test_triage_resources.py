@@ -7,11 +7,13 @@ import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import delete
 
 from app.audit.service import Actor
 from app.core.db import transaction
 from app.partners import service as partners
 from app.resources import schemas, service
+from app.resources.models import Resource
 from tests.conftest import LiveServer
 
 ADMIN = Actor("admin", "test")
@@ -20,6 +22,8 @@ ADMIN = Actor("admin", "test")
 async def _setup(server: LiveServer) -> tuple[dict[str, str], dict[str, str]]:
     tag = uuid.uuid4().hex[:8]
     async with transaction(server.app.state.beacon.sessionmaker) as db:
+        # Runs share one database, and at most 5 resources come back: only this test's count.
+        await db.execute(delete(Resource))
         _, key = await partners.create_key(db, name=f"app-{tag}", scopes=["triage"])
         ids = {}
         for name, locale, levels in (

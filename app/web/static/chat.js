@@ -28,6 +28,7 @@ function loadSaved() {
 const saved = loadSaved();
 const state = {
   token: saved.token,
+  sessionId: null,
   pending: saved.pending, // [{id, text}] in the order typed, not yet acknowledged
   seen: new Set(), // seqs shown on this page
   highest: 0, // highest seq seen on this page: the last_seq to resume from
@@ -111,6 +112,7 @@ function handle(frame) {
       // When a person can start typing: what bench/page_load.py calls time to interactive.
       if (!performance.getEntriesByName("beacon-ready").length) performance.mark("beacon-ready");
       state.token = frame.resume_token;
+      state.sessionId = frame.session_id;
       if (frame.last_seq > 0) state.spoke = true;
       persist();
       link.established();
@@ -252,7 +254,11 @@ function onStatus(f) {
   } else if (f.status === "handed_off") {
     el.append("We have passed your chat to a crisis line partner. They will be in touch.");
   } else if (f.status === "closed") {
-    endChat(f.reason === "erased" ? "This chat has been erased." : "This chat has ended.");
+    const erased = f.reason === "erased";
+    // Erased: the token is dead and nothing more is asked. Otherwise the survey may be answered
+    // with this chat's token (kept in memory only, until it is answered or skipped).
+    if (!erased && state.spoke && state.sessionId && state.token) offerSurvey(state.sessionId, state.token);
+    endChat(erased ? "This chat has been erased." : "This chat has ended.");
   }
 }
 
@@ -268,6 +274,52 @@ function endChat(text) {
   $("compose").hidden = true;
   showConn("Chat ended", "wait");
   link.stop();
+}
+
+// -- the post-chat survey (numbers only, REST with the resume token) --------------------------------
+
+let survey = null; // {sessionId, token} while the survey is on screen
+
+function offerSurvey(sessionId, token) {
+  survey = { sessionId, token };
+  $("survey").reset();
+  $("survey-error").textContent = "";
+  $("survey-done").textContent = "";
+  $("survey").hidden = false;
+}
+
+function closeSurvey(text) {
+  survey = null;
+  $("survey").hidden = true;
+  $("survey-done").textContent = text;
+}
+
+async function sendSurvey(event) {
+  event.preventDefault();
+  if (!survey) return;
+  const answers = {};
+  for (const name of ["helped", "safer"]) {
+    const picked = $("survey").querySelector(`input[name="${name}"]:checked`);
+    if (picked) answers[name] = Number(picked.value);
+  }
+  if (!Object.keys(answers).length) {
+    $("survey-error").textContent = "Pick a number for at least one question, or press Skip.";
+    return;
+  }
+  $("survey-send").disabled = true;
+  try {
+    const response = await fetch(`/v1/chat/sessions/${encodeURIComponent(survey.sessionId)}/survey`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${survey.token}` },
+      body: JSON.stringify(answers),
+    });
+    if (response.ok || response.status === 409) closeSurvey("Thank you. Your answers help us help others.");
+    else $("survey-error").textContent = "We could not save your answers. You can try again or skip.";
+  } catch {
+    $("survey-error").textContent = "You seem to be offline. You can try again or skip.";
+  } finally {
+    $("survey-send").disabled = false;
+  }
 }
 
 function onError(f) {
@@ -412,6 +464,7 @@ function newChat() {
   state.spoke = false;
   state.ended = false;
   $("transcript").replaceChildren();
+  closeSurvey("");
   $("ended").hidden = true;
   $("compose").hidden = false;
   $("status").textContent = "Connecting you…";
@@ -440,6 +493,8 @@ $("erase-confirm").addEventListener("click", () => {
   erase();
 });
 $("new-chat").addEventListener("click", newChat);
+$("survey").addEventListener("submit", sendSurvey);
+$("survey-skip").addEventListener("click", () => closeSurvey(""));
 
 setComposeEnabled(false);
 renderPending();

@@ -365,6 +365,7 @@ function buildPane(chat) {
       }),
       h("button", { type: "submit", class: "primary" }, "Send")),
     staffTools(chat),
+    helpers(chat),
     h("div", { class: "actions" },
       h("button", { type: "button", onclick: () => link.send({ type: "handoff", session_id: sid }) }, "Hand off to a hotline partner"),
       h("button", { type: "button", onclick: () => link.send({ type: "release", session_id: sid }) }, "Release to the queue"),
@@ -455,6 +456,69 @@ function onWhisper(f) {
   scrollDown(chat);
 }
 
+// -- canned replies and resources: reviewed text the helpline wrote, never generated ----------------
+
+const cannedByLocale = new Map(); // locale -> promise of replies (filled on the server for me)
+
+function cannedFor(locale) {
+  const key = (locale || "").split(/[-_]/)[0].toLowerCase() || "en";
+  if (!cannedByLocale.has(key)) {
+    cannedByLocale.set(key, api(`/v1/canned-replies?locale=${encodeURIComponent(key)}`)
+      .then((r) => r.replies).catch((err) => {
+        cannedByLocale.delete(key);
+        toast(`Could not load the canned replies: ${err.message}`);
+        return [];
+      }));
+  }
+  return cannedByLocale.get(key);
+}
+
+function helpers(chat) {
+  const sid = chat.sid;
+  const picker = h("select", { id: `canned-${sid}`, class: "canned" }, h("option", { value: "" }, "Choose a canned reply…"));
+  cannedFor(chat.locale).then((replies) => {
+    for (const r of replies) picker.append(h("option", { value: r.filled }, r.title));
+  });
+  picker.addEventListener("change", () => {
+    if (!picker.value) return;
+    const box = chat.el.querySelector(".compose textarea");
+    box.value = box.value ? `${box.value} ${picker.value}` : picker.value;
+    picker.value = "";
+    box.focus();
+  });
+  const results = h("ul", { class: "resource-results", "aria-live": "polite" });
+  const search = async (e) => {
+    e.preventDefault();
+    const q = e.target.querySelector("input").value.trim();
+    const locale = (chat.locale || "en").split(/[-_]/)[0];
+    let found = [];
+    try {
+      found = (await api(`/v1/resources?locale=${encodeURIComponent(locale)}&q=${encodeURIComponent(q)}`)).resources;
+    } catch (err) {
+      toast(`Could not search resources: ${err.message}`);
+    }
+    results.replaceChildren(...(found.length ? found.map((r) => h("li", {},
+      h("strong", {}, r.title), ` — ${r.text} `,
+      h("button", { type: "button", onclick: () => sendResource(chat, r.id) }, "Send card"))) : [h("li", {}, "No resources found.")]));
+  };
+  return h("details", { class: "helpers" },
+    h("summary", {}, "Canned replies and resources"),
+    h("label", { for: `canned-${sid}` }, "Canned reply (goes into your message box)"), picker,
+    h("form", { class: "resource-search", role: "search", onsubmit: search },
+      h("label", { for: `res-${sid}` }, "Search resources"),
+      h("input", { id: `res-${sid}`, type: "search", maxlength: 100 }),
+      h("button", { type: "submit" }, "Search")),
+    results);
+}
+
+async function sendResource(chat, resourceId) {
+  try {
+    await api(`/sessions/${chat.sid}/resources`, { method: "POST", body: { resource_id: resourceId, client_msg_id: newId() } });
+  } catch (err) {
+    toast(`The card was not sent: ${err.message}`);
+  }
+}
+
 function renderUrgency(chat) {
   chat.el.querySelector(".urgency").replaceChildren(badge(chat.urgency));
   chat.el.querySelector(".signals").replaceChildren(h("span", { class: "label" }, "Signals: "), signalsText(chat.signals));
@@ -504,7 +568,7 @@ function showMessage(chat, m) {
     h("span", { class: "who" }, m.kind === "safety" ? "Safety message sent" : who),
     h("span", { class: "when" }, `#${m.seq} · ${timeOf(m.sent_at)}`),
     typeof m.level === "number" ? h("span", { class: "level" }, badge(m.level), " ", signalsText(m.signals)) : null,
-    h("p", { class: "text" }, text));
+    m.resource ? h("p", { class: "text card" }, h("strong", {}, `Resource card: ${m.resource.title}`), ` — ${m.resource.text}`) : h("p", { class: "text" }, text));
   const list = chat.el.querySelector(".messages");
   const after = [...list.querySelectorAll("li[data-seq]")].find((li) => Number(li.dataset.seq) > m.seq);
   list.insertBefore(item, after || list.querySelector("li.pending"));
