@@ -76,6 +76,24 @@ try {
   result.axe.push(await axe(page, "visitor page with a resource card"));
   result.shots = [await shot(page, "visitor-card")];
 
+  // -- the volunteer asks consent for a handoff's extras; the visitor shares the conversation only ---
+  const asked = await volunteer("POST", `/v1/dashboard/sessions/${sid}/consent-request`);
+  const question = await page.waitForSelector(`#transcript li[data-seq='${asked.seq}'] form.consent`);
+  const ticked = await question.$$eval("input[type=checkbox]", (boxes) => boxes.map((b) => `${b.name}:${b.checked}`));
+  check("the question offers both extras, nothing ticked in advance", ticked.join(",") === "transcript:false,contact:false", ticked);
+  await (await question.$("input[name=contact]")).click();
+  await (await question.$("button[name=share]")).click();
+  const missing = await question.$eval(".consent-status", (p) => p.textContent);
+  check("a ticked number with no number is asked for, not sent", /Write the number/.test(missing), missing);
+  await (await question.$("input[name=contact]")).click();
+  await (await question.$("input[name=transcript]")).click();
+  await (await question.$("button[name=share]")).click();
+  await page.waitForFunction((seq) => /this conversation\./.test(document.querySelector(`#transcript li[data-seq='${seq}'] .consent-status`).textContent), asked.seq);
+  const confirmed = await question.$eval(".consent-status", (p) => p.textContent);
+  check("the server's confirmation says what will be shared", /get this conversation\./.test(confirmed) && !/number/.test(confirmed), confirmed);
+  result.axe.push(await axe(page, "visitor page consent question"));
+  result.shots.push(await shot(page, "visitor-consent"));
+
   // -- the volunteer closes; the page asks the two questions -------------------------------------------
   await volunteer("POST", `/v1/dashboard/sessions/${sid}/close`, { disposition: "supported", risk_level: "low" });
   await page.waitForSelector("#survey:not([hidden])");

@@ -363,3 +363,8 @@ async def test_visitor_sees_a_resource_card_and_answers_the_survey(served: Resta
     assert str(resource.id) in (card.text or "")
     assert answer is not None
     assert (answer.helped, answer.safer) == (4, 3)
+    async with transaction(served.state.sessionmaker) as db:
+        chat = await db.get(ChatSession, session_id)
+    # The visitor ticked the conversation only (after the page refused a number-less "contact").
+    assert chat is not None
+    assert (chat.consent_transcript, chat.consent_contact) == (True, False)

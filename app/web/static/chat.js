@@ -39,6 +39,7 @@ const state = {
   typingSentAt: 0,
   retryTimer: null,
   calmRetry: false, // the server asked us to come back later (too_many_sessions)
+  consentForm: null, // the consent question last answered, where its confirmation goes
 };
 
 function persist() {
@@ -136,6 +137,9 @@ function handle(frame) {
     case "typing":
       showTyping();
       break;
+    case "consent":
+      onConsent(frame);
+      break;
     case "error":
       onError(frame);
       break;
@@ -160,6 +164,7 @@ function show(m) {
   if (m.sender === "visitor") state.spoke = true;
   const safety = m.sender === "system" && m.kind === "safety";
   const card = m.kind === "resource" && m.resource ? m.resource : null;
+  const asking = m.sender === "system" && m.kind === "consent";
   const text = m.text === null ? "(this message was removed)" : m.text;
   const item = h(
     "li",
@@ -167,6 +172,7 @@ function show(m) {
     h("span", { class: "who" }, safety ? "Safety message" : SENDERS[m.sender] || m.sender),
     h("span", { class: "when" }, timeOf(m.sent_at)),
     card ? resourceCard(card) : h("p", { class: "text" }, safety ? withPhoneLinks(text) : text),
+    asking ? consentForm(m) : null,
   );
   const list = $("transcript");
   const after = [...list.querySelectorAll("li[data-seq]")].find((li) => Number(li.dataset.seq) > m.seq);
@@ -186,6 +192,61 @@ function resourceCard(card) {
     h("p", { class: "resource-actions" },
       tel ? h("a", { href: `tel:${tel}`, class: "tel" }, `Call ${card.phone}`) : null,
       url ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, "Open link") : null));
+}
+
+// The consent question (docs/protocol.md, "Consent"): nothing is ticked in advance, and "Don't
+// share" is as easy as sharing. The visitor may answer again to change their mind; the last
+// answer counts. Only what is asked about (m.asks) is offered.
+function consentForm(m) {
+  const asks = Array.isArray(m.asks) ? m.asks : ["transcript", "contact"];
+  const id = `consent-${m.seq}`;
+  const status = h("p", { class: "consent-status", role: "status", id: `${id}-status` });
+  const number = h("input", {
+    type: "tel", id: `${id}-number`, name: "contact_number", autocomplete: "tel", maxlength: "32",
+    "aria-describedby": `${id}-status`,
+  });
+  const form = h("form", { class: "consent", novalidate: true, "aria-label": "Your answer" },
+    asks.includes("transcript")
+      ? h("label", {}, h("input", { type: "checkbox", name: "transcript" }), " Share this conversation")
+      : null,
+    asks.includes("contact")
+      ? h("label", {}, h("input", { type: "checkbox", name: "contact" }), " Share a phone number:")
+      : null,
+    asks.includes("contact") ? h("label", { for: `${id}-number`, class: "visually-hidden" }, "Phone number") : null,
+    asks.includes("contact") ? number : null,
+    h("p", { class: "consent-actions" },
+      h("button", { type: "submit", name: "share" }, "Send my answer"),
+      h("button", { type: "button", name: "none", onclick: () => answerConsent(form, false) }, "Don't share anything")),
+    status);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    answerConsent(form, true);
+  });
+  return form;
+}
+
+function answerConsent(form, ticked) {
+  const transcript = ticked && Boolean(form.elements.transcript?.checked);
+  const contact = ticked && Boolean(form.elements.contact?.checked);
+  const number = form.elements.contact_number?.value.trim() || "";
+  const status = form.querySelector(".consent-status");
+  if (contact && !number) {
+    status.textContent = "Write the number, or untick it.";
+    form.elements.contact_number.focus();
+    return;
+  }
+  const frame = { type: "consent", transcript, contact, ...(contact ? { contact_number: number } : {}) };
+  status.textContent = link.send(frame) ? "Sending…" : "You are offline; answer again when the page says Connected.";
+  state.consentForm = form;
+}
+
+function onConsent(frame) {
+  const status = state.consentForm?.querySelector(".consent-status");
+  if (!status) return;
+  const shared = [frame.transcript ? "this conversation" : null, frame.contact ? "your number" : null].filter(Boolean);
+  status.textContent = shared.length
+    ? `Thank you. If we connect you with a crisis line, they will get ${shared.join(" and ")}. You can change this.`
+    : "Thank you. Nothing beyond your risk level will be shared. You can change this.";
 }
 
 function renderPending() {
@@ -354,6 +415,16 @@ function onError(f) {
     case "session_closed":
       if (!state.ended) endChat("This chat has ended.");
       break;
+    case "invalid_contact_number":
+    case "consent_not_requested": {
+      const status = state.consentForm?.querySelector(".consent-status");
+      if (status) {
+        status.textContent = f.code === "invalid_contact_number"
+          ? "That number does not look right. Check it, or untick it."
+          : "There is no question to answer any more.";
+      }
+      break;
+    }
     default:
       break;
   }
