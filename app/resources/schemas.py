@@ -19,7 +19,10 @@ LEVEL_NAMES: tuple[LevelName, ...] = ("none", "low", "moderate", "high", "immine
 PHONE_PATTERN = r"^\+?[0-9][0-9 \-]{1,30}$"
 _URL_RE = re.compile(r"^https://[^\s<>\"']+$")
 _TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
+# Public: the partner API's OpenAPI document states it, so that what the schema allows is
+# exactly what the server accepts.
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"
+_LOCALE_RE = re.compile(LOCALE_PATTERN)
 
 
 def storable(value: str) -> str:

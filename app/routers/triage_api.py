@@ -33,6 +33,7 @@ from app.core.errors import (
 from app.partners import service
 from app.partners.ratelimit import TokenBucketLimiter
 from app.partners.schemas import RequestLimits, TriageResponse, request_body_openapi
+from app.resources import schemas as resource_schemas
 from app.resources import suited
 from app.routers.deps import DbDep, StateDep
 
@@ -95,7 +96,12 @@ _RESOURCES_PARAMS: list[dict[str, Any]] = [
             "The resources' locale (e.g. `es`); without it, the language triage read "
             "(`lang:` signal), else `en`."
         ),
-        "schema": {"type": "string", "minLength": 2, "maxLength": 16},
+        "schema": {
+            "type": "string",
+            "minLength": 2,
+            "maxLength": 16,
+            "pattern": resource_schemas.LOCALE_PATTERN,
+        },
     },
 ]
 
