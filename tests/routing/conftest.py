@@ -17,7 +17,9 @@ from app.routing.models import Assignment, Volunteer
 from tests.routing.helpers import add_session, add_volunteer
 
 FAST = {
-    "offer_timeout_s": 1.0,
+    # Long enough that a loaded CI machine never lets an offer lapse between `offer` and the
+    # test's `accept`; the tests about expiry ask for a short timeout themselves.
+    "offer_timeout_s": 10.0,
     "routing_interval_s": 0.05,
     "volunteer_heartbeat_timeout_s": 30.0,
     "volunteer_grace_s": 0.5,

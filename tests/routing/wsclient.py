@@ -24,27 +24,13 @@ def about(session_id: str, **match: Any) -> Callable[[Frame], bool]:
     return check
 
 
-class VolunteerClient:
+class _FrameClient:
+    """Frames in and out of one real socket; frames not yet asked for wait in a buffer."""
+
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.seen: list[Frame] = []
         self._buffer: list[Frame] = []
-
-    @classmethod
-    async def connect(
-        cls, ws_url: str, token: str, *, last_seq: dict[str, int] | None = None
-    ) -> VolunteerClient:
-        ws = await connect(f"{ws_url}/v1/volunteer")
-        client = cls(ws)
-        auth: Frame = {"type": "auth", "token": token}
-        if last_seq:
-            auth["last_seq"] = last_seq
-        await client.send(auth)
-        ready = await client.expect("ready")
-        client.ready = ready
-        return client
-
-    ready: Frame
 
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
@@ -69,9 +55,15 @@ class VolunteerClient:
         deadline = time.monotonic() + within
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {frame_type} frame; buffered: {self._buffer[-10:]}")
-            frame = await self._next(remaining)
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                frame = await self._next(remaining)
+            except TimeoutError:
+                # Say what did arrive: a refusal (an `error` frame) explains most timeouts.
+                raise TimeoutError(
+                    f"no {frame_type} frame within {within} s; buffered: {self._buffer[-10:]}"
+                ) from None
             if frame.get("type") == frame_type and predicate(frame):
                 return frame
             self._buffer.append(frame)
@@ -89,14 +81,28 @@ class VolunteerClient:
         await self.ws.close()
 
 
-class VisitorClient:
+class VolunteerClient(_FrameClient):
+    ready: Frame
+
+    @classmethod
+    async def connect(
+        cls, ws_url: str, token: str, *, last_seq: dict[str, int] | None = None
+    ) -> VolunteerClient:
+        ws = await connect(f"{ws_url}/v1/volunteer")
+        client = cls(ws)
+        auth: Frame = {"type": "auth", "token": token}
+        if last_seq:
+            auth["last_seq"] = last_seq
+        await client.send(auth)
+        client.ready = await client.expect("ready")
+        return client
+
+
+class VisitorClient(_FrameClient):
     """A visitor on the real ``WS /v1/chat`` (only what these tests need)."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.seen: list[Frame] = []
-        self.session_id = ""
-        self._buffer: list[Frame] = []
+    session_id: str = ""
+    resume_token: str = ""
 
     @classmethod
     async def open(cls, ws_url: str, locale: str = "en") -> VisitorClient:
@@ -109,8 +115,6 @@ class VisitorClient:
         client.resume_token = session["resume_token"]
         return client
 
-    resume_token: str = ""
-
     @classmethod
     async def resume(cls, ws_url: str, resume_token: str, last_seq: int = 0) -> VisitorClient:
         client = cls(await connect(f"{ws_url}/v1/chat"))
@@ -121,46 +125,8 @@ class VisitorClient:
         return client
 
     async def drain(self, wait: float = 0.3) -> list[Frame]:
-        """Everything that arrives within ``wait`` seconds (plus what was buffered)."""
-        frames, self._buffer = self._buffer, []
-        try:
-            while True:
-                raw = await asyncio.wait_for(self.ws.recv(), timeout=wait)
-                frame: Frame = json.loads(raw)
-                self.seen.append(frame)
-                frames.append(frame)
-        except TimeoutError:
-            return frames
-
-    async def send(self, frame: Frame) -> None:
-        await self.ws.send(json.dumps(frame))
+        return await super().drain(wait)
 
     async def say(self, text: str, client_msg_id: str) -> Frame:
         await self.send({"type": "message", "client_msg_id": client_msg_id, "text": text})
         return await self.expect("ack", lambda f: f["client_msg_id"] == client_msg_id)
-
-    async def expect(
-        self,
-        frame_type: str,
-        predicate: Callable[[Frame], bool] = lambda _: True,
-        *,
-        within: float = 10.0,
-    ) -> Frame:
-        for i, frame in enumerate(self._buffer):
-            if frame.get("type") == frame_type and predicate(frame):
-                return self._buffer.pop(i)
-        deadline = time.monotonic() + within
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {frame_type} frame; buffered: {self._buffer[-10:]}")
-            raw = await asyncio.wait_for(self.ws.recv(), timeout=remaining)
-            received: Frame = json.loads(raw)
-            self.seen.append(received)
-            frame = received
-            if frame.get("type") == frame_type and predicate(frame):
-                return frame
-            self._buffer.append(frame)
-
-    async def close(self) -> None:
-        await self.ws.close()
