@@ -27,6 +27,16 @@ ResendKey = tuple[uuid.UUID, str, str]  # session, sender, client_msg_id
 
 
 @dataclass(frozen=True, slots=True)
+class AuditOnStore:
+    """An audit entry that must commit with the message it is about (it gains the message's
+    seq): a crash can then never leave one without the other."""
+
+    action: str
+    actor_type: str
+    details: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     session_id: uuid.UUID
     sender: str  # visitor | volunteer | system
@@ -34,6 +44,7 @@ class NewMessage:
     client_msg_id: str | None = None
     sender_id: str | None = None
     kind: str | None = None  # e.g. "safety" for system messages
+    audit: AuditOnStore | None = None  # recorded only if the message is newly stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,7 @@ class Audit:
     action: str
     session_id: uuid.UUID
     details: dict[str, Any]
+    actor_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -228,6 +240,17 @@ def plan(
             _triaged(result, row, message, state, *assessed[i])
         result.rows.append(row)
         result.changed.add(message.session_id)
+        if message.audit is not None:
+            details = {**message.audit.details, "seq": state.last_seq}
+            result.audits.append(
+                Audit(
+                    message.audit.actor_type,
+                    message.audit.action,
+                    message.session_id,
+                    details,
+                    actor_id=message.sender_id,
+                )
+            )
         result.events += events.message_stored(
             message.session_id, state.last_seq, message.sender, message.client_msg_id
         )

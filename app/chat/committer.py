@@ -400,7 +400,7 @@ class MessageCommitter:
             record_event(
                 db,
                 actor_type=audit.actor_type,
-                actor_id=None,
+                actor_id=audit.actor_id,
                 action=audit.action,
                 subject_type="session",
                 subject_id=str(audit.session_id),

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.service import Actor, record
 from app.chat import cards
+from app.chat.commit_plan import AuditOnStore
 from app.chat.committer import MessageCommitter, NewMessage
 from app.core.db import transaction, utcnow
 from app.resources import schemas
@@ -136,12 +137,8 @@ async def send(
     body: schemas.SendResource,
 ) -> schemas.SentResource:
     """Store the card as the volunteer's message through the chat's group commit (the same
-    seq, resend dedup and delivery as typed messages), then audit it.
-
-    Three short transactions rather than one: the committer commits on its own, and on SQLite a
-    transaction that read before that commit could not write after it. The audit row follows
-    the stored card; a crash between the two leaves a card without its ``resource_sent`` row,
-    never the reverse."""
+    seq, resend dedup and delivery as typed messages); its ``resource_sent`` audit entry commits
+    with it, so neither can exist without the other, and a resend records nothing more."""
     async with transaction(sessionmaker) as db:
         await require_access(db, principal, session_id, write=True)
         card = card_of(await get(db, body.resource_id))
@@ -153,18 +150,11 @@ async def send(
             client_msg_id=body.client_msg_id,
             sender_id=principal.actor_id,
             kind=cards.KIND,
+            audit=AuditOnStore(
+                "resource_sent", principal.role, {"resource_id": str(body.resource_id)}
+            ),
         )
     )
-    if not stored.duplicate:
-        async with transaction(sessionmaker) as db:
-            record(
-                db,
-                Actor(principal.role, principal.actor_id),
-                "resource_sent",
-                subject_type="session",
-                subject_id=str(session_id),
-                details={"resource_id": str(body.resource_id), "seq": stored.seq},
-            )
     return schemas.SentResource(
         session_id=session_id,
         resource_id=body.resource_id,

@@ -174,3 +174,25 @@ def test_triage_sees_the_conversation_so_far_including_the_batch() -> None:
         sorting, messages, states, {i: (result(Level.none), 1.0) for i, _, _ in inputs}, now=NOW
     )
     assert plan.contexts(states) == {A: (5, ["earlier", "one", "two"])}
+
+
+def test_a_message_s_own_audit_commits_with_it_once_and_carries_its_seq() -> None:
+    noted = commit_plan.AuditOnStore("resource_sent", "volunteer", {"resource_id": "r1"})
+    card = NewMessage(
+        session_id=A,
+        sender="volunteer",
+        text="{}",
+        client_msg_id="k1",
+        sender_id="v-7",
+        kind="resource",
+        audit=noted,
+    )
+    states = {A: state(last_seq=2)}
+    plan = run([card, card], states)  # the second copy is a resend within the batch
+    own = [a for a in plan.audits if a.action == "resource_sent"]
+    assert [(a.actor_type, a.actor_id, a.session_id, a.details) for a in own] == [
+        ("volunteer", "v-7", A, {"resource_id": "r1", "seq": 3})
+    ]
+    # Refused messages record nothing.
+    closed = {A: state(status="closed")}
+    assert run([card], closed).audits == []
