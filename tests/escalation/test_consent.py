@@ -78,7 +78,7 @@ async def test_consented_transcript_and_number_reach_the_partner(
 
     await volunteer.send({"type": "handoff", "session_id": sid})
     await volunteer.expect("handoff", about(sid))
-    [received] = await partner.wait_for(1, within=5.0)
+    [received] = await partner.wait_for(1, within=10.0)
     body = received.payload
     assert body["consent"] == {"transcript": True, "contact": True, "location": False}
     assert body["contact"] == {"phone": PHONE}
@@ -135,7 +135,7 @@ async def test_without_consent_the_partner_gets_only_the_minimum(
 
     await volunteer.send({"type": "handoff", "session_id": sid})
     await volunteer.expect("handoff", about(sid))
-    [received] = await partner.wait_for(1, within=5.0)
+    [received] = await partner.wait_for(1, within=10.0)
     body = received.payload
     assert body["consent"] == {"transcript": False, "contact": False, "location": False}
     assert "transcript" not in body

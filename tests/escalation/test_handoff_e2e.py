@@ -62,7 +62,7 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
     assert "pill" not in text.lower()
 
     alert = await sup_ws.expect(
-        "alert", alert_about(visitor.session_id, "escalation_started"), within=2.0
+        "alert", alert_about(visitor.session_id, "escalation_started"), within=10.0
     )
     # Real triage, default policy: imminent (escalate_high is off, so nothing lower would do).
     assert alert["urgency"] == "imminent"
@@ -73,7 +73,9 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
     received = await partner.wait_for(3, within=10.0)
     first_post = received[0].at - sent_at
     deadline = FAST["handoff_deadline_s"]
-    assert deadline - 0.1 <= first_post <= deadline + 1.0, first_post
+    # Never before the deadline; how soon after it is the benches' business (a loaded machine
+    # can be seconds late, which says nothing about correctness).
+    assert deadline - 0.1 <= first_post <= deadline + 10.0, first_post
     assert [r.answered for r in received] == ["fail", "fail", "ok"]
     assert all(r.signature_ok for r in received)
     keys = {r.headers["idempotency-key"] for r in received}
@@ -97,7 +99,7 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
 
     # Acknowledged: the visitor is told a partner is connecting.
     started = await visitor.expect(
-        "message", lambda f: f["sender"] == "system" and "connecting" in f["text"], within=3.0
+        "message", lambda f: f["sender"] == "system" and "connecting" in f["text"], within=10.0
     )
     assert partner.name in started["text"]
 
@@ -105,8 +107,8 @@ async def test_imminent_visitor_safety_alert_handoff_retries_and_callback(
     response = await partner.call_back(server.base_url, handoff_id, "accepted")
     assert response.status_code == 200, response.text
     assert response.json() == {"handoff_id": handoff_id, "status": "accepted"}
-    await visitor.expect("status", lambda f: f["status"] == "handed_off", within=3.0)
-    await sup_ws.expect("alert", alert_about(visitor.session_id, "handed_off"), within=3.0)
+    await visitor.expect("status", lambda f: f["status"] == "handed_off", within=10.0)
+    await sup_ws.expect("alert", alert_about(visitor.session_id, "handed_off"), within=10.0)
     # A repeated callback changes nothing; connected moves it on.
     assert (await partner.call_back(server.base_url, handoff_id, "accepted")).status_code == 200
     connected = await partner.call_back(server.base_url, handoff_id, "connected")
@@ -242,7 +244,7 @@ async def test_partner_down_for_the_whole_deadline(
     )
     assert partner.phone in fallback["text"]
     assert "999" in fallback["text"]  # en-GB emergency number: always a route to help now
-    await sup_ws.expect("alert", alert_about(visitor.session_id, "handoff_failed"), within=3.0)
+    await sup_ws.expect("alert", alert_about(visitor.session_id, "handoff_failed"), within=10.0)
     assert state.escalation.breaker_states()["crisisline"] in ("open", "half_open")
     handoff = await _latest_handoff(server, visitor.session_id)
     assert handoff.status == "undeliverable"
@@ -273,7 +275,7 @@ async def test_partner_down_for_the_whole_deadline(
     second = response.json()
     assert second["trigger"] == "supervisor_request"
     assert second["handoff_id"] != str(handoff.id)
-    received = await partner.wait_for(1, within=5.0)
+    received = await partner.wait_for(1, within=10.0)
     assert received[0].headers["idempotency-key"] == second["handoff_id"]
     for _ in range(50):
         if state.escalation.breaker_states()["crisisline"] == "closed":

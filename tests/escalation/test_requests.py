@@ -17,7 +17,6 @@ from app.core.db import transaction
 from app.escalation.models import Handoff
 from app.routing.accounts import IssuedAccount
 from tests.escalation.conftest import (
-    FAST,
     URGENT_TEXT,
     stored_urgency,
     supervisor,
@@ -50,7 +49,7 @@ async def test_volunteer_hands_off_over_the_socket(
     reply = await volunteer.expect("handoff", about(visitor.session_id))
     assert reply["status"] == "delivering"
     assert reply["trigger"] == "volunteer_request"
-    received = await partner.wait_for(1, within=5.0)
+    received = await partner.wait_for(1, within=10.0)
     assert received[0].payload["reason"] == "volunteer_request"
     assert received[0].headers["idempotency-key"] == reply["handoff_id"]
     # Asking twice does not start a second handoff.
@@ -60,8 +59,8 @@ async def test_volunteer_hands_off_over_the_socket(
 
     response = await partner.call_back(server.base_url, reply["handoff_id"], "connected")
     assert response.status_code == 200
-    await visitor.expect("status", lambda f: f["status"] == "handed_off", within=3.0)
-    await volunteer.expect("session", about(visitor.session_id, status="handed_off"), within=3.0)
+    await visitor.expect("status", lambda f: f["status"] == "handed_off", within=10.0)
+    await volunteer.expect("session", about(visitor.session_id, status="handed_off"), within=10.0)
     # A human was there: no automatic safety message for a requested handoff.
     await asyncio.sleep(0.3)
     assert not [f for f in visitor.seen if f.get("kind") == "safety" and "trained" in f["text"]]
@@ -72,18 +71,19 @@ async def test_volunteer_hands_off_over_the_socket(
 async def test_volunteer_answering_in_time_stops_the_clock(
     partnered_server: Callable[..., Any],
 ) -> None:
-    partner, server = await partnered_server("notneeded")
+    # The volunteer must accept before the clock runs out: 4 s leaves room on a loaded machine.
+    partner, server = await partnered_server("notneeded", handoff_deadline_s=4.0)
     account = await volunteer_account(server)
     volunteer = await VolunteerClient.connect(server.ws_url, account.token)
     visitor = await VisitorClient.open(server.ws_url)
     await visitor.say(URGENT_TEXT, "m1")
-    await visitor.expect("message", lambda f: f.get("kind") == "safety", within=1.0)
-    await volunteer.expect("offer", about(visitor.session_id), within=3.0)
+    await visitor.expect("message", lambda f: f.get("kind") == "safety", within=10.0)
+    await volunteer.expect("offer", about(visitor.session_id), within=10.0)
     assert await stored_urgency(server, visitor.session_id) == 4
     await volunteer.send({"type": "accept", "session_id": visitor.session_id})
     await volunteer.expect("assigned", about(visitor.session_id))
     # The clock runs out and stands down (no fixed sleep: done as soon as the row says so).
-    deadline = time.monotonic() + FAST["handoff_deadline_s"] + 10.0
+    deadline = time.monotonic() + 4.0 + 10.0
     status = None
     while status != "cancelled" and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -146,7 +146,7 @@ async def test_active_rescue_is_supervisor_only_two_step_and_audited(
         )
         assert missing.status_code == 404
 
-        received = await partner.wait_for(1, within=5.0)
+        received = await partner.wait_for(1, within=10.0)
         assert received[0].payload["active_rescue"] is True
         assert received[0].payload["reason"] == "active_rescue"
 

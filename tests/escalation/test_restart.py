@@ -41,7 +41,7 @@ async def test_sigkill_between_message_and_deadline_still_hands_off_on_time(
     visitor = await VisitorClient.open(first.ws_url)
     sent_at = time.monotonic()
     await visitor.say(URGENT_TEXT, "m1")
-    await visitor.expect("message", lambda f: f.get("kind") == "safety", within=1.0)
+    await visitor.expect("message", lambda f: f.get("kind") == "safety", within=10.0)
     await asyncio.to_thread(first.kill)  # SIGKILL: no shutdown hooks
     killed_at = time.monotonic() - sent_at
     assert partner.received == []

@@ -48,22 +48,22 @@ async def test_chat_turning_imminent_mid_warm_transfer_takes_the_in_chat_path(
     await a.expect("offer", about(sid))
     await a.send({"type": "accept", "session_id": sid})
     await a.expect("assigned", about(sid))
-    await visitor.expect("status", lambda f: f["status"] == "active", within=3.0)
+    await visitor.expect("status", lambda f: f["status"] == "active", within=10.0)
 
     # A offers the chat to B and stays in it until B accepts (B never does in this test).
     b_account = await volunteer_account(server)
     b = await VolunteerClient.connect(server.ws_url, b_account.token)
     await a.send({"type": "transfer", "session_id": sid, "to_volunteer_id": str(b_account.id)})
-    offer = await b.expect("offer", about(sid), within=3.0)
+    offer = await b.expect("offer", about(sid), within=10.0)
     assert offer["kind"] == "transfer"
 
     await visitor.say(URGENT_TEXT, "m2")
-    alert = await a.expect("alert", _in_chat_alert(sid), within=1.5)
+    alert = await a.expect("alert", _in_chat_alert(sid), within=10.0)
     assert alert["urgency"] == "imminent"
     assert "method:overdose" in alert["signals"]
-    sup_alert = await sup_ws.expect("alert", _in_chat_alert(sid), within=1.5)
+    sup_alert = await sup_ws.expect("alert", _in_chat_alert(sid), within=10.0)
     assert sup_alert["volunteer_ids"] == [str(a_account.id)]
-    safety = await visitor.expect("message", is_safety, within=1.5)
+    safety = await visitor.expect("message", is_safety, within=10.0)
     assert "999" in safety["text"]  # en-GB: the route to immediate help
     assert "trained person" not in safety["text"]  # one is here: not the waiting-room message
     assert await stored_urgency(server, sid) == 4
@@ -108,23 +108,24 @@ async def test_clock_started_while_waiting_stands_down_when_the_deadline_finds_a
 ) -> None:
     """Escalated while waiting, then accepted and offered on to B before the deadline: A is
     still in the chat when the clock runs out, so it stands down instead of delivering."""
-    settings = {**SETTINGS, "handoff_deadline_s": 4.0}
+    # Accept and the transfer offer must both land before the clock runs out, even when loaded.
+    settings = {**SETTINGS, "handoff_deadline_s": 8.0}
     partner, server = await partnered_server("transferclock", **settings)
     sup_ws = await VolunteerClient.connect(server.ws_url, (await supervisor(server)).token)
     visitor = await VisitorClient.open(server.ws_url, locale="en-GB")
     sid = visitor.session_id
     await visitor.say(URGENT_TEXT, "m1")
-    await sup_ws.expect("alert", alert_about(sid, "escalation_started"), within=2.0)
-    await visitor.expect("message", is_safety, within=2.0)
+    await sup_ws.expect("alert", alert_about(sid, "escalation_started"), within=10.0)
+    await visitor.expect("message", is_safety, within=10.0)
 
     a = await VolunteerClient.connect(server.ws_url, (await volunteer_account(server)).token)
-    await a.expect("offer", about(sid), within=3.0)
+    await a.expect("offer", about(sid), within=10.0)
     await a.send({"type": "accept", "session_id": sid})
     await a.expect("assigned", about(sid))
     b_account = await volunteer_account(server)
     b = await VolunteerClient.connect(server.ws_url, b_account.token)
     await a.send({"type": "transfer", "session_id": sid, "to_volunteer_id": str(b_account.id)})
-    await b.expect("offer", about(sid), within=3.0)
+    await b.expect("offer", about(sid), within=10.0)
 
     with pytest.raises(TimeoutError):
         await partner.wait_for(1, within=settings["handoff_deadline_s"] + 1.0)
@@ -162,14 +163,14 @@ async def test_a_supervisor_holding_the_chat_is_alerted_once(
     visitor = await VisitorClient.open(server.ws_url, locale="en-GB")
     sid = visitor.session_id
     await visitor.say("hi, can someone talk with me", "m1")
-    await holder.expect("offer", about(sid), within=3.0)
+    await holder.expect("offer", about(sid), within=10.0)
     await holder.send({"type": "accept", "session_id": sid})
     await holder.expect("assigned", about(sid))
 
     await visitor.say(URGENT_TEXT, "m2")
-    alert = await holder.expect("alert", _in_chat_alert(sid), within=1.5)
+    alert = await holder.expect("alert", _in_chat_alert(sid), within=10.0)
     assert alert["volunteer_ids"] == [str(account.id)]
-    await visitor.expect("message", is_safety, within=1.5)
+    await visitor.expect("message", is_safety, within=10.0)
     again = [f for f in await holder.drain(1.0) if f.get("type") == "alert"]
     assert not [f for f in again if _in_chat_alert(sid)(f)]
     for client in (holder, visitor):

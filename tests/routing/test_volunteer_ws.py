@@ -251,7 +251,7 @@ async def test_warm_transfer_and_release(world_factory: Callable[..., Any]) -> N
     await a.expect("session", lambda f: f["session_id"] == sid and f["status"] == "transferred")
     # The supervisor sends it back to the queue (cold): it is offered to A again, who is free.
     await supervisor.send({"type": "release", "session_id": sid})
-    again = await a.expect("offer", lambda f: f["session_id"] == sid, within=5)
+    again = await a.expect("offer", lambda f: f["session_id"] == sid, within=10.0)
     assert again["urgency"] == "high"
     await a.close()
     await supervisor.close()
