@@ -14,10 +14,9 @@ import httpx
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 
-from app.audit.models import Event
 from app.chat.models import Message
 from app.core.db import transaction
-from tests.routing.wsclient import VisitorClient, VolunteerClient, about
+from tests.routing.wsclient import VisitorClient, about
 
 RESOURCE = {
     "title": "Night line",
@@ -32,25 +31,6 @@ RESOURCE = {
 
 def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def _events(world: Any, action: str, subject_id: str) -> list[Event]:
-    async with transaction(world.state.sessionmaker) as db:
-        rows = await db.scalars(
-            select(Event).where(Event.action == action, Event.subject_id == subject_id)
-        )
-        return list(rows.all())
-
-
-async def _held_chat(world: Any, volunteer_token: str) -> tuple[VisitorClient, VolunteerClient]:
-    visitor = await VisitorClient.open(world.server.ws_url)
-    await visitor.say("I can't sleep and my thoughts keep racing", "v-1")
-    volunteer = await VolunteerClient.connect(world.server.ws_url, volunteer_token)
-    offer = await volunteer.expect("offer", about(visitor.session_id))
-    await volunteer.send({"type": "accept", "session_id": offer["session_id"]})
-    await volunteer.expect("assigned", about(visitor.session_id))
-    await visitor.expect("status", lambda f: f["status"] == "active")
-    return visitor, volunteer
 
 
 async def test_admin_adds_volunteer_sends_visitor_sees_card(
@@ -70,7 +50,7 @@ async def test_admin_adds_volunteer_sends_visitor_sees_card(
         assert resource["topics"] == ["sleep", "anxiety"]
         assert resource["levels"] == ["moderate", "high", "imminent"]
         assert resource["text"] == RESOURCE["text"]
-        added = await _events(world, "resource_added", rid)
+        added = await world.audit(rid, "resource_added")
         assert [(e.actor_type, e.actor_id) for e in added] == [("admin", str(admin.id))]
 
         # Volunteers search by words, topic, level and locale.
@@ -85,7 +65,9 @@ async def test_admin_adds_volunteer_sends_visitor_sees_card(
             other = await http.get("/v1/resources", params=miss, headers=_auth(helper.token))
             assert rid not in [r["id"] for r in other.json()["resources"]], miss
 
-        visitor, volunteer = await _held_chat(world, helper.token)
+        visitor, volunteer = await world.held_chat(
+            "I can't sleep and my thoughts keep racing", token=helper.token
+        )
         sid = visitor.session_id
         sent = await http.post(
             f"/v1/dashboard/sessions/{sid}/resources",
@@ -127,7 +109,7 @@ async def test_admin_adds_volunteer_sends_visitor_sees_card(
                 )
             ).all()
         assert [m.seq for m in cards] == [seq]
-        sent_events = await _events(world, "resource_sent", sid)
+        sent_events = await world.audit(sid, "resource_sent")
         assert [(e.actor_id, e.details) for e in sent_events] == [
             (str(helper.id), {"resource_id": rid, "seq": seq})
         ]
@@ -135,7 +117,7 @@ async def test_admin_adds_volunteer_sends_visitor_sees_card(
         # Removing the resource changes the library, never a transcript already sent.
         removed = await http.delete(f"/v1/admin/resources/{rid}", headers=_auth(admin.token))
         assert removed.status_code == 204
-        assert len(await _events(world, "resource_removed", rid)) == 1
+        assert len(await world.audit(rid, "resource_removed")) == 1
         gone = await http.get("/v1/resources", params={"q": "night"}, headers=_auth(helper.token))
         assert rid not in [r["id"] for r in gone.json()["resources"]]
         detail = await http.get(f"/v1/dashboard/sessions/{sid}", headers=_auth(helper.token))

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.models import Event
 from app.chat import events as chat_events
 from app.chat.models import ChatSession
 from app.core.db import transaction
@@ -15,6 +16,7 @@ from app.routing.accounts import IssuedAccount
 from app.routing.assignments import LIVE_STATUSES
 from app.routing.models import Assignment, Volunteer
 from tests.routing.helpers import add_session, add_volunteer
+from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
 FAST = {
     # Long enough that a loaded CI machine never lets an offer lapse between `offer` and the
@@ -72,6 +74,32 @@ class World:
                 chat_events.urgency_raised(sid, urgency=urgency, previous=previous or 0, seq=0),
                 db=db,
             )
+
+    async def held_chat(
+        self, first_text: str = "hello", *, token: str | None = None, capacity: int = 2
+    ) -> tuple[VisitorClient, VolunteerClient]:
+        """A visitor who said ``first_text`` and a volunteer (new unless ``token``) who accepted
+        the offer: both sockets have seen the chat go live and the first message arrive."""
+        if token is None:
+            token = (await self.volunteer(capacity=capacity, name="V")).token
+        visitor = await VisitorClient.open(self.server.ws_url)
+        await visitor.say(first_text, "v-0")
+        volunteer = await VolunteerClient.connect(self.server.ws_url, token)
+        sid = visitor.session_id
+        await volunteer.expect("offer", about(sid))
+        await volunteer.send({"type": "accept", "session_id": sid})
+        await volunteer.expect("assigned", about(sid))
+        await volunteer.expect("message", about(sid, seq=1))
+        await visitor.expect("status", lambda f: f["status"] == "active")
+        return visitor, volunteer
+
+    async def audit(self, subject_id: str, action: str | None = None) -> list[Event]:
+        """The audit events about one subject, oldest first (only ``action``'s, if given)."""
+        query = select(Event).where(Event.subject_id == subject_id).order_by(Event.id)
+        if action is not None:
+            query = query.where(Event.action == action)
+        async with transaction(self.state.sessionmaker) as db:
+            return list((await db.scalars(query)).all())
 
     async def session(self, **kwargs: Any) -> uuid.UUID:
         async with transaction(self.state.sessionmaker) as db:

@@ -13,21 +13,12 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from app.audit.models import Event
 from app.chat.models import Message
 from app.core.db import transaction
 from tests.routing.wsclient import VisitorClient, VolunteerClient, about
 
 CALM = "you are useless and so is this chat"
 IMMINENT = "I took 30 pills"
-
-
-async def _audit(world: Any, session_id: str) -> list[Event]:
-    async with transaction(world.state.sessionmaker) as db:
-        rows = await db.scalars(
-            select(Event).where(Event.subject_id == session_id).order_by(Event.id)
-        )
-        return list(rows.all())
 
 
 async def _stored(world: Any, session_id: str, seq: int) -> Message:
@@ -39,23 +30,12 @@ async def _stored(world: Any, session_id: str, seq: int) -> Message:
     return row
 
 
-async def _held_chat(world: Any) -> tuple[VisitorClient, VolunteerClient, str]:
-    account = await world.volunteer(capacity=6, name="V")
-    visitor = await VisitorClient.open(world.server.ws_url)
-    await visitor.say("hello", "v-0")
-    volunteer = await VolunteerClient.connect(world.server.ws_url, account.token)
-    offer = await volunteer.expect("offer", about(visitor.session_id))
-    await volunteer.send({"type": "accept", "session_id": offer["session_id"]})
-    await volunteer.expect("assigned", about(visitor.session_id))
-    await volunteer.expect("message", about(visitor.session_id, seq=1))
-    return visitor, volunteer, visitor.session_id
-
-
 async def test_mute_shields_the_volunteer_and_hides_no_rise(
     world_factory: Callable[..., Any],
 ) -> None:
     world = await world_factory()
-    visitor, volunteer, sid = await _held_chat(world)
+    visitor, volunteer = await world.held_chat(capacity=6)
+    sid = visitor.session_id
     s1 = await world.volunteer(role="supervisor", capacity=0, name="S1")
     s2 = await world.volunteer(role="supervisor", capacity=0, name="S2")
     s2_ws = await VolunteerClient.connect(world.server.ws_url, s2.token)
@@ -136,14 +116,14 @@ async def test_mute_shields_the_volunteer_and_hides_no_rise(
     assert (await volunteer.expect("message", about(sid2, seq=ack["seq"])))["text"] == IMMINENT
     await s2_ws.send({"type": "confirm_mute", "mute_id": request["mute_id"]})
     assert (await s2_ws.expect("error"))["code"] == "invalid_transition"
-    second = [(e.action, e.actor_id) for e in await _audit(world, sid2)]
+    second = [(e.action, e.actor_id) for e in await world.audit(sid2)]
     assert ("mute_requested", str(s1.id)) in second
     assert ("mute_confirmed", str(s2.id)) in second
 
-    actions = [(e.action, e.actor_id) for e in await _audit(world, sid)]
+    actions = [(e.action, e.actor_id) for e in await world.audit(sid)]
     assert ("session_muted", str(s1.id)) in actions
     assert ("mute_lifted", str(s1.id)) in actions
-    events = await _audit(world, sid) + await _audit(world, sid2)
+    events = await world.audit(sid) + await world.audit(sid2)
     assert all(CALM not in str(e.details) and "abuse" not in str(e.details) for e in events)
     for client in (visitor, visitor2, volunteer, s2_ws):
         await client.close()
@@ -151,7 +131,8 @@ async def test_mute_shields_the_volunteer_and_hides_no_rise(
 
 async def test_mute_refusals(world_factory: Callable[..., Any]) -> None:
     world = await world_factory()
-    visitor, volunteer, sid = await _held_chat(world)
+    visitor, volunteer = await world.held_chat(capacity=6)
+    sid = visitor.session_id
     sup = await world.volunteer(role="supervisor", capacity=0, name="S")
     base = world.server.base_url
     url = f"/v1/dashboard/sessions/{sid}/mute"

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from app.audit.models import Event
 from app.chat.models import Message, Whisper
 from app.core.db import transaction
 from tests.routing.wsclient import Frame, VisitorClient, VolunteerClient, about
@@ -21,33 +20,14 @@ WHISPER = "go gently, ask about sleep"
 REPLY = "ok, asking now"
 
 
-async def _audit(world: Any, session_id: str) -> list[Event]:
-    async with transaction(world.state.sessionmaker) as db:
-        rows = await db.scalars(
-            select(Event).where(Event.subject_id == session_id).order_by(Event.id)
-        )
-        return list(rows.all())
-
-
 def _texts(frames: list[Frame]) -> list[str]:
     return [str(f.get("text")) for f in frames if "text" in f]
 
 
-async def _chat_with_volunteer(world: Any) -> tuple[VisitorClient, VolunteerClient, str]:
-    account = await world.volunteer(capacity=2, name="V")
-    visitor = await VisitorClient.open(world.server.ws_url)
-    await visitor.say("I can't sleep and I feel awful", "v-1")
-    volunteer = await VolunteerClient.connect(world.server.ws_url, account.token)
-    offer = await volunteer.expect("offer", about(visitor.session_id))
-    await volunteer.send({"type": "accept", "session_id": offer["session_id"]})
-    await volunteer.expect("assigned", about(visitor.session_id))
-    await volunteer.expect("message", about(visitor.session_id, sender="visitor"))
-    return visitor, volunteer, visitor.session_id
-
-
 async def test_observe_whisper_join(world_factory: Callable[..., Any]) -> None:
     world = await world_factory()
-    visitor, volunteer, sid = await _chat_with_volunteer(world)
+    visitor, volunteer = await world.held_chat("I can't sleep and I feel awful")
+    sid = visitor.session_id
     sup_account = await world.volunteer(role="supervisor", capacity=0, name="S")
     sup = await VolunteerClient.connect(world.server.ws_url, sup_account.token)
 
@@ -129,7 +109,7 @@ async def test_observe_whisper_join(world_factory: Callable[..., Any]) -> None:
     # Stop observing (audited too), and the audit trail names who did what, never the text.
     await sup.send({"type": "unobserve", "session_id": sid})
     assert (await sup.expect("supervision", about(sid)))["action"] == "observe_ended"
-    events = await _audit(world, sid)
+    events = await world.audit(sid)
     by_action = {e.action: e for e in events}
     for action in (
         "supervision_observe_started",
@@ -150,7 +130,8 @@ async def test_observe_whisper_join(world_factory: Callable[..., Any]) -> None:
 
 async def test_rights_and_bad_input(world_factory: Callable[..., Any]) -> None:
     world = await world_factory()
-    visitor, volunteer, sid = await _chat_with_volunteer(world)
+    visitor, volunteer = await world.held_chat("I can't sleep and I feel awful")
+    sid = visitor.session_id
     other = await world.volunteer(capacity=1, name="O")
     other_ws = await VolunteerClient.connect(world.server.ws_url, other.token)
     # Volunteers neither observe nor join; a volunteer who does not hold it cannot whisper.
@@ -206,7 +187,7 @@ async def test_rights_and_bad_input(world_factory: Callable[..., Any]) -> None:
         assert (denied.status_code, denied.json()["error"]) == (403, "not_assigned")
         not_sup = await http.post(f"/v1/dashboard/sessions/{sid}/join")
         assert (not_sup.status_code, not_sup.json()["error"]) == (403, "supervisors_only")
-    actions = [e.action for e in await _audit(world, sid)]
+    actions = [e.action for e in await world.audit(sid)]
     assert actions.count("supervisor_joined") == 1
     assert actions.count("whisper_sent") == 1
     assert "whispers_read" in actions
