@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # A session waits this long for a volunteer speaking its language before anyone may take it.
     language_fallback_s: float = Field(default=120.0, ge=0)
     routing_interval_s: float = Field(default=1.0, gt=0)
+    # With nobody waiting and no offer open, every change that could need routing comes with a
+    # bus hint, so the pass runs only this often (for heartbeat timeouts and the grace period:
+    # never less often than a quarter of the heartbeat timeout or half the grace).
+    routing_idle_interval_s: float = Field(default=5.0, gt=0)
     handoff_deadline_s: float = Field(default=60.0, gt=0)
     partners_file: Path | None = None
 
@@ -124,6 +128,10 @@ class Settings(BaseSettings):
     handoff_callback_tolerance_s: float = Field(default=300.0, gt=0)
     # How often the escalation clock looks for due work (it is also woken by urgency rises).
     escalation_tick_s: float = Field(default=0.25, gt=0)
+    # With no handoff open, nothing in flight and nothing done by the last pass, new work always
+    # comes with a hint (an urgency rise, a session back in the queue, a handoff requested or a
+    # partner's callback), so the clock looks only this often.
+    escalation_idle_tick_s: float = Field(default=5.0, gt=0)
     # Told to partners so they know where to send status callbacks (optional).
     public_base_url: str | None = None
 

@@ -59,6 +59,12 @@ class PeriodicWorker(ABC):
         """How long before the first tick (woken sooner by a hint, like every later wait)."""
         return self.interval_s
 
+    def next_wait_s(self) -> float:
+        """How long after this tick before the next, unless woken sooner. A worker with nothing
+        in flight may wait longer than ``interval_s`` when every new piece of work comes with
+        a wake-up hint: an idle server then costs (almost) nothing."""
+        return self.interval_s
+
     def wakes_on(self, payload: Payload) -> bool:
         """Whether a payload on a wake channel should run a tick now (default: every one)."""
         return True
@@ -119,4 +125,6 @@ class PeriodicWorker(ABC):
                 log.error(self._failure_event, error_type=type(exc).__name__)
                 if self._retry_s > 0:
                     await asyncio.sleep(self._retry_s)
-            await self._wait(self.interval_s)
+                await self._wait(self.interval_s)
+                continue
+            await self._wait(self.next_wait_s())

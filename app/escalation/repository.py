@@ -131,6 +131,12 @@ async def chats_turned_imminent(db: AsyncSession, *, limit: int = 100) -> list[u
     )
 
 
+async def any_open_handoff(db: AsyncSession) -> bool:
+    """Whether any handoff is still on its way (scheduled, delivering, awaiting the partner)."""
+    found = await db.scalar(select(exists().where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))))
+    return bool(found)
+
+
 async def get_handoff(db: AsyncSession, handoff_id: uuid.UUID) -> Handoff:
     handoff = await db.get(Handoff, handoff_id)
     if handoff is None:

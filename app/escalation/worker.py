@@ -12,7 +12,10 @@ Postgres (SQLite: one process, its write lock serialises the claims). Each pass:
 3. hands off sessions whose clock ran out (or stands down if a volunteer answered);
 4. delivers due webhook attempts, each in its own task so a slow partner blocks nobody.
 
-It wakes on urgency rises (bus) and otherwise every ``escalation_tick_s``.
+It wakes on bus hints (an urgency rise, a session back in the queue, an escalation alert: a
+handoff requested, a partner's callback) and otherwise every ``escalation_tick_s`` while any
+handoff is open or anything is in flight; with none, every ``escalation_idle_tick_s`` (all new
+work comes with a hint, so an idle server costs almost nothing).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL, Bus, Payload
-from app.bus.events import Queued, Resync, UrgencyRaised, decode
+from app.bus.events import (
+    Queued,
+    Resync,
+    StatusChanged,
+    SupervisorAlert,
+    UrgencyRaised,
+    decode,
+)
 from app.chat.committer import MessageCommitter, NewMessage
 from app.chat.errors import SessionClosed, SessionNotFound, StoreUnavailable
 from app.core.config import Settings
@@ -40,6 +50,7 @@ from app.escalation.breaker import BreakerState, CircuitBreaker
 from app.escalation.partners import Partner, PartnersConfig, select_partners
 from app.escalation.service import AttemptResult, Claimed, Owed, Policy
 from app.escalation.templates import render
+from app.routing.notices import SUPERVISORS_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +75,7 @@ class EscalationWorker(PeriodicWorker):
             "escalation",
             interval_s=settings.escalation_tick_s,
             bus=bus,
-            wake_channels=(QUEUE_CHANNEL,),
+            wake_channels=(QUEUE_CHANNEL, SUPERVISORS_CHANNEL),
             retry_s=min(1.0, settings.escalation_tick_s),
         )
         self.sessionmaker = sessionmaker
@@ -95,17 +106,29 @@ class EscalationWorker(PeriodicWorker):
             registry=metrics.registry,
         )
         self._deliveries: dict[asyncio.Task[None], Claimed] = {}
+        self._busy = True  # until a pass finds nothing open
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def wakes_on(self, payload: Payload) -> bool:
-        """A resync, or a change at or above the level that escalates (see the queue channel)."""
+        """A resync; a change at or above the level that escalates; a session back in the queue
+        (it may need a clock of its own again); an escalation alert (a handoff was requested or
+        a partner called back, on any instance: a notice may be owed, a delivery due)."""
         match decode(payload):
             case Resync():
                 return True
             case Queued(urgency=urgency) | UrgencyRaised(urgency=urgency):
                 return isinstance(urgency, int) and urgency >= self.policy.min_level
+            case StatusChanged(status=status):
+                return status in service.UNANSWERED
+            case SupervisorAlert(kind="escalation"):
+                return True
         return False
+
+    def next_wait_s(self) -> float:
+        if self._busy or self._deliveries:
+            return self.interval_s
+        return max(self.interval_s, self.settings.escalation_idle_tick_s)
 
     async def stop(self) -> None:
         """Stop the clock; let webhooks in flight finish briefly, then hand back the rest.
@@ -139,15 +162,20 @@ class EscalationWorker(PeriodicWorker):
     # -- one pass ----------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        await self._escalate_new()
-        await self._alert_in_chat()
-        await self._send_owed()
-        await self._start_due()
-        await self._deliver_due()
+        self._busy = True  # a pass that fails part-way retries at the fast cadence
+        handoffs_open = await self._escalate_new()
+        work = await self._alert_in_chat()
+        work += await self._send_owed()
+        work += await self._start_due()
+        work += await self._deliver_due()
+        self._busy = handoffs_open or work > 0
 
-    async def _escalate_new(self) -> None:
+    async def _escalate_new(self) -> bool:
+        """Start the clocks that are owed; whether any handoff is open afterwards (the pass's
+        cadence: open handoffs have deadlines and deliveries the clock must not miss)."""
         async with transaction(self.sessionmaker) as db:
             candidates = await service.sessions_to_escalate(db, self.policy)
+            handoffs_open = await service.any_open_handoff(db)
         for row in candidates:
             try:
                 async with transaction(self.sessionmaker) as db:
@@ -161,14 +189,16 @@ class EscalationWorker(PeriodicWorker):
             except IntegrityError:
                 continue  # another instance escalated it first
             if handoff is not None:
+                handoffs_open = True
                 log.info(
                     "escalation_started",
                     session_id=str(row.id),
                     handoff_id=str(handoff.id),
                     level=handoff.level,
                 )
+        return handoffs_open
 
-    async def _alert_in_chat(self) -> None:
+    async def _alert_in_chat(self) -> int:
         async with transaction(self.sessionmaker) as db:
             candidates = await service.chats_turned_imminent(db)
         for session_id in candidates:
@@ -178,12 +208,14 @@ class EscalationWorker(PeriodicWorker):
                 log.info(
                     "escalation_in_chat", session_id=str(session_id), handoff_id=str(record.id)
                 )
+        return len(candidates)
 
-    async def _send_owed(self) -> None:
+    async def _send_owed(self) -> int:
         async with transaction(self.sessionmaker) as db:
             owed = await service.owed_messages(db)
         for item in owed:
             await self._send_one(item)
+        return len(owed)
 
     async def _send_one(self, owed: Owed) -> None:
         partner = self._partner(owed.partner, owed.locale)
@@ -222,22 +254,24 @@ class EscalationWorker(PeriodicWorker):
         candidates = select_partners(self.partners, locale, int(self.policy.min_level))
         return candidates[0] if candidates else None
 
-    async def _start_due(self) -> None:
+    async def _start_due(self) -> int:
         async with transaction(self.sessionmaker) as db:
             started = await service.due_handoffs(db, self.bus, self.settings)
         for handoff_id in started:
             log.info("handoff_due", handoff_id=str(handoff_id))
+        return len(started)
 
-    async def _deliver_due(self) -> None:
+    async def _deliver_due(self) -> int:
         lease_s = self.settings.handoff_request_timeout_s + 2.0
         try:
             async with transaction(self.sessionmaker) as db:
                 claimed = await service.claim_deliveries(db, lease_s=lease_s)
         except DBAPIError as exc:
             log.warning("handoff_claim_failed", error_type=type(exc).__name__)
-            return
+            return 1  # unknown: keep looking at the fast cadence
         for item in claimed:
             self._spawn(self._deliver(item), item)
+        return len(claimed)
 
     def _spawn(self, coro: Awaitable[None], claimed: Claimed) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

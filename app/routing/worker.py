@@ -2,7 +2,10 @@
 
 Every instance may run it: the database claims decide races, so a second router only makes
 offers sooner. It wakes on bus hints (a session became waiting, urgency rose, a slot freed) and
-otherwise every ``routing_interval_s``, which also drives offer expiry and presence timeouts.
+otherwise every ``routing_interval_s`` while anyone waits or an offer is open (offer expiry,
+language fallback and decline cool-downs are clocks); with neither, every
+``routing_idle_interval_s`` at most (heartbeat timeouts and the grace period are the only clocks
+left, and everything else comes with a hint).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 from collections.abc import Sequence
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import QUEUE_CHANNEL
@@ -25,6 +28,7 @@ from app.core.db import transaction
 from app.core.metrics import Metrics
 from app.core.worker import PeriodicWorker
 from app.routing import assignments, dispatch, notify, presence
+from app.routing.models import Assignment
 from app.routing.notices import ROUTING_CHANNEL
 from app.triage.types import Level
 
@@ -94,6 +98,7 @@ class RoutingWorker(PeriodicWorker):
         self.bus = bus
         self.metrics = metrics
         self.queue = QueueBroadcast()
+        self._busy = True  # until a pass finds nobody waiting and no offer open
 
     def wakes_on(self, payload: Payload) -> bool:
         """Every hint may mean new work except a session becoming ``offered``: an offer (often
@@ -102,7 +107,19 @@ class RoutingWorker(PeriodicWorker):
         event = decode(payload)
         return not (isinstance(event, StatusChanged) and event.status == "offered")
 
+    def next_wait_s(self) -> float:
+        if self._busy:
+            return self.interval_s
+        settings = self.settings
+        idle = min(
+            settings.routing_idle_interval_s,
+            settings.volunteer_heartbeat_timeout_s / 4,
+            settings.volunteer_grace_s / 2,
+        )
+        return max(self.interval_s, idle)
+
     async def tick(self) -> None:
+        self._busy = True  # a pass that fails part-way retries at the fast cadence
         # Offers first: housekeeping must not sit between a new urgent person and a volunteer.
         made = await dispatch.route_once(self.sessionmaker, self.settings, self.bus)
         for offer in made:
@@ -118,6 +135,10 @@ class RoutingWorker(PeriodicWorker):
             notices.extend(await assignments.end_orphans(db))
             await notify.publish(self.bus, notices, db=db)
             counts = await queue_counts(db)
+            offers_open = bool(
+                await db.scalar(select(exists().where(Assignment.status == "offered")))
+            )
+        self._busy = bool(made) or offers_open or any(counts.values())
         for name, count in counts.items():
             self.metrics.queue_depth.labels(urgency=name).set(count)
         self.queue.update(counts)
