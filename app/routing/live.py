@@ -153,15 +153,16 @@ class VolunteerLink:
             await self._flush(command.session_id, purpose=None)
 
     async def start(self, resume_from: dict[uuid.UUID, int]) -> None:
-        """Subscribe first, then read state: a change in between is heard, not lost."""
+        """Subscribe first, then read state: a change in between is heard, not lost. The pumps
+        start only once ``ready`` is sent: whatever was heard meanwhile waits in its
+        subscription, so ``ready`` is always the first frame after ``auth``."""
         personal = self.bus.subscribe(volunteer_channel(self.principal.id))
         self._subscriptions.append(personal)
-        self._spawn(self._pump_personal(personal))
+        alerts = []
         if self.principal.is_supervisor:
             for channel in (SUPERVISORS_CHANNEL, QUEUE_CHANNEL):
-                alerts = self.bus.subscribe(channel)
-                self._subscriptions.append(alerts)
-                self._spawn(self._pump_alerts(alerts))
+                alerts.append(self.bus.subscribe(channel))
+            self._subscriptions.extend(alerts)
         async with transaction(self.sessionmaker) as db:
             await presence.go_online(db, self.principal.id)
             await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
@@ -175,6 +176,9 @@ class VolunteerLink:
                 languages=list(self.principal.languages),
             )
         )
+        self._spawn(self._pump_personal(personal))
+        for subscription in alerts:
+            self._spawn(self._pump_alerts(subscription))
         await self._snapshot(resume_from)
         self._spawn(self._pump_queue())
 

@@ -275,3 +275,41 @@ async def test_socket_keeps_hearing_offers_after_a_chat_ends_before_its_replay(
     errors = [f for f in await client.drain(0.3) if f.get("type") == "error"]
     assert errors == []
     await client.close()
+
+
+async def test_ready_is_the_first_frame_even_while_alerts_flow(
+    world_factory: Callable[..., Any],
+) -> None:
+    """A supervisor's socket hears the supervisors channel from before it reads its state (so
+    nothing in between is lost), but nothing heard may overtake ``ready``. Found on a loaded
+    machine: an escalation alert arrived first and the client's handshake failed."""
+    world = await world_factory()
+    account = await world.volunteer(role="supervisor", capacity=0)
+    stop = asyncio.Event()
+
+    async def alerts() -> None:
+        alert = {
+            "kind": "escalation",
+            "session_id": str(uuid.uuid4()),
+            "urgency": "imminent",
+            "urgency_value": 4,
+            "reason": "escalation_started",
+        }
+        while not stop.is_set():
+            await world.state.bus.publish("supervisors", alert)
+            await asyncio.sleep(0)
+
+    flowing = asyncio.create_task(alerts())
+    try:
+        for _ in range(5):
+            ws = await connect(f"{world.server.ws_url}/v1/volunteer")
+            await ws.send(json.dumps({"type": "auth", "token": account.token}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            assert first["type"] == "ready", first
+            # What was heard meanwhile still comes, after it.
+            later = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+            assert later["type"] in ("alert", "queue"), later
+            await ws.close()
+    finally:
+        stop.set()
+        await flowing
