@@ -202,8 +202,6 @@ def _session_opens(settings: Settings) -> SessionOpenLimiter:
     return SessionOpenLimiter(
         burst=settings.session_open_burst,
         per_min=settings.session_open_per_min,
-        # At most half the pool for sessions that have not spoken yet.
-        concurrency=max(1, settings.db_pool_size // 2),
     )
 
 

@@ -14,7 +14,6 @@ a client can open up to N times the limit. Trade-offs are in docs/operations.md.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
 from collections import OrderedDict
@@ -48,24 +47,18 @@ def client_key(host: str | None) -> str:
 class SessionOpenLimiter:
     """A token bucket per client: ``burst`` sessions at once, then ``per_min`` a minute.
 
-    ``writes`` bounds how many database writes for sessions that have not spoken (recording
-    their visitor gone) run at once on this instance, so that a flood of drive-by sockets
-    closing never takes every pooled connection from the messages of people already talking
-    (whose acks wait for a commit). Opening them needs no such bound: every new session goes
-    through the opener's one lane (app/chat/opener.py), one pooled connection at most, which a
-    flood of hellos fills with bigger batches, not more connections. Sessions that spoke never
-    wait for it."""
+    Opening and closing need no bound of their own: every new session and every socket
+    closing goes through one of the opener's lanes (app/chat/opener.py), one pooled connection
+    at most, which a flood fills with bigger batches, not more connections."""
 
     def __init__(
         self,
         *,
         burst: int,
         per_min: float,
-        concurrency: int = 4,
         max_clients: int = MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.writes = asyncio.Semaphore(concurrency)
         self._capacity = float(burst)
         self._rate = per_min / 60.0
         self._max_clients = max_clients

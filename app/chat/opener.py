@@ -8,11 +8,12 @@ each lane is one task: it takes whatever is waiting (up to ``max_batch``) and wr
 transaction — one INSERT for all the new sessions, one for their audit records, or one UPDATE
 for all the resumes — then answers each socket. At low load a hello commits alone, at once.
 
-Two lanes, so that a flood of new hellos never delays a visitor coming back to their chat, and
-each lane holds at most one pooled connection (the messages of people already talking keep the
-rest). Before the commit, each socket is told its session id (``on_found``) so that it can
-subscribe to the session's channel while the row is still locked: whatever is stored after the
-open read the row is heard, and nothing needs reading again (app/chat/connection.py).
+Three lanes — opens, resumes and leaves (a socket closing: the visitor's flag and the start of
+the grace period) — so that a flood of new hellos never delays a visitor coming back to their
+chat, and each lane holds at most one pooled connection (the messages of people already talking
+keep the rest). Before the commit, each socket is told its session id (``on_found``) so that it
+can subscribe to the session's channel while the row is still locked: whatever is stored after
+the open read the row is heard, and nothing needs reading again (app/chat/connection.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus
 from app.chat.errors import InvalidResumeToken, StoreUnavailable
+from app.chat.repository import visitors_disconnected
 from app.chat.service import NewSession, SessionView, open_sessions, resume_sessions
 from app.core.db import transaction
 
@@ -65,6 +67,10 @@ class _Waiting(Generic[_T, _R]):
             self.future.set_result(result)
 
 
+def _nothing_to_hear(_: uuid.UUID) -> None:
+    """A closing socket subscribes to nothing."""
+
+
 class _Lane(Generic[_T, _R]):
     """Requests of one kind, committed a batch at a time by one task."""
 
@@ -92,6 +98,10 @@ class _Lane(Generic[_T, _R]):
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self.name)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -161,15 +171,21 @@ class SessionOpener:
         self._resumes: _Lane[str, SessionView] = _Lane(
             "session-resumes", self._commit_resumes, max_batch=max_batch
         )
+        # Sockets closing: a flood of drive-bys leaving is as many commits as their hellos were.
+        self._leaves: _Lane[uuid.UUID, None] = _Lane(
+            "session-leaves", self._commit_leaves, max_batch=max_batch
+        )
         self.commits = 0  # observable by tests and benches
 
     async def start(self) -> None:
         self._opens.start()
         self._resumes.start()
+        self._leaves.start()
 
     async def stop(self) -> None:
         await self._opens.stop()
         await self._resumes.stop()
+        await self._leaves.stop()
 
     async def open(self, request: NewSession, on_found: OnFound) -> Opened:
         """A new session and its resume token (shown once). Raises StoreUnavailable."""
@@ -178,6 +194,23 @@ class SessionOpener:
     async def resume(self, token: str, on_found: OnFound) -> SessionView:
         """The token's session, marked connected. Raises InvalidResumeToken, StoreUnavailable."""
         return await self._resumes.submit(token, on_found)
+
+    async def leave(self, session_id: uuid.UUID) -> None:
+        """Record that the visitor's last socket here closed (the grace period starts). Shares a
+        commit with the others closing meanwhile; once the lanes are stopped (shutting down),
+        written alone. Raises StoreUnavailable, DBAPIError."""
+        if not self._leaves.running:
+            async with transaction(self._sessionmaker) as db:
+                await visitors_disconnected(db, [session_id])
+            return
+        await self._leaves.submit(session_id, _nothing_to_hear)
+
+    async def _commit_leaves(self, batch: list[_Waiting[uuid.UUID, None]]) -> None:
+        async with transaction(self._sessionmaker) as db:
+            await visitors_disconnected(db, [w.request for w in batch])
+        self.commits += 1
+        for waiting in batch:
+            waiting.answer(None)
 
     async def _commit_opens(
         self, batch: list[_Waiting[NewSession, tuple[SessionView, str]]]

@@ -7,6 +7,7 @@ Status writes are not here: :mod:`app.chat.lifecycle` is their one writer.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -162,10 +163,16 @@ async def lock_session(db: AsyncSession, session_id: uuid.UUID) -> SessionView:
 async def visitor_disconnected(db: AsyncSession, *, session_id: uuid.UUID) -> None:
     """The visitor's last socket (on this instance) closed: the grace period starts now. If they
     are connected elsewhere, that instance's heartbeat sets the flag back within seconds."""
+    await visitors_disconnected(db, [session_id])
+
+
+async def visitors_disconnected(db: AsyncSession, session_ids: Sequence[uuid.UUID]) -> None:
+    """:func:`visitor_disconnected` for many sessions in one statement (a deadlock with another
+    writer rolls it back whole; the caller's retry writes it again)."""
     now = utcnow()
     await db.execute(
         update(ChatSession)
-        .where(ChatSession.id == session_id)
+        .where(ChatSession.id.in_(sorted(set(session_ids))))
         .values(visitor_connected=False, visitor_seen_at=now, updated_at=now)
         .execution_options(**_NO_SYNC)
     )

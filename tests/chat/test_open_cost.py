@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 
+from app.chat.models import ChatSession
+from app.core.db import transaction
 from tests.chat.conftest import Visitor
 from tests.conftest import LiveServer
 
@@ -220,3 +222,48 @@ async def test_hellos_arriving_together_share_commits_and_each_gets_its_own_answ
     code, frames = bad
     assert code == 1008
     assert [f["code"] for f in frames if f["type"] == "error"] == ["invalid_resume_token"]
+
+
+async def test_sockets_closing_together_share_commits_and_each_is_recorded(
+    live_server_factory: Callable[..., Any], visitor_factory: VisitorFactory
+) -> None:
+    """Leaving is group-committed like opening (a flood of drive-bys dropping their sockets was
+    one commit each): fewer commits than sockets, and every session's visitor is marked gone
+    with the time the grace period starts from."""
+    server = await _quiet_server(live_server_factory)
+    opener = server.app.state.beacon.opener
+    n = 40
+    opened = await asyncio.gather(*(_open(visitor_factory, server) for _ in range(n)))
+    ids = [o.session_id for o in opened]
+    before = opener.commits
+    with recording(server) as recorder:
+        await asyncio.gather(*(o.visitor.close() for o in opened))
+        gone: list[Any] = []
+        for _ in range(100):
+            async with transaction(server.app.state.beacon.sessionmaker) as db:
+                gone = list(
+                    (
+                        await db.execute(
+                            select(
+                                ChatSession.visitor_connected, ChatSession.visitor_seen_at
+                            ).where(ChatSession.id.in_(ids))
+                        )
+                    ).all()
+                )
+            if all(not connected for connected, _ in gone):
+                break
+            await asyncio.sleep(0.05)
+    assert len(gone) == n
+    assert [connected for connected, _ in gone] == [False] * n
+    assert all(seen is not None for _, seen in gone)
+    assert 1 <= opener.commits - before < n
+    leaving = [
+        t
+        for t in recorder.done
+        if t.committed
+        and any(
+            s.startswith("UPDATE chat_sessions") and "visitor_connected" in s
+            for s, _ in t.statements
+        )
+    ]
+    assert 1 <= len(leaving) < n
