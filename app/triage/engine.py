@@ -88,6 +88,7 @@ class Reading:
     marks: FloatArray
     level: Level  # the message's level judged alone
     probabilities: FloatArray  # the heads' P(level >= 1..4), alone
+    agreed: bool  # alone, the model may rate it high+ (Heads.agreed: long texts' second view)
 
 
 def _logit(p: float) -> float:
@@ -102,12 +103,16 @@ def _score(level: Level, p_urgent: float, threshold: float) -> float:
     return round(low + (high - low) * min(max(float(urgency), 0.0), 0.999), 4)
 
 
-def _model_level(probabilities: FloatArray, thresholds: Sequence[float]) -> Level:
+def _model_level(
+    probabilities: FloatArray, thresholds: Sequence[float], agreed: bool = True
+) -> Level:
     """Chained: moderate needs the moderate head, high needs moderate and high heads, imminent
     all three (see learn.pick_thresholds); heads trained apart may disagree, and a calm line
-    whose imminent head alone fires is a false alarm far more often than a crisis."""
+    whose imminent head alone fires is a false alarm far more often than a crisis. Without
+    ``agreed`` (a long text the chat heads see no concern in) the model stops at moderate: a
+    human still looks, but it is not paged as urgent on the long-post heads' word alone."""
     level = Level.low if probabilities[0] >= thresholds[0] else Level.none
-    for index in (1, 2, 3):
+    for index in (1, 2, 3) if agreed else (1,):
         if probabilities[index] < thresholds[index]:
             break
         level = Level(index + 1)
@@ -159,14 +164,18 @@ class Engine:
                 no_marks = np.zeros((0, len(marks)), dtype=np.float32)
                 rows.append(feature_vector(embedding, marks, words, empty_context, no_marks))
                 sparse.append(hashed(sparse_terms(scan.masked, ())))
-            probabilities = self.heads.probabilities(
-                np.stack(rows), sparse, [item.words for item in prepared]
-            )
+            counts = [item.words for item in prepared]
+            stacked = np.stack(rows)
+            probabilities = self.heads.probabilities(stacked, sparse, counts)
+            agreed = self.heads.agreed(stacked, sparse, counts)
             fresh: dict[str, Reading] = {}
             for index, text in enumerate(missing):
                 lang, scan, words = prepared[index]
                 level = max(
-                    _model_level(probabilities[index], self.heads.thresholds(words)), scan.floor
+                    _model_level(
+                        probabilities[index], self.heads.thresholds(words), bool(agreed[index])
+                    ),
+                    scan.floor,
                 )
                 if lang == "unsupported":
                     level = max(level, Level.moderate)
@@ -178,6 +187,7 @@ class Engine:
                     marks=marks_list[index],
                     level=level,
                     probabilities=probabilities[index],
+                    agreed=bool(agreed[index]),
                 )
             with self._lock:
                 for text, reading in fresh.items():
@@ -230,15 +240,22 @@ class Engine:
                     )
                 )
                 words.append(current.words)
+        stacked = np.stack(rows) if rows else None
         with_context: Iterator[FloatArray] = iter(
-            self.heads.probabilities(np.stack(rows), sparse, words) if rows else []
+            self.heads.probabilities(stacked, sparse, words) if stacked is not None else []
+        )
+        agreed_in_context: Iterator[np.bool_] = iter(
+            self.heads.agreed(stacked, sparse, words) if stacked is not None else []
         )
         results = []
         for text, context in normalised:
             current = readings[text]
             earlier = [readings[message] for message in context]
-            probabilities = next(with_context) if earlier else current.probabilities
-            results.append(self._result(current, earlier, probabilities))
+            if earlier:
+                probabilities, agreed = next(with_context), bool(next(agreed_in_context))
+            else:
+                probabilities, agreed = current.probabilities, current.agreed
+            results.append(self._result(current, earlier, probabilities, agreed))
         return self._explain(results, [readings[text] for text, _ in normalised])
 
     def _explain(self, results: list[TriageResult], readings: list[Reading]) -> list[TriageResult]:
@@ -256,10 +273,10 @@ class Engine:
         return results
 
     def _result(
-        self, current: Reading, earlier: list[Reading], probabilities: FloatArray
+        self, current: Reading, earlier: list[Reading], probabilities: FloatArray, agreed: bool
     ) -> TriageResult:
         thresholds = self.heads.thresholds(current.words)
-        model_level = _model_level(probabilities, thresholds)
+        model_level = _model_level(probabilities, thresholds, agreed)
         if (
             model_level > Level.moderate
             and len(current.scan.masked.split()) <= SHORT_LINE_WORDS

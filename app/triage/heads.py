@@ -166,6 +166,11 @@ class Heads:
     neighbours: Neighbours
     version: str
     document: Mapping[str, Any]
+    # A long text is rated high+ only if the chat heads also give it P(level >= moderate) of at
+    # least this (0: no such check). The long-post heads learnt from few hundred posts and call
+    # 37 % of calm long dev rows high+; the chat heads, trained on 30x more rows with n-grams,
+    # rarely see no concern at all in a text that is really urgent (docs/triage.md).
+    long_gate: float = 0.0
 
     def head_set(self, words: int) -> HeadSet:
         return self.long if words >= LONG_WORDS else self.chat
@@ -182,6 +187,20 @@ class Heads:
                 out[index] = cumulative(
                     head_set.logits(rows[index], [sparse[int(i)] for i in index])
                 )
+        return out
+
+    def agreed(
+        self, rows: FloatArray, sparse: Sequence[Sparse], words: Sequence[int]
+    ) -> NDArray[np.bool_]:
+        """Per row, whether the model may rate it high or above: always for a chat line; for a
+        long text only when the chat heads' P(level >= moderate) reaches ``long_gate``."""
+        out = np.ones(len(rows), dtype=bool)
+        if self.long_gate <= 0.0:
+            return out
+        index = np.flatnonzero([count >= LONG_WORDS for count in words])
+        if len(index):
+            chat = cumulative(self.chat.logits(rows[index], [sparse[int(i)] for i in index]))
+            out[index] = chat[:, 1] >= self.long_gate
         return out
 
     def thresholds(self, words: int) -> tuple[float, float, float, float]:
@@ -274,6 +293,9 @@ def load(directory: Path = MODEL_DIR) -> Heads:
         categories=data["bank_categories"].astype(np.int16),
         category_names=tuple(document["categories"]),
     )
+    long_gate = document.get("long_gate", 0.0)
+    if not isinstance(long_gate, int | float) or not 0.0 <= float(long_gate) < 1.0:
+        raise ModelFormatError("model.json: long_gate must be a number in [0, 1)")
     return Heads(
         chat=sets["chat"],
         long=sets["long"],
@@ -281,6 +303,7 @@ def load(directory: Path = MODEL_DIR) -> Heads:
         neighbours=neighbours,
         version=str(document["version"]),
         document=document,
+        long_gate=float(long_gate),
     )
 
 

@@ -69,6 +69,10 @@ class TrainingConfig:
     # with x2 and writer w14 (v2-69d1a8412aa9) was better on dev but fell below two sealed
     # floors (imminent recall, Spanish urgent recall), so the packaged model keeps x1.
     ngram_scale: float = 1.0
+    # Heads.long_gate: a long text is rated high+ only if the chat heads' P(level >= moderate)
+    # is at least this too (0: off). Chosen on dev and the C-SSRS posts' cross-validation
+    # (docs/triage.md, "Calm false alarms").
+    long_gate: float = 0.0
 
 
 class Featurizer:
@@ -434,6 +438,8 @@ def _document(
         "marks": list(featurizer.marks),
         "thresholds": {"chat": list(chat.thresholds), "long": list(long.thresholds)},
         "long_words": LONG_WORDS,
+        # Only when used, as ngram_scale: a model without the gate keeps its version.
+        **({"long_gate": config.long_gate} if config.long_gate > 0.0 else {}),
         "hash_buckets": HASH_BUCKETS,
         "training": {
             "config": {
