@@ -17,18 +17,18 @@ import pytest
 
 from app.triage import Engine, Level
 from app.triage.engine import _model_level
-from app.triage.learn import TrainingConfig
 from app.triage.heads import (
     CLASSES,
     LONG_WORDS,
     MODEL_DIR,
-    HeadSet,
     Heads,
+    HeadSet,
     ModelFormatError,
     feature_size,
     load,
     save,
 )
+from app.triage.learn import TrainingConfig
 
 THRESHOLDS = (0.5, 0.3, 0.4, 0.2)
 
