@@ -55,23 +55,34 @@ def new_session(
     *, token: str, locale: str | None, channel: str | None, token_ttl_s: float
 ) -> ChatSession:
     """A new row in the machine's initial state (the only status written by an INSERT)."""
-    now = utcnow()
     return ChatSession(
-        id=uuid.uuid4(),
-        resume_token_hash=digest_secret(token),
-        status=SESSION.initial.value,
-        urgency=int(Level.none),
-        signals=[],
-        locale=locale,
-        channel=channel,
-        last_seq=0,
-        created_at=now,
-        waiting_since=now,
-        updated_at=now,
-        visitor_seen_at=now,
-        visitor_connected=True,
-        token_expires_at=now + timedelta(seconds=token_ttl_s),
+        **new_session_values(
+            token=token, locale=locale, channel=channel, token_ttl_s=token_ttl_s, now=utcnow()
+        )
     )
+
+
+def new_session_values(
+    *, token: str, locale: str | None, channel: str | None, token_ttl_s: float, now: datetime
+) -> dict[str, Any]:
+    """The columns of :func:`new_session`'s row, for a Core INSERT of many (a flood of hellos
+    must not pay for an ORM object and a unit of work per session)."""
+    return {
+        "id": uuid.uuid4(),
+        "resume_token_hash": digest_secret(token),
+        "status": SESSION.initial.value,
+        "urgency": int(Level.none),
+        "signals": [],
+        "locale": locale,
+        "channel": channel,
+        "last_seq": 0,
+        "created_at": now,
+        "waiting_since": now,
+        "updated_at": now,
+        "visitor_seen_at": now,
+        "visitor_connected": True,
+        "token_expires_at": now + timedelta(seconds=token_ttl_s),
+    }
 
 
 async def transition(

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, case, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    bindparam,
+    case,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
@@ -20,7 +31,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from app.chat.errors import SessionNotFound
 from app.chat.models import ChatSession, Message
-from app.core.db import utcnow
+from app.core.db import UTCDateTime, dialect_of, utcnow
 from app.domain.machine import values
 from app.domain.priority import level_step_s
 from app.domain.session import ABANDONABLE, TERMINAL, SessionStatus
@@ -170,12 +181,24 @@ async def visitors_disconnected(db: AsyncSession, session_ids: Sequence[uuid.UUI
     """:func:`visitor_disconnected` for many sessions in one statement (a deadlock with another
     writer rolls it back whole; the caller's retry writes it again)."""
     now = utcnow()
+    ids = sorted(set(session_ids))
+    if dialect_of(db) == "postgresql":
+        # One array parameter: the statement is the same whatever the batch size (compiled
+        # once), and no per-id parameter is coerced.
+        await db.execute(_PG_LEFT, {"now": now, "ids": ids})
+        return
     await db.execute(
         update(ChatSession)
-        .where(ChatSession.id.in_(sorted(set(session_ids))))
+        .where(ChatSession.id.in_(ids))
         .values(visitor_connected=False, visitor_seen_at=now, updated_at=now)
         .execution_options(**_NO_SYNC)
     )
+
+
+_PG_LEFT = text(
+    "UPDATE chat_sessions SET visitor_connected = false, visitor_seen_at = :now, "
+    "updated_at = :now WHERE id = ANY(CAST(:ids AS uuid[]))"
+).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
 async def load_messages(

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.models import Event
 from app.audit.service import SYSTEM, VISITOR, Actor, record
 from app.bus import Bus
 from app.chat import events
 from app.chat.errors import InvalidResumeToken
-from app.chat.lifecycle import new_session, transition, transition_all
+from app.chat.lifecycle import new_session, new_session_values, transition, transition_all
 from app.chat.models import ChatSession, Message, Whisper
 from app.chat.repository import (
     SESSION_COLUMNS,
@@ -47,6 +48,9 @@ from app.chat.repository import (
 from app.core.db import utcnow
 from app.core.security import digest_secret
 from app.domain.session import TERMINAL, UNFINISHED, SessionStatus
+
+_SESSIONS_TABLE = cast(Table, ChatSession.__table__)
+_EVENTS_TABLE = cast(Table, Event.__table__)
 
 # The names other modules imported before the domain core had them (app.domain.session).
 TERMINAL_STATUSES = TERMINAL
@@ -129,27 +133,55 @@ async def open_sessions(
     db: AsyncSession, requests: Sequence[NewSession], *, token_ttl_s: float
 ) -> list[tuple[SessionView, str]]:
     """:func:`open_session` for many hellos at once (a group commit's share): one INSERT for
-    the sessions and one for their audit records, whatever their number."""
+    the sessions and one for their audit records, whatever their number (Core statements: no
+    ORM object per row)."""
+    now = utcnow()
     opened: list[tuple[SessionView, str]] = []
-    rows: list[ChatSession] = []
+    rows: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
     for request in requests:
         token = new_resume_token()
-        row = new_session(
-            token=token, locale=request.locale, channel=request.channel, token_ttl_s=token_ttl_s
+        row = new_session_values(
+            token=token,
+            locale=request.locale,
+            channel=request.channel,
+            token_ttl_s=token_ttl_s,
+            now=now,
         )
         rows.append(row)
-        opened.append((view(row), token))
-    db.add_all(rows)
-    for row, request in zip(rows, requests, strict=True):
-        record(
-            db,
-            VISITOR,
-            "session_opened",
-            subject_type="session",
-            subject_id=str(row.id),
-            details={"status": row.status, "locale": request.locale, "channel": request.channel},
+        opened.append((_view_of_new(row), token))
+        audits.append(
+            {
+                "occurred_at": now,
+                "actor_type": VISITOR.type,
+                "actor_id": VISITOR.id,
+                "action": "session_opened",
+                "subject_type": "session",
+                "subject_id": str(row["id"]),
+                "details": {
+                    "status": row["status"],
+                    "locale": request.locale,
+                    "channel": request.channel,
+                },
+            }
         )
+    if rows:
+        await db.execute(insert(_SESSIONS_TABLE), rows)
+        await db.execute(insert(_EVENTS_TABLE), audits)
     return opened
+
+
+def _view_of_new(row: Mapping[str, Any]) -> SessionView:
+    return SessionView(
+        id=row["id"],
+        status=row["status"],
+        urgency=row["urgency"],
+        last_seq=row["last_seq"],
+        waiting_since=row["waiting_since"],
+        visitor_seen_at=row["visitor_seen_at"],
+        locale=row["locale"],
+        visitor_spoke_at=None,
+    )
 
 
 async def resume_sessions(
