@@ -247,7 +247,7 @@ class Engine:
         agreed_in_context: Iterator[np.bool_] = iter(
             self.heads.agreed(stacked, sparse, words) if stacked is not None else []
         )
-        results = []
+        calls = []
         for text, context in normalised:
             current = readings[text]
             earlier = [readings[message] for message in context]
@@ -255,8 +255,29 @@ class Engine:
                 probabilities, agreed = next(with_context), bool(next(agreed_in_context))
             else:
                 probabilities, agreed = current.probabilities, current.agreed
-            results.append(self._result(current, earlier, probabilities, agreed))
+            model_level = self._model_call(current, earlier, probabilities, agreed)
+            calls.append((current, earlier, probabilities, model_level))
+        held = self._held(calls)
+        results = [
+            self._result(current, earlier, probabilities, model_level, index in held)
+            for index, (current, earlier, probabilities, model_level) in enumerate(calls)
+        ]
         return self._explain(results, [readings[text] for text, _ in normalised])
+
+    def _held(self, calls: Sequence[tuple[Reading, list[Reading], FloatArray, Level]]) -> set[int]:
+        """The calls Heads.calm_guard holds at moderate (one matrix product for the batch): the
+        model's high+ calls that no floor of the message reaches, among calm examples."""
+        if not self.heads.calm_guard.on:
+            return set()
+        candidates = [
+            index
+            for index, (current, _, _, model_level) in enumerate(calls)
+            if model_level >= Level.high and current.scan.floor < Level.high
+        ]
+        if not candidates:
+            return set()
+        calm = self.heads.calm_neighbourhood(np.stack([calls[i][0].embedding for i in candidates]))
+        return {index for index, hold in zip(candidates, calm, strict=True) if hold}
 
     def _explain(self, results: list[TriageResult], readings: list[Reading]) -> list[TriageResult]:
         """Add the categories of the nearest labelled examples to moderate+ results (one
@@ -272,11 +293,10 @@ class Engine:
                 results[i] = TriageResult(result.level, result.score, signals, result.model_version)
         return results
 
-    def _result(
+    def _model_call(
         self, current: Reading, earlier: list[Reading], probabilities: FloatArray, agreed: bool
-    ) -> TriageResult:
-        thresholds = self.heads.thresholds(current.words)
-        model_level = _model_level(probabilities, thresholds, agreed)
+    ) -> Level:
+        model_level = _model_level(probabilities, self.heads.thresholds(current.words), agreed)
         if (
             model_level > Level.moderate
             and len(current.scan.masked.split()) <= SHORT_LINE_WORDS
@@ -292,7 +312,23 @@ class Engine:
             # (a human still looks), not high. A short line after an urgent one ("jk") is not
             # held: its earlier message was urgent.
             model_level = Level.moderate
+        return model_level
+
+    def _result(
+        self,
+        current: Reading,
+        earlier: list[Reading],
+        probabilities: FloatArray,
+        model_level: Level,
+        held: bool = False,
+    ) -> TriageResult:
+        thresholds = self.heads.thresholds(current.words)
         signals = set(current.scan.signals)
+        if held:
+            # Heads.calm_guard: the message's nearest training examples are calm; a human still
+            # looks (moderate), and floors and the conversation below still raise it.
+            model_level = Level.moderate
+            signals.add("guard:similar_calm")
         signals.add(f"lang:{current.lang}")
         level = max(current.scan.floor, model_level)
         conversation = set(signals)

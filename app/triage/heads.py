@@ -19,7 +19,7 @@ import json
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +109,38 @@ def feature_size(mark_count: int) -> int:
     return 3 * DIMENSIONS + 2 * mark_count + 3
 
 
+def _no_rows() -> FloatArray:
+    return np.zeros((0, DIMENSIONS), dtype=np.float32)
+
+
 @dataclass(frozen=True, slots=True)
 class Neighbours:
-    embeddings: FloatArray  # (n, 512), L2-normalised
+    embeddings: FloatArray  # (n, 512), L2-normalised: the moderate+ training examples
     levels: NDArray[np.int8]
     categories: NDArray[np.int16]
     category_names: tuple[str, ...]
+    # The calm (none/low) training examples, only in a model with the calm guard: they name
+    # nothing (no signal comes from a calm example), they only vote in CalmGuard.
+    calm: FloatArray = field(default_factory=_no_rows)
+
+
+@dataclass(frozen=True, slots=True)
+class CalmGuard:
+    """The model's high+ call is held at moderate when at least ``calm`` of the ``k`` nearest
+    labelled training examples (moderate+ and calm banks together, cosine on the guarded
+    message's embedding) are none/low and at least ``similarity`` close. Off when ``k`` is 0.
+
+    The linear heads' calm false alarms are confident (median P(level >= high) 0.5 on dev), so
+    no threshold trades them away; a message that sits among calm examples the heads were
+    trained on is the case where memory is more trustworthy than the linear boundary."""
+
+    k: int = 0
+    calm: int = 0
+    similarity: float = 1.0
+
+    @property
+    def on(self) -> bool:
+        return self.k > 0
 
 
 Sparse = tuple[NDArray[np.int64], FloatArray]
@@ -171,6 +197,7 @@ class Heads:
     # 37 % of calm long dev rows high+; the chat heads, trained on 30x more rows with n-grams,
     # rarely see no concern at all in a text that is really urgent (docs/triage.md).
     long_gate: float = 0.0
+    calm_guard: CalmGuard = field(default_factory=CalmGuard)
 
     def head_set(self, words: int) -> HeadSet:
         return self.long if words >= LONG_WORDS else self.chat
@@ -230,6 +257,24 @@ class Heads:
             out.append([best] if best and names.count(best) >= 2 else [])
         return out
 
+    def calm_neighbourhood(self, embeddings: FloatArray) -> NDArray[np.bool_]:
+        """Per row, whether CalmGuard holds: enough of its nearest examples are calm and close."""
+        guard, bank = self.calm_guard, self.neighbours
+        out = np.zeros(len(embeddings), dtype=bool)
+        if not guard.on or len(embeddings) == 0 or len(bank.calm) == 0:
+            return out
+        # Calm examples rank first on ties, so a calm and an urgent example equally close
+        # count as calm only if both are among the k (argsort is stable).
+        similarity = np.concatenate(
+            [(bank.calm @ embeddings.T).T, (bank.embeddings @ embeddings.T).T], axis=1
+        )
+        k = min(guard.k, similarity.shape[1])
+        nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        close = np.take_along_axis(similarity, nearest, axis=1) >= guard.similarity
+        calm = close & (nearest < len(bank.calm))
+        out[:] = calm.sum(axis=1) >= guard.calm
+        return out
+
 
 def _digest(document: Mapping[str, Any], arrays: bytes) -> str:
     hasher = hashlib.sha256(json.dumps(document, sort_keys=True).encode())
@@ -287,11 +332,16 @@ def load(directory: Path = MODEL_DIR) -> Heads:
             sparse_weights=data[f"{name}_sparse_weights"].astype(np.float32),
             thresholds=_thresholds(document["thresholds"][name], f"thresholds.{name}"),
         )
+    guard = _calm_guard(document.get("calm_guard"))
+    calm = data.get("calm_bank_embeddings")
+    if guard.on and (calm is None or calm.ndim != 2 or calm.shape[1] != DIMENSIONS):
+        raise ModelFormatError("heads.npz: the calm guard needs calm_bank_embeddings (n, 512)")
     neighbours = Neighbours(
         embeddings=data["bank_embeddings"].astype(np.float32),
         levels=data["bank_levels"].astype(np.int8),
         categories=data["bank_categories"].astype(np.int16),
         category_names=tuple(document["categories"]),
+        calm=calm.astype(np.float32) if calm is not None else _no_rows(),
     )
     long_gate = document.get("long_gate", 0.0)
     if not isinstance(long_gate, int | float) or not 0.0 <= float(long_gate) < 1.0:
@@ -304,7 +354,25 @@ def load(directory: Path = MODEL_DIR) -> Heads:
         version=str(document["version"]),
         document=document,
         long_gate=float(long_gate),
+        calm_guard=guard,
     )
+
+
+def _calm_guard(value: object) -> CalmGuard:
+    if value is None:
+        return CalmGuard()
+    if not isinstance(value, dict) or set(value) != {"k", "calm", "similarity"}:
+        raise ModelFormatError("model.json: calm_guard must have k, calm and similarity")
+    k, calm, similarity = value["k"], value["calm"], value["similarity"]
+    if not (
+        isinstance(k, int)
+        and isinstance(calm, int)
+        and isinstance(similarity, int | float)
+        and 1 <= calm <= k
+        and -1.0 <= float(similarity) <= 1.0
+    ):
+        raise ModelFormatError("model.json: calm_guard needs 1 <= calm <= k and a cosine")
+    return CalmGuard(k, calm, float(similarity))
 
 
 def mark_vector(signals: Sequence[str] | frozenset[str], marks: Sequence[str]) -> FloatArray:

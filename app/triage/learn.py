@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from app.triage.heads import (
     HEAD_LEVELS,
     LONG_WORDS,
     MODEL_DIR,
+    CalmGuard,
     FloatArray,
     HeadSet,
     Sparse,
@@ -76,6 +77,9 @@ class TrainingConfig:
     # throughout; urgent posts called high+ out of fold 167 of 189 up to 0.01, 166 from 0.02
     # (the lowest urgent post's chat P(>= moderate) is 0.014), so 0.01.
     long_gate: float = 0.01
+    # Heads.calm_guard: a high+ call of the model is held at moderate when the message's nearest
+    # training examples are calm (off: k = 0, and the model then has no calm bank).
+    calm_guard: CalmGuard = field(default_factory=CalmGuard)
 
 
 class Featurizer:
@@ -399,6 +403,8 @@ def train(
     log(f"long thresholds {list(long.thresholds)}")
     document = _document(chat, long, featurizer, config, chat_train, chat_dev, posts)
     arrays = _bank_arrays(chat_train, featurizer, document)
+    if config.calm_guard.on:
+        arrays["calm_bank_embeddings"] = _calm_bank(chat_train, featurizer)
     for name, head_set in (("chat", chat), ("long", long)):
         arrays[f"{name}_weights"] = head_set.weights
         arrays[f"{name}_bias"] = head_set.bias
@@ -426,6 +432,14 @@ def _bank_arrays(
     }
 
 
+def _calm_bank(chat_train: Sequence[Example], featurizer: Featurizer) -> NDArray[np.float16]:
+    """The calm (none/low) training examples' embeddings, read as the engine reads a message."""
+    calm = [featurizer.scan(e.text)[0].masked for e in chat_train if e.level <= 1]
+    if not calm:
+        return np.zeros((0, DIMENSIONS), dtype=np.float16)
+    return featurizer.encoder.encode(calm).astype(np.float16)
+
+
 def _document(
     chat: HeadSet,
     long: HeadSet,
@@ -443,6 +457,17 @@ def _document(
         "long_words": LONG_WORDS,
         # Only when used, as ngram_scale: a model without the gate keeps its version.
         **({"long_gate": config.long_gate} if config.long_gate > 0.0 else {}),
+        **(
+            {
+                "calm_guard": {
+                    "k": config.calm_guard.k,
+                    "calm": config.calm_guard.calm,
+                    "similarity": config.calm_guard.similarity,
+                }
+            }
+            if config.calm_guard.on
+            else {}
+        ),
         "hash_buckets": HASH_BUCKETS,
         "training": {
             "config": {
