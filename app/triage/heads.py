@@ -263,15 +263,15 @@ class Heads:
         out = np.zeros(len(embeddings), dtype=bool)
         if not guard.on or len(embeddings) == 0 or len(bank.calm) == 0:
             return out
-        # Calm examples rank first on ties, so a calm and an urgent example equally close
-        # count as calm only if both are among the k (argsort is stable).
+        # Moderate+ examples first, so that on a tie (the same words labelled calm in one
+        # conversation and urgent in another) the urgent one is the nearer (a stable sort).
         similarity = np.concatenate(
-            [(bank.calm @ embeddings.T).T, (bank.embeddings @ embeddings.T).T], axis=1
+            [(bank.embeddings @ embeddings.T).T, (bank.calm @ embeddings.T).T], axis=1
         )
         k = min(guard.k, similarity.shape[1])
         nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
         close = np.take_along_axis(similarity, nearest, axis=1) >= guard.similarity
-        calm = close & (nearest < len(bank.calm))
+        calm = close & (nearest >= len(bank.embeddings))
         out[:] = calm.sum(axis=1) >= guard.calm
         return out
 
