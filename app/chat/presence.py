@@ -16,11 +16,10 @@ reopens it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
 import structlog
 from sqlalchemy import select, update
@@ -35,13 +34,17 @@ from app.chat.service import (
     stale_visitor_sessions,
 )
 from app.core.db import transaction, utcnow
+from app.core.worker import PeriodicWorker
 
 log = structlog.get_logger(__name__)
 
 _CHUNK: Final = 1000
 
 
-class VisitorPresence:
+class VisitorPresence(PeriodicWorker):
+    """The sweeper is the worker's tick (every ``sweep_interval_s``); the heartbeat is its second
+    cadence (``extra_loops``), so both live, fail and stop like every other background loop."""
+
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
@@ -51,15 +54,16 @@ class VisitorPresence:
         sweep_interval_s: float,
         silent_ttl_s: float | None = None,
     ) -> None:
+        super().__init__(
+            "visitor-sweeper", interval_s=sweep_interval_s, failure_event="visitor_sweep_failed"
+        )
         self._sessionmaker = sessionmaker
         self._bus = bus
         self._grace_s = grace_s
         self._silent_ttl_s = grace_s if silent_ttl_s is None else min(silent_ttl_s, grace_s)
-        self._sweep_interval_s = sweep_interval_s
         # A heartbeat well inside both periods, so a live visitor never looks stale.
         self._heartbeat_s = min(60.0, max(0.05, min(grace_s, self._silent_ttl_s) / 4))
         self._local: Counter[uuid.UUID] = Counter()
-        self._tasks: list[asyncio.Task[None]] = []
 
     # -- sockets on this instance ------------------------------------------------------------
 
@@ -79,29 +83,19 @@ class VisitorPresence:
 
     # -- background work ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._every(self._heartbeat_s, self.heartbeat), name="visitor-hb"),
-            asyncio.create_task(
-                self._every(self._sweep_interval_s, self._sweep_both), name="sweeper"
-            ),
-        ]
+    async def tick(self) -> None:
+        await self._sweep_both()
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+    def extra_loops(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._heartbeats()]
 
-    async def _every(self, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+    async def _heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(self._heartbeat_s)
             try:
-                await job()
-            except Exception:  # the database may be briefly away; the next round retries
-                log.exception("visitor_presence_job_failed")
+                await self.heartbeat()
+            except Exception as exc:  # the database may be briefly away; the next round retries
+                log.error("visitor_heartbeat_failed", error_type=type(exc).__name__)
 
     async def heartbeat(self) -> None:
         """One UPDATE per chunk of this instance's sessions. A row another transaction holds
