@@ -32,7 +32,7 @@ from app.bus import QUEUE_CHANNEL, session_channel
 from app.bus.base import Bus, Subscription
 from app.chat import cards
 from app.chat.committer import MessageCommitter, NewMessage
-from app.chat.models import ChatSession, Message
+from app.chat.models import ChatSession, Message, Whisper
 from app.core.config import Settings
 from app.core.db import transaction, utcnow
 from app.core.errors import BeaconError
@@ -300,6 +300,7 @@ class VolunteerLink:
             self._spawn(self._pump_session(session_id, subscription))
             self._delivered[session_id] = from_seq
             await self._flush(session_id, purpose=purpose)
+            await self._replay_whispers(session_id)
         elif rewind:
             await self._flush(session_id, purpose=purpose, rewind_to=from_seq)
         else:
@@ -314,6 +315,30 @@ class VolunteerLink:
         self._whispers_sent.pop(session_id, None)
         self._observing.discard(session_id)
 
+    async def _replay_whispers(self, session_id: uuid.UUID) -> None:
+        """Every staff note of a chat this connection starts holding or watching, after its
+        messages; each note once per connection (the dashboard also drops repeats by id)."""
+        async with transaction(self.sessionmaker) as db:
+            rows = await supervision.replay_whispers(db, self.principal, session_id)
+        sent = self._whispers_sent.setdefault(session_id, set())
+        for row in rows:
+            if row.id in sent or session_id not in self._held:
+                continue
+            sent.add(row.id)
+            await self.send(self._whisper_frame(session_id, row))
+
+    @staticmethod
+    def _whisper_frame(session_id: uuid.UUID, row: Whisper) -> frames.WhisperOut:
+        return frames.WhisperOut(
+            session_id=str(session_id),
+            whisper_id=row.id,
+            author_id=row.author_id,
+            author_role=row.author_role,
+            client_msg_id=row.client_msg_id,
+            text=row.text,
+            sent_at=row.sent_at.isoformat(),
+        )
+
     async def _deliver_whisper(self, session_id: uuid.UUID, whisper_id: int) -> None:
         """A staff note on a chat this socket holds or watches: loaded by id, sent once."""
         sent = self._whispers_sent.setdefault(session_id, set())
@@ -324,17 +349,7 @@ class VolunteerLink:
         if row is None:
             return
         sent.add(whisper_id)
-        await self.send(
-            frames.WhisperOut(
-                session_id=str(session_id),
-                whisper_id=row.id,
-                author_id=row.author_id,
-                author_role=row.author_role,
-                client_msg_id=row.client_msg_id,
-                text=row.text,
-                sent_at=row.sent_at.isoformat(),
-            )
-        )
+        await self.send(self._whisper_frame(session_id, row))
 
     async def _flush(
         self, session_id: uuid.UUID, *, purpose: str | None, rewind_to: int | None = None

@@ -196,6 +196,25 @@ async def whispers_of(
     return rows
 
 
+async def replay_whispers(
+    db: AsyncSession, principal: Principal, session_id: uuid.UUID
+) -> list[Whisper]:
+    """The staff notes of a chat a socket has just started to hold or watch (its access was
+    checked by whatever made it hold the chat): a volunteer who reconnects, or takes over a
+    chat, must not lose the supervisor's guidance. Audited like a transcript read when there
+    is something to read."""
+    rows = list(
+        (
+            await db.scalars(
+                select(Whisper).where(Whisper.session_id == session_id).order_by(Whisper.id)
+            )
+        ).all()
+    )
+    if rows:
+        audit(db, principal, "whispers_read", session_id, after_id=0, count=len(rows))
+    return rows
+
+
 async def join(db: AsyncSession, principal: Principal, session_id: uuid.UUID) -> ChatSession:
     """Record the join (once per supervisor and chat; asking again changes nothing)."""
     require_supervisor(principal)

@@ -193,3 +193,32 @@ async def test_rights_and_bad_input(world_factory: Callable[..., Any]) -> None:
     assert "whispers_read" in actions
     for client in (visitor, volunteer, other_ws):
         await client.close()
+
+
+async def test_a_volunteer_who_reconnects_gets_the_whispers_again_once_each(
+    world_factory: Callable[..., Any],
+) -> None:
+    """Guidance is not lost to a dropped connection: holding a chat again (on reconnect) replays
+    its staff notes after its messages, each once, including one written while away."""
+    world = await world_factory(volunteer_grace_s=30.0)
+    account = await world.volunteer(capacity=2, name="V")
+    visitor, volunteer = await world.held_chat("I can't sleep", token=account.token)
+    sid = visitor.session_id
+    sup = await VolunteerClient.connect(
+        world.server.ws_url, (await world.volunteer(role="supervisor", capacity=0)).token
+    )
+    await sup.send({"type": "whisper", "session_id": sid, "client_msg_id": "w-1", "text": WHISPER})
+    first = await volunteer.expect("whisper", about(sid))
+    await volunteer.close()
+    await sup.send({"type": "whisper", "session_id": sid, "client_msg_id": "w-2", "text": REPLY})
+    await sup.expect("whisper_ack", about(sid, client_msg_id="w-2"))
+
+    again = await VolunteerClient.connect(world.server.ws_url, account.token, last_seq={sid: 0})
+    await again.expect("message", about(sid, seq=1))
+    replayed = [await again.expect("whisper", about(sid)) for _ in range(2)]
+    assert [f["text"] for f in replayed] == [WHISPER, REPLY]
+    assert replayed[0]["whisper_id"] == first["whisper_id"]
+    assert not [f for f in await again.drain(0.3) if f.get("type") == "whisper"]
+    assert [e.action for e in await world.audit(sid)].count("whispers_read") == 1
+    for client in (sup, again, visitor):
+        await client.close()
