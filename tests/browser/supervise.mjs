@@ -1,5 +1,5 @@
 // A supervisor on the dashboard observes a live chat, whispers to its volunteer, joins it and
-// mutes the visitor, with the buttons (issue 14). The visitor and the volunteer are real
+// mutes the visitor and lifts the mute, with the buttons (issue 14). The visitor and the volunteer are real
 // websocket clients of tests/browser/test_supervision_page.py, which checks what they received
 // and the audit trail afterwards. One JSON result line.
 import { axe, done, launch, newPage } from "./lib.mjs";
@@ -49,8 +49,10 @@ try {
 
   await sup.fill(`${pane} .mute-form input`, "abusive messages");
   await sup.click(`${pane} .mute-form button[type=submit]`);
-  await sup.waitForFunction(() => document.getElementById("toast").textContent.includes("Mute"));
-  check("the buttons sent observe, whisper, join and mute", ["observe", "whisper", "join", "mute"].every((t) => result.sent.includes(t)), result.sent);
+  await sup.waitForFunction(() => document.getElementById("toast").textContent.includes("Mute active"));
+  await sup.click(`${pane} button.unmute`);
+  await sup.waitForFunction(() => document.getElementById("toast").textContent.includes("Mute lifted"));
+  check("the buttons sent observe, whisper, join, mute and unmute", ["observe", "whisper", "join", "mute", "unmute"].every((t) => result.sent.includes(t)), result.sent);
   check("no page errors", sup.problems.length === 0, sup.problems);
   result.ok = true;
 } catch (err) {

@@ -23,6 +23,7 @@ const state = {
   live: new Map(), // session_id -> live session row (supervisors)
   view: "work",
   sound: true,
+  decidedMutes: new Set(), // mute ids this page saw confirmed, cancelled or lifted
 };
 
 // -- sound and the imminent alert ---------------------------------------------------------------
@@ -183,10 +184,18 @@ function handle(f) {
     case "supervision": onSupervision(f); break;
     case "whisper": onWhisper(f); break;
     case "whisper_ack": break; // the note itself comes back as a "whisper" frame
-    case "mute": toast(f.status === "requested" ? "Mute requested: a second supervisor must confirm it" : `Mute ${f.status}`); break;
+    case "mute": onMute(f); break;
     case "consent_asked": toast("Consent question sent to the visitor"); break;
     case "error": onError(f); break;
     default: break; // pong, and frame types a later server may add
+  }
+}
+
+function onMute(f) {
+  toast(f.status === "requested" ? "Mute requested: a second supervisor must confirm it" : `Mute ${f.status}`);
+  if (f.status !== "requested") {
+    state.decidedMutes.add(f.mute_id);
+    renderAlerts();
   }
 }
 
@@ -419,7 +428,8 @@ function staffTools(chat) {
   } },
   h("label", { for: `mute-reason-${sid}` }, "Reason to mute"),
   h("input", { id: `mute-reason-${sid}`, type: "text", maxlength: 200, autocomplete: "off" }),
-  h("button", { type: "submit" }, "Mute 10 minutes"));
+  h("button", { type: "submit" }, "Mute 10 minutes"),
+  h("button", { type: "button", class: "unmute", onclick: () => link.send({ type: "unmute", session_id: sid }) }, "Lift the mute"));
   return h("div", { class: "staff" }, whisper,
     h("button", { type: "button", class: "join", onclick: () => link.send({ type: "join", session_id: sid }) }, "Join the chat (the visitor is told)"),
     h("button", { type: "button", onclick: () => link.send({ type: "unobserve", session_id: sid }) }, "Stop observing"),
@@ -785,8 +795,20 @@ async function refreshHandoffs() {
 function renderAlerts() {
   $("alerts").replaceChildren(...state.alerts.map((a) => h("li", { class: `alert lvl-${levelName(a.urgency)}`, "data-session": a.session_id },
     badge(a.urgency), ` ${timeOf(a.at)} · chat ${shortId(a.session_id)} · ${reasonWords(a.reason)}`,
-    a.signals ? ` · ${signalsText(a.signals)}` : "")));
+    a.signals ? ` · ${signalsText(a.signals)}` : "",
+    muteDecision(a))));
   $("no-alerts").hidden = state.alerts.length > 0;
+}
+
+/** A mute a supervisor asked for on a high+ chat waits for a second one: confirm or cancel it
+ * from the alert (the server refuses a confirmation by the one who asked). */
+function muteDecision(a) {
+  if (a.reason !== "mute_requested" || !a.mute_id || state.decidedMutes.has(a.mute_id)) return "";
+  if (state.me && a.requested_by === state.me.volunteer_id) return " · waiting for a second supervisor";
+  return h("span", { class: "mute-decision" }, " ",
+    h("button", { type: "button", class: "confirm-mute", onclick: () => link.send({ type: "confirm_mute", mute_id: a.mute_id }) }, `Confirm the mute of chat ${shortId(a.session_id)}`),
+    " ",
+    h("button", { type: "button", class: "cancel-mute", onclick: () => link.send({ type: "cancel_mute", mute_id: a.mute_id }) }, "Cancel it"));
 }
 
 let supervisorTimer = null;

@@ -69,6 +69,8 @@ const REASONS = {
   active_rescue_cancelled: "active rescue cancelled",
   visitor_lost: "visitor gone past the grace period",
   visitor_returned: "visitor came back",
+  mute_requested: "mute requested: needs a second supervisor",
+  mute_confirmed: "mute confirmed",
 };
 
 export function reasonWords(code) {
