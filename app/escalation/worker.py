@@ -57,6 +57,8 @@ log = structlog.get_logger(__name__)
 # On stop (SIGTERM), how long a webhook already on its way may take to be answered and
 # recorded before it is cancelled and its lease handed back to the other instances.
 _DRAIN_S = 2.0
+# Statuses a session enters when nobody is with it any more (``offered`` comes from ``waiting``).
+_BECOMES_UNANSWERED = frozenset({"waiting", "transferring"})
 
 
 class EscalationWorker(PeriodicWorker):
@@ -120,7 +122,9 @@ class EscalationWorker(PeriodicWorker):
             case Queued(urgency=urgency) | UrgencyRaised(urgency=urgency):
                 return isinstance(urgency, int) and urgency >= self.policy.min_level
             case StatusChanged(status=status):
-                return status in service.UNANSWERED
+                # Becoming unanswered again (released, requeued, cold-transferred); an offer
+                # changes nothing (the session was unanswered already) and would only cost a pass.
+                return status in _BECOMES_UNANSWERED
             case SupervisorAlert(kind="escalation"):
                 return True
         return False
