@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -99,6 +101,7 @@ class RoutingWorker(PeriodicWorker):
         self.metrics = metrics
         self.queue = QueueBroadcast()
         self._busy = True  # until a pass finds nobody waiting and no offer open
+        self._last_housekeeping = -math.inf
 
     def wakes_on(self, payload: Payload) -> bool:
         """Every hint may mean new work except a session becoming ``offered``: an offer (often
@@ -129,11 +132,17 @@ class RoutingWorker(PeriodicWorker):
                 volunteer_id=str(offer.volunteer_id),
                 urgency=offer.urgency,
             )
-        # Housekeeping and the counts share one transaction: most passes change nothing.
+        # Housekeeping and the counts share one transaction: most passes change nothing. The
+        # housekeeping runs on clocks (heartbeats, the grace period), so a pass woken by a hint
+        # does it only when a cadence's worth of time has gone by since the last.
+        now = time.monotonic()
+        housekeeping = now - self._last_housekeeping >= self.interval_s
         async with transaction(self.sessionmaker) as db:
-            notices = await presence.sweep(db, self.settings)
-            notices.extend(await assignments.end_orphans(db))
-            await notify.publish(self.bus, notices, db=db)
+            if housekeeping:
+                self._last_housekeeping = now
+                notices = await presence.sweep(db, self.settings)
+                notices.extend(await assignments.end_orphans(db))
+                await notify.publish(self.bus, notices, db=db)
             counts = await queue_counts(db)
             offers_open = bool(
                 await db.scalar(select(exists().where(Assignment.status == "offered")))
