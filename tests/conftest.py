@@ -93,6 +93,9 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
             # Every test client connects from 127.0.0.1; the per-client session limit has tests
             # of its own (tests/chat/test_drive_by.py), which set it low.
             "session_open_burst": 100_000,
+            # This process builds hundreds of apps: freezing each one's objects would keep them
+            # all (tests/test_health.py checks the freeze on its own).
+            "gc_freeze": False,
         }
         values.update(overrides)
         return Settings(**values)
