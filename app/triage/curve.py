@@ -60,13 +60,14 @@ def points(
 ) -> list[dict[str, Any]]:
     """One point per urgent recall target (the third of ``config.chat_recall``)."""
     config = config or TrainingConfig()
-    chat = fit_chat_heads(featurizer.features(chat_train), chat_train, config)
-    probabilities = head_probabilities(chat, featurizer.features(chat_dev))
+    grams = config.char_grams
+    chat = fit_chat_heads(featurizer.features(chat_train, grams), chat_train, config)
+    probabilities = head_probabilities(chat, featurizer.features(chat_dev, grams))
     halves = np.array([_half(example) for example in chat_dev])
     items = [(example.text, example.context) for example in chat_dev]
 
     def rate(head_set: HeadSet, index: Sequence[int]) -> list[int]:
-        engine = engine_for(dataclasses.replace(heads, chat=head_set))
+        engine = engine_for(dataclasses.replace(heads, chat=head_set, char_grams=grams))
         return [int(r.level) for r in engine.assess_many([items[i] for i in index])]
 
     out = []

@@ -27,9 +27,7 @@ from app.triage.heads import (
     Heads,
     Sparse,
     feature_vector,
-    hashed,
     mark_vector,
-    sparse_terms,
 )
 from app.triage.language import LanguageTable
 from app.triage.normalize import normalize
@@ -163,7 +161,7 @@ class Engine:
                 marks_list.append(marks)
                 no_marks = np.zeros((0, len(marks)), dtype=np.float32)
                 rows.append(feature_vector(embedding, marks, words, empty_context, no_marks))
-                sparse.append(hashed(sparse_terms(scan.masked, ())))
+                sparse.append(self.heads.sparse(scan.masked, ()))
             counts = [item.words for item in prepared]
             stacked = np.stack(rows)
             probabilities = self.heads.probabilities(stacked, sparse, counts)
@@ -235,9 +233,7 @@ class Engine:
                     )
                 )
                 sparse.append(
-                    hashed(
-                        sparse_terms(current.scan.masked, [item.scan.masked for item in earlier])
-                    )
+                    self.heads.sparse(current.scan.masked, [item.scan.masked for item in earlier])
                 )
                 words.append(current.words)
         stacked = np.stack(rows) if rows else None

@@ -39,6 +39,7 @@ LONG_WORDS = 30
 CONTEXT_WINDOW = 3
 
 FloatArray = NDArray[np.float32]
+Sparse = tuple[NDArray[np.int64], FloatArray]
 # Word n-grams are hashed into this many buckets (crc32: stable across runs and platforms).
 HASH_BUCKETS = 1 << 20
 # Sparse n-gram features are scaled against the dense embedding block (chosen on dev).
@@ -105,6 +106,60 @@ def hashed(terms: Sequence[str]) -> tuple[NDArray[np.int64], FloatArray]:
     return buckets, np.full(len(buckets), value, dtype=np.float32)
 
 
+@dataclass(frozen=True, slots=True)
+class CharGrams:
+    """Hashed character n-grams of each word (``char_wb`` style: the word padded by spaces, so
+    "kms" gives " km", "kms", "ms "), a sparse block beside the word n-grams. Off when
+    ``buckets`` is 0.
+
+    Chat is misspelt, run together and inflected ("suicidarme", "matarme", "wanna", "cant"):
+    a word n-gram seen once in training is a new column, its character n-grams are shared with
+    the spellings and forms the heads did see. Buckets sit after the word n-grams' (offset
+    HASH_BUCKETS), L2-normalised on their own, binary, and times ``scale`` relative to them."""
+
+    buckets: int = 0
+    low: int = 3
+    high: int = 5
+    scale: float = 1.0
+
+    @property
+    def on(self) -> bool:
+        return self.buckets > 0
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {"buckets": self.buckets, "low": self.low, "high": self.high, "scale": self.scale}
+
+
+def char_terms(masked: str, grams: CharGrams) -> list[str]:
+    """The character n-grams (``grams.low`` to ``grams.high`` long) inside each word."""
+    out: list[str] = []
+    for word in _TERM.findall(masked):
+        padded = f" {word} "
+        for size in range(grams.low, grams.high + 1):
+            out.extend(padded[start : start + size] for start in range(len(padded) - size + 1))
+    return out
+
+
+def sparse_features(
+    masked: str, context_masked: Sequence[str], grams: CharGrams | None = None
+) -> Sparse:
+    """Everything sparse the heads read for one message: word n-grams, and character n-grams
+    when ``grams`` is on (training and inference share this one function)."""
+    words = hashed(sparse_terms(masked, context_masked))
+    if grams is None or not grams.on:
+        return words
+    terms = char_terms(masked, grams)
+    if not terms:
+        return words
+    buckets = HASH_BUCKETS + np.unique(
+        np.fromiter((zlib.crc32(term.encode()) % grams.buckets for term in terms), dtype=np.int64)
+    )
+    values = np.full(
+        len(buckets), SPARSE_SCALE * grams.scale / np.sqrt(len(buckets)), dtype=np.float32
+    )
+    return np.concatenate([words[0], buckets]), np.concatenate([words[1], values])
+
+
 def feature_size(mark_count: int) -> int:
     return 3 * DIMENSIONS + 2 * mark_count + 3
 
@@ -141,9 +196,6 @@ class CalmGuard:
     @property
     def on(self) -> bool:
         return self.k > 0
-
-
-Sparse = tuple[NDArray[np.int64], FloatArray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +250,10 @@ class Heads:
     # rarely see no concern at all in a text that is really urgent (docs/triage.md).
     long_gate: float = 0.0
     calm_guard: CalmGuard = field(default_factory=CalmGuard)
+    char_grams: CharGrams = field(default_factory=CharGrams)
+
+    def sparse(self, masked: str, context_masked: Sequence[str]) -> Sparse:
+        return sparse_features(masked, context_masked, self.char_grams)
 
     def head_set(self, words: int) -> HeadSet:
         return self.long if words >= LONG_WORDS else self.chat
@@ -355,7 +411,27 @@ def load(directory: Path = MODEL_DIR) -> Heads:
         document=document,
         long_gate=float(long_gate),
         calm_guard=guard,
+        char_grams=_char_grams(document.get("char_grams")),
     )
+
+
+def _char_grams(value: object) -> CharGrams:
+    if value is None:
+        return CharGrams()
+    if not isinstance(value, dict) or set(value) != {"buckets", "low", "high", "scale"}:
+        raise ModelFormatError("model.json: char_grams must have buckets, low, high and scale")
+    buckets, low, high, scale = value["buckets"], value["low"], value["high"], value["scale"]
+    if not (
+        isinstance(buckets, int)
+        and isinstance(low, int)
+        and isinstance(high, int)
+        and isinstance(scale, int | float)
+        and 1 <= buckets <= 1 << 24
+        and 1 <= low <= high <= 10
+        and float(scale) > 0.0
+    ):
+        raise ModelFormatError("model.json: char_grams needs buckets >= 1, 1 <= low <= high")
+    return CharGrams(buckets, low, high, float(scale))
 
 
 def _calm_guard(value: object) -> CalmGuard:

@@ -29,15 +29,15 @@ from app.triage.heads import (
     LONG_WORDS,
     MODEL_DIR,
     CalmGuard,
+    CharGrams,
     FloatArray,
     HeadSet,
     Sparse,
     cumulative,
     feature_vector,
-    hashed,
     mark_vector,
     save,
-    sparse_terms,
+    sparse_features,
 )
 from app.triage.language import LanguageTable
 from app.triage.language import load as load_languages
@@ -80,6 +80,10 @@ class TrainingConfig:
     # Heads.calm_guard: a high+ call of the model is held at moderate when the message's nearest
     # training examples are calm (off: k = 0, and the model then has no calm bank).
     calm_guard: CalmGuard = field(default_factory=CalmGuard)
+    # Heads.char_grams: hashed character n-grams of each word beside the word n-grams, for the
+    # chat heads only (the long-post heads read dense features). Off: buckets = 0, and then
+    # model.json does not name them, so the packaged model keeps its version.
+    char_grams: CharGrams = field(default_factory=CharGrams)
 
 
 class Featurizer:
@@ -100,7 +104,8 @@ class Featurizer:
         prepared = prepare(text, self.languages, self.rulebook)
         return prepared.scan, prepared.words
 
-    def features(self, examples: Sequence[Example]) -> Features:
+    def features(self, examples: Sequence[Example], grams: CharGrams | None = None) -> Features:
+        grams = grams or CharGrams()
         texts = list(
             dict.fromkeys(t for example in examples for t in (*example.context, example.text))
         )
@@ -126,7 +131,7 @@ class Featurizer:
             )
             rows.append(feature_vector(embedding, marks, count, context_embeddings, context_marks))
             sparse.append(
-                hashed(sparse_terms(scan.masked, [item[2][0].masked for item in earlier]))
+                sparse_features(scan.masked, [item[2][0].masked for item in earlier], grams)
             )
             words.append(count)
         return Features(np.stack(rows), sparse, np.array(words))
@@ -325,8 +330,8 @@ def fit_chat(
     config: TrainingConfig,
 ) -> HeadSet:
     """The chat-line heads, thresholds chosen on the dev split."""
-    chat = fit_chat_heads(featurizer.features(chat_train), chat_train, config)
-    dev_features = featurizer.features(chat_dev)
+    chat = fit_chat_heads(featurizer.features(chat_train, config.char_grams), chat_train, config)
+    dev_features = featurizer.features(chat_dev, config.char_grams)
     thresholds = pick_thresholds(
         head_probabilities(chat, dev_features), chat_dev, config.chat_recall
     )
@@ -457,6 +462,7 @@ def _document(
         "long_words": LONG_WORDS,
         # Only when used, as ngram_scale: a model without the gate keeps its version.
         **({"long_gate": config.long_gate} if config.long_gate > 0.0 else {}),
+        **({"char_grams": config.char_grams.as_dict()} if config.char_grams.on else {}),
         **(
             {
                 "calm_guard": {
