@@ -1,7 +1,7 @@
 """Triage speed (SPEC §10, issue 9): per-message latency with conversation context, batch
 throughput, and the bare sentence encoder's cost in the same run as the baseline.
 
-    .venv/bin/python -m bench.triage_bench [--messages 1000] [--cold-samples 150] [--json]
+    .venv/bin/python -m bench.triage_bench [--messages 1000] [--cold-samples 150] [--model DIR] [--json]
 
 One core: the process pins itself to one CPU and every BLAS/OpenMP pool to one thread, as the
 server runs triage beside its event loop on a 2-core machine. Messages are the chat corpus's
@@ -39,6 +39,7 @@ import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -191,6 +192,15 @@ def encoder_baseline(texts: Sequence[str], samples: int) -> dict[str, Any]:
     return {"single": single, "batch": _rate(use.encode, distinct, lambda: None)}
 
 
+def _engine_from(directory: Path) -> Engine:
+    from app.triage.encoder import Encoder
+    from app.triage.heads import load as load_heads
+    from app.triage.language import load as load_languages
+    from app.triage.rulebook import load as load_rulebook
+
+    return Engine(load_heads(directory), load_rulebook(), load_languages(), Encoder())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.triage_bench",
@@ -202,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cold-samples", type=int, default=150, help="also the encoder's single-text samples"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a model folder from `beacon triage train --output` (default: the packaged one), "
+        "to measure a candidate's cost before it is packaged",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -209,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pinning = _pin_one_core()
     threads = _blas_threads()
     stream = _stream(args.messages, args.seed)
-    engine = load_engine()
+    engine = load_engine() if args.model is None else _engine_from(Path(args.model))
     engine.assess("warm up the interpreter and the model", ["hello"])
 
     chat = chat_latency(engine, stream)
