@@ -1,7 +1,8 @@
 """Triage speed (SPEC §10, issue 9): per-message latency with conversation context, batch
 throughput, and the bare sentence encoder's cost in the same run as the baseline.
 
-    .venv/bin/python -m bench.triage_bench [--messages 1000] [--cold-samples 150] [--model DIR] [--json]
+    .venv/bin/python -m bench.triage_bench [--messages 1000] [--cold-samples 150] [--model DIR]
+        [--json]
 
 One core: the process pins itself to one CPU and every BLAS/OpenMP pool to one thread, as the
 server runs triage beside its event loop on a 2-core machine. Messages are the chat corpus's
