@@ -110,3 +110,43 @@ export function until(word) {
 export function done(result) {
   process.stdout.write(`${JSON.stringify({ event: "result", ...result })}\n`);
 }
+
+/** A named check that throws (ending the scenario) when it fails; every check is in the result. */
+export function checker(result) {
+  result.checks ||= [];
+  return (name, ok, detail = null) => {
+    result.checks.push({ name, ok: Boolean(ok), detail });
+    if (!ok) throw new Error(`check failed: ${name} ${detail === null ? "" : JSON.stringify(detail)}`);
+  };
+}
+
+/** A staff member signed in on the dashboard, the socket open; the types of the frames the page
+ * sends are collected in ``sent``. */
+export async function staffPage(browser, token, sent) {
+  const page = await newPage(browser, { viewport: { width: 1280, height: 1000 } });
+  page.on("websocket", (ws) => ws.on("framesent", (f) => {
+    try { sent.push(JSON.parse(f.payload).type); } catch { /* not JSON */ }
+  }));
+  await page.goto("/dashboard");
+  await page.fill("#token", token);
+  await page.click("#signin-form button[type=submit]");
+  await page.waitForSelector("body[data-conn=open]");
+  return page;
+}
+
+/** Run a scenario in one browser: its result line is printed whatever happens, and the exit
+ * code says whether it passed. */
+export async function scenario(result, body) {
+  const browser = await launch();
+  try {
+    await body(browser);
+    result.ok = true;
+  } catch (err) {
+    result.ok = false;
+    result.error = String(err && err.stack ? err.stack : err);
+  } finally {
+    done(result);
+    await browser.close();
+  }
+  process.exit(result.ok ? 0 : 1);
+}

@@ -1,29 +1,17 @@
-// A supervisor on the dashboard observes a live chat, whispers to its volunteer, joins it and
-// mutes the visitor and lifts the mute, with the buttons (issue 14). The visitor and the volunteer are real
-// websocket clients of tests/browser/test_supervision_page.py, which checks what they received
+// A supervisor on the dashboard observes a live chat, whispers to its volunteer, joins it,
+// mutes the visitor and lifts the mute, with the buttons (issue 14). The visitor and the volunteer
+// are real websocket clients of tests/browser/test_supervision_page.py, which checks what they received
 // and the audit trail afterwards. One JSON result line.
-import { axe, done, launch, newPage } from "./lib.mjs";
+import { axe, checker, scenario, staffPage } from "./lib.mjs";
 
-const token = process.env.BEACON_SUPERVISOR_TOKEN;
 const sid = process.env.BEACON_SESSION_ID;
 const said = process.env.BEACON_VISITOR_SAID;
 const note = process.env.BEACON_WHISPER;
-const result = { axe: [], checks: [], sent: [] };
-const check = (name, ok, detail = null) => {
-  result.checks.push({ name, ok: Boolean(ok), detail });
-  if (!ok) throw new Error(`check failed: ${name} ${detail === null ? "" : JSON.stringify(detail)}`);
-};
+const result = { axe: [], sent: [] };
+const check = checker(result);
 
-const browser = await launch();
-try {
-  const sup = await newPage(browser, { viewport: { width: 1280, height: 1000 } });
-  sup.on("websocket", (ws) => ws.on("framesent", (f) => {
-    try { result.sent.push(JSON.parse(f.payload).type); } catch { /* not JSON */ }
-  }));
-  await sup.goto("/dashboard");
-  await sup.fill("#token", token);
-  await sup.click("#signin-form button[type=submit]");
-  await sup.waitForSelector("body[data-conn=open]");
+await scenario(result, async (browser) => {
+  const sup = await staffPage(browser, process.env.BEACON_SUPERVISOR_TOKEN, result.sent);
   await sup.click("#view-supervise");
   const observe = `#live-rows tr[data-session="${sid}"] button.observe`;
   await sup.waitForSelector(observe);
@@ -54,12 +42,4 @@ try {
   await sup.waitForFunction(() => document.getElementById("toast").textContent.includes("Mute lifted"));
   check("the buttons sent observe, whisper, join, mute and unmute", ["observe", "whisper", "join", "mute", "unmute"].every((t) => result.sent.includes(t)), result.sent);
   check("no page errors", sup.problems.length === 0, sup.problems);
-  result.ok = true;
-} catch (err) {
-  result.ok = false;
-  result.error = String(err && err.stack ? err.stack : err);
-} finally {
-  done(result);
-  await browser.close();
-}
-process.exit(result.ok ? 0 : 1);
+});

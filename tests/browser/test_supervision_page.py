@@ -28,18 +28,24 @@ NOTE = "ask what helped last time"
 HIGH = "I have been thinking about taking all my pills"
 
 
-async def test_supervisor_observes_whispers_joins_and_mutes(
-    served: Restartable,  # noqa: F811 - the fixture imported above
-) -> None:
-    ws_url = served.base_url.replace("http://", "ws://")
-    volunteer = await _account(served, "volunteer")
-    supervisor = await _account(served, "supervisor")
+async def _held_chat(server: Restartable, said: str) -> tuple[VisitorClient, VolunteerClient]:
+    """A visitor who said ``said`` and a volunteer (real sockets) who accepted the chat."""
+    ws_url = server.base_url.replace("http://", "ws://")
+    volunteer = await _account(server, "volunteer")
     visitor = await VisitorClient.open(ws_url)
-    await visitor.say(SAID, "b-1")
+    await visitor.say(said, "b-1")
     holder = await VolunteerClient.connect(ws_url, volunteer["token"])
     await holder.expect("offer", about(visitor.session_id), within=30)
     await holder.send({"type": "accept", "session_id": visitor.session_id})
     await holder.expect("assigned", about(visitor.session_id))
+    return visitor, holder
+
+
+async def test_supervisor_observes_whispers_joins_and_mutes(
+    served: Restartable,  # noqa: F811 - the fixture imported above
+) -> None:
+    supervisor = await _account(served, "supervisor")
+    visitor, holder = await _held_chat(served, SAID)
 
     result = await run_script(
         served,
@@ -82,16 +88,9 @@ async def test_supervisor_observes_whispers_joins_and_mutes(
 async def test_a_second_supervisor_confirms_a_high_chat_s_mute_from_the_alert(
     served: Restartable,  # noqa: F811 - the fixture imported above
 ) -> None:
-    ws_url = served.base_url.replace("http://", "ws://")
-    volunteer = await _account(served, "volunteer")
     first = await _account(served, "supervisor")
     second = await _account(served, "supervisor")
-    visitor = await VisitorClient.open(ws_url)
-    await visitor.say(HIGH, "b-1")
-    holder = await VolunteerClient.connect(ws_url, volunteer["token"])
-    await holder.expect("offer", about(visitor.session_id), within=30)
-    await holder.send({"type": "accept", "session_id": visitor.session_id})
-    await holder.expect("assigned", about(visitor.session_id))
+    visitor, holder = await _held_chat(served, HIGH)
 
     async def ask_once_the_page_is_signed_in() -> None:
         # The page hears alerts only once its socket is open: wait for it to be online.
