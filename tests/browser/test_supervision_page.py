@@ -41,6 +41,15 @@ async def _held_chat(server: Restartable, said: str) -> tuple[VisitorClient, Vol
     return visitor, holder
 
 
+async def _actions(server: Restartable, session_id: str) -> set[tuple[str, str | None]]:
+    """The session's audit trail as (action, actor id) pairs."""
+    async with transaction(server.state.sessionmaker) as db:
+        events = await db.scalars(
+            select(Event).where(Event.subject_id == str(uuid.UUID(session_id)))
+        )
+        return {(e.action, e.actor_id) for e in events.all()}
+
+
 async def test_supervisor_observes_whispers_joins_and_mutes(
     served: Restartable,  # noqa: F811 - the fixture imported above
 ) -> None:
@@ -66,15 +75,7 @@ async def test_supervisor_observes_whispers_joins_and_mutes(
     line = await visitor.expect("message", lambda f: f.get("kind") == "supervisor_join")
     assert line["sender"] == "system"
     assert NOTE not in [f.get("text") for f in visitor.seen]
-    async with transaction(served.state.sessionmaker) as db:
-        actions = {
-            (e.action, e.actor_id)
-            for e in (
-                await db.scalars(
-                    select(Event).where(Event.subject_id == str(uuid.UUID(visitor.session_id)))
-                )
-            ).all()
-        }
+    actions = await _actions(served, visitor.session_id)
     for action in ("supervision_observe_started", "whisper_sent", "supervisor_joined"):
         assert (action, supervisor["id"]) in actions, action
     assert ("session_muted", supervisor["id"]) in actions
@@ -121,15 +122,7 @@ async def test_a_second_supervisor_confirms_a_high_chat_s_mute_from_the_alert(
     )
     assert all(a["serious"] == 0 for a in result["axe"]), result["axe"]
     await holder.expect("session", about(visitor.session_id, muted=True), within=10)
-    async with transaction(served.state.sessionmaker) as db:
-        actions = {
-            (e.action, e.actor_id)
-            for e in (
-                await db.scalars(
-                    select(Event).where(Event.subject_id == str(uuid.UUID(visitor.session_id)))
-                )
-            ).all()
-        }
+    actions = await _actions(served, visitor.session_id)
     assert ("mute_requested", first["id"]) in actions
     assert ("mute_confirmed", second["id"]) in actions
     for client in (visitor, holder):
