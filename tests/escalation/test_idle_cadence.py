@@ -125,3 +125,22 @@ async def test_an_idle_router_offers_a_new_chat_at_once(
     await visitor.expect("status", lambda f: f["status"] == "active")
     await volunteer.close()
     await visitor.close()
+
+
+async def test_a_held_chat_turning_imminent_on_an_idle_server_alerts_at_once(
+    partnered_server: Callable[..., Any],
+) -> None:
+    _partner, server = await partnered_server("idleinchat", **IDLE)
+    account = await volunteer_account(server)
+    volunteer = await VolunteerClient.connect(server.ws_url, account.token)
+    visitor = await VisitorClient.open(server.ws_url, locale="en-US")
+    await visitor.say("hi, can someone talk with me", "m1")
+    await volunteer.expect("offer", lambda f: f.get("session_id") == visitor.session_id)
+    await volunteer.send({"type": "accept", "session_id": visitor.session_id})
+    await volunteer.expect("assigned", lambda f: f.get("session_id") == visitor.session_id)
+    await asyncio.sleep(0.5)  # nothing open: both workers at their ten-minute cadence
+    await visitor.say(URGENT_TEXT, "m2")
+    await volunteer.expect("alert", alert_about(visitor.session_id, "imminent_in_chat"))
+    await visitor.expect("message", is_safety)
+    await volunteer.close()
+    await visitor.close()
