@@ -116,6 +116,7 @@ class VolunteerLink:
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
         self._last_heartbeat = 0.0
+        self._attached = False  # counted in the instance's LocalSockets
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -166,6 +167,8 @@ class VolunteerLink:
         async with transaction(self.sessionmaker) as db:
             await presence.go_online(db, self.principal.id)
             await notify.publish(self.bus, [assignments.ROUTING_WAKE], db=db)
+        self.worker.sockets.attach(self.principal.id)
+        self._attached = True
         self._last_heartbeat = time.monotonic()
         await self.send(
             frames.ReadyOut(
@@ -190,7 +193,13 @@ class VolunteerLink:
         for task in tuple(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        # Offline now; the router returns this person's chats to the queue after the grace.
+        # Offline now, unless another of their sockets is still open here; the router returns
+        # this person's chats to the queue after the grace. (Open on another instance only:
+        # that socket's next frame marks them online again, within the grace.)
+        if self._attached:
+            self._attached = False
+            if not self.worker.sockets.detach(self.principal.id):
+                return
         with contextlib.suppress(Exception):
             async with transaction(self.sessionmaker) as db:
                 await presence.go_offline(db, self.principal.id)

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import math
 import time
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 
 import structlog
@@ -78,6 +80,25 @@ class QueueBroadcast:
             queue.put_nowait(counts)
 
 
+class LocalSockets:
+    """How many sockets each volunteer has open on this instance: a second tab (or a phone
+    beside the laptop) closing must not mark its owner offline while another is still open."""
+
+    def __init__(self) -> None:
+        self._open: Counter[uuid.UUID] = Counter()
+
+    def attach(self, volunteer_id: uuid.UUID) -> None:
+        self._open[volunteer_id] += 1
+
+    def detach(self, volunteer_id: uuid.UUID) -> bool:
+        """True when this was the volunteer's last socket here."""
+        self._open[volunteer_id] -= 1
+        if self._open[volunteer_id] <= 0:
+            del self._open[volunteer_id]
+            return True
+        return False
+
+
 class RoutingWorker(PeriodicWorker):
     def __init__(
         self,
@@ -100,6 +121,7 @@ class RoutingWorker(PeriodicWorker):
         self.bus = bus
         self.metrics = metrics
         self.queue = QueueBroadcast()
+        self.sockets = LocalSockets()
         self._busy = True  # until a pass finds nobody waiting and no offer open
         self._last_housekeeping = -math.inf
 

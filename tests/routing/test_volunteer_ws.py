@@ -18,7 +18,7 @@ from app.audit.models import Event
 from app.chat.committer import NewMessage
 from app.chat.models import ChatSession
 from app.core.db import transaction
-from app.routing.models import Assignment
+from app.routing.models import Assignment, Volunteer
 from tests.routing.wsclient import VolunteerClient, about
 
 
@@ -313,3 +313,41 @@ async def test_ready_is_the_first_frame_even_while_alerts_flow(
     finally:
         stop.set()
         await flowing
+
+
+async def test_a_second_socket_closing_keeps_its_owner_online_and_their_offer_open(
+    world_factory: Callable[..., Any],
+) -> None:
+    """Two tabs (or a phone beside the laptop): closing one must not mark the volunteer offline,
+    which would withdraw their pending offers at once; closing the last one does."""
+    world = await world_factory()
+    account = await world.volunteer(capacity=2)
+    first = await VolunteerClient.connect(world.server.ws_url, account.token)
+    second = await VolunteerClient.connect(world.server.ws_url, account.token)
+    session_id = await world.session(urgency=2)
+    sid = str(session_id)
+    await first.expect("offer", about(sid))
+    await second.expect("offer", about(sid))
+    await second.close()
+    await asyncio.sleep(0.5)  # many routing passes (every 0.05 s here), each sweeping presence
+
+    async def presence_and_offer() -> tuple[str | None, list[str]]:
+        async with transaction(world.state.sessionmaker) as db:
+            presence = await db.scalar(select(Volunteer.presence).where(Volunteer.id == account.id))
+            statuses = (
+                await db.scalars(
+                    select(Assignment.status).where(Assignment.session_id == session_id)
+                )
+            ).all()
+        return presence, list(statuses)
+
+    assert await presence_and_offer() == ("online", ["offered"])
+    await first.send({"type": "accept", "session_id": sid})
+    await first.expect("assigned", about(sid))
+    await first.close()
+    for _ in range(100):
+        presence, _ = await presence_and_offer()
+        if presence == "offline":
+            break
+        await asyncio.sleep(0.05)
+    assert presence == "offline"
