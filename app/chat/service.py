@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, insert, select, update
@@ -149,7 +150,8 @@ async def open_sessions(
             now=now,
         )
         rows.append(row)
-        opened.append((_view_of_new(row), token))
+        # The row as the database would return it (nobody has spoken yet).
+        opened.append((view(SimpleNamespace(**row, visitor_spoke_at=None)), token))
         audits.append(
             {
                 "occurred_at": now,
@@ -169,19 +171,6 @@ async def open_sessions(
         await db.execute(insert(_SESSIONS_TABLE), rows)
         await db.execute(insert(_EVENTS_TABLE), audits)
     return opened
-
-
-def _view_of_new(row: Mapping[str, Any]) -> SessionView:
-    return SessionView(
-        id=row["id"],
-        status=row["status"],
-        urgency=row["urgency"],
-        last_seq=row["last_seq"],
-        waiting_since=row["waiting_since"],
-        visitor_seen_at=row["visitor_seen_at"],
-        locale=row["locale"],
-        visitor_spoke_at=None,
-    )
 
 
 async def resume_sessions(
