@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pytest
 
 from app.triage import Engine, Level, default_engine
 from app.triage.engine import prepare
 from app.triage.heads import MODEL_DIR
+from app.triage.learn import Featurizer, TrainingConfig, _document
 from app.triage.normalize import normalize
 from app.triage.rulebook import Rule, Rulebook, fold
 
@@ -93,3 +95,10 @@ def conversation_floor(engine: Engine, text: str, context: Sequence[str]) -> Lev
     pending = [rule for scan in scans for rule in scan.pending]
     confirmed, _ = Rulebook.confirm(pending, signals)
     return max(confirmed, *(scan.floor for scan in scans))
+
+
+def trained_document(engine: Engine, config: TrainingConfig) -> dict[str, Any]:
+    """What ``beacon triage train`` would write to model.json for ``config``, around the
+    packaged heads (for the "recorded only when on" checks of each optional setting)."""
+    featurizer = Featurizer(engine.encoder, engine.rulebook, engine.languages)
+    return _document(engine.heads.chat, engine.heads.long, featurizer, config, [], [], [])

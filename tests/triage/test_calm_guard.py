@@ -21,7 +21,8 @@ from app.triage import Engine, Level
 from app.triage.corpus import Example
 from app.triage.encoder import DIMENSIONS
 from app.triage.heads import MODEL_DIR, CalmGuard, Heads, ModelFormatError, load, save
-from app.triage.learn import Featurizer, TrainingConfig, _calm_bank, _document
+from app.triage.learn import Featurizer, TrainingConfig, _calm_bank
+from tests.triage.conftest import trained_document
 
 URGENT_ROWS = 2  # bank.embeddings: basis vectors 0, 1 (moderate+ examples)
 CALM_ROWS = 3  # bank.calm: basis vectors 2, 3, 4
@@ -134,16 +135,7 @@ def test_the_packaged_model_has_the_guard_training_gives_it(engine: Engine) -> N
 def test_training_records_the_guard_only_when_on(
     engine: Engine, guard: CalmGuard, recorded: dict[str, object] | None
 ) -> None:
-    featurizer = Featurizer(engine.encoder, engine.rulebook, engine.languages)
-    document = _document(
-        engine.heads.chat,
-        engine.heads.long,
-        featurizer,
-        TrainingConfig(calm_guard=guard),
-        [],
-        [],
-        [],
-    )
+    document = trained_document(engine, TrainingConfig(calm_guard=guard))
     assert document.get("calm_guard") == recorded
 
 

@@ -30,7 +30,8 @@ from app.triage.heads import (
     sparse_features,
     sparse_terms,
 )
-from app.triage.learn import Featurizer, TrainingConfig, _document
+from app.triage.learn import TrainingConfig
+from tests.triage.conftest import trained_document
 
 
 @pytest.mark.parametrize(
@@ -141,16 +142,7 @@ def test_the_packaged_model_has_the_char_grams_training_gives_it(engine: Engine)
 def test_training_records_the_char_grams_only_when_on(
     engine: Engine, grams: CharGrams, recorded: dict[str, object] | None
 ) -> None:
-    featurizer = Featurizer(engine.encoder, engine.rulebook, engine.languages)
-    document = _document(
-        engine.heads.chat,
-        engine.heads.long,
-        featurizer,
-        TrainingConfig(char_grams=grams),
-        [],
-        [],
-        [],
-    )
+    document = trained_document(engine, TrainingConfig(char_grams=grams))
     assert document.get("char_grams") == recorded
 
 
