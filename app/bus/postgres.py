@@ -79,6 +79,7 @@ class PostgresBus(Bus):
         pg_channel: str = PG_CHANNEL,
         health_interval_s: float = 5.0,
         max_reconnect_delay_s: float = 5.0,
+        publish_timeout_s: float = 5.0,
     ) -> None:
         super().__init__()
         self._dsn = asyncpg_dsn(database_url)
@@ -86,6 +87,7 @@ class PostgresBus(Bus):
         self._pg_channel = pg_channel
         self._health_interval_s = health_interval_s
         self._max_reconnect_delay_s = max_reconnect_delay_s
+        self._publish_timeout_s = publish_timeout_s
         self._conn: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
@@ -198,7 +200,11 @@ class PostgresBus(Bus):
             await db.execute(_NOTIFY, params)
             self._deliver_on_commit(db, events)
             return
-        async with self._engine.connect() as conn:
+        # Outside a transaction nobody else bounds this: a pool with no free connection, or a
+        # server that is away, would hold the caller (a visitor's frame handler, for a typing
+        # hint) for the pool's and the driver's own timeouts, 30 s each. Such a publish is
+        # ephemeral, so the caller gets a TimeoutError to drop it on instead.
+        async with asyncio.timeout(self._publish_timeout_s), self._engine.connect() as conn:
             await conn.execute(_NOTIFY, params)
             await conn.commit()
         self._deliver(events)

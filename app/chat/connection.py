@@ -349,7 +349,8 @@ class VisitorConnection:
 
     async def _typing(self) -> Sequence[Action]:
         assert self._session_id is not None
-        with contextlib.suppress(DBAPIError, OSError):  # a lost typing hint costs nothing
+        # A lost typing hint costs nothing (TimeoutError: the bus's bound on a publish).
+        with contextlib.suppress(DBAPIError, OSError, TimeoutError):
             await self._deps.bus.publish_many(events.typing(self._session_id, "visitor"))
         return []
 

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.bus import RESYNC, Bus, InProcessBus, Payload, PostgresBus, Subscription
 from app.core.db import create_sessionmaker, transaction
@@ -182,3 +187,25 @@ async def test_a_savepoint_neither_delivers_nor_drops_the_transactions_events(
         await bus.publish("sp", {"n": 2}, db=db)
     assert [await next_payload(sub), await next_payload(sub)] == [{"n": 1}, {"n": 2}]
     assert await nothing_within(sub)
+
+
+async def test_a_publish_outside_a_transaction_gives_up_instead_of_waiting_for_the_pool(
+    database_url: str,
+) -> None:
+    # A typing hint is published outside any transaction, from the visitor's frame handler: with
+    # every pooled connection busy it used to wait for SQLAlchemy's 30 s pool timeout (and a
+    # server that is away, for the driver's connect timeout), holding that visitor's frames.
+    engine = create_async_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=60)
+    bus = PostgresBus(database_url=database_url, engine=engine, publish_timeout_s=0.3)
+    await bus.start()
+    try:
+        async with engine.connect() as held:  # the pool's only connection
+            await held.execute(text("SELECT 1"))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(bus.publish("typing", {"n": 1}), 10)
+        listener = bus.subscribe("typing")
+        await bus.publish("typing", {"n": 2})  # the pool is free again: published as before
+        assert await next_payload(listener) == {"n": 2}
+    finally:
+        await bus.stop()
+        await engine.dispose()

@@ -256,13 +256,16 @@ async def test_every_bus_listener_comes_back_after_each_of_many_restarts(
                 while min(bus.reconnects for bus in buses) < restart:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
         subscriptions = [bus.subscribe("after-restarts") for bus in buses]
-        await buses[0].publish("after-restarts", {"kind": "ping"})
-        for subscription in subscriptions:
-            payload = await asyncio.wait_for(subscription.get(), 10)
-            while payload.get("kind") == "resync":
-                payload = await asyncio.wait_for(subscription.get(), 10)
-            assert payload == {"kind": "ping"}
+        # Each step bounded on its own: this test once hung until pytest's 300 s timeout on a
+        # loaded machine, after the last reconnect, and the bare timeout could not say where.
+        await asyncio.wait_for(buses[0].publish("after-restarts", {"kind": "ping"}), 10)
+        for index, subscription in enumerate(subscriptions):
+            async with asyncio.timeout(10):
+                payload = await subscription.get()
+                while payload.get("kind") == "resync":
+                    payload = await subscription.get()
+            assert payload == {"kind": "ping"}, f"bus {index}"
     finally:
         for bus in buses:
-            await bus.stop()
-        await engine.dispose()
+            await asyncio.wait_for(bus.stop(), 10)
+        await asyncio.wait_for(engine.dispose(), 10)
