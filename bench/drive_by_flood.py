@@ -50,6 +50,7 @@ from bench._common import (
     beacon,
     beacon_env,
     child,
+    cpu_s,
     default_admin_url,
     free_port,
     fresh_database,
@@ -286,7 +287,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
             stop = asyncio.Event()
             talking = asyncio.create_task(canary.talk(args.rate, stop))
+            server_cpu_before = cpu_s(proc.pid)
             outcomes, flood_s = await flood_elsewhere(base, args.n, args.concurrency)
+            server_cpu_s = cpu_s(proc.pid) - server_cpu_before
             stop.set()
             during = await canary.acked(await talking)
             silent_after_flood = await silent_waiting(url)
@@ -309,6 +312,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         f"flood: {opened} opened in {flood_s:.1f} s ({args.n / flood_s:.0f} sessions/s); "
         f"answers {outcomes}"
     )
+    print(
+        f"server CPU during the flood: {server_cpu_s:.2f} s = {server_cpu_s / flood_s:.0%} of a "
+        f"core, {server_cpu_s * 1000 / args.n:.2f} ms per drive-by"
+    )
     print(_dist("canary ack, quiet (baseline)", quiet))
     print(_dist("canary ack, during the flood", during))
     ratio = pct(during, 99) / pct(quiet, 99)
@@ -328,6 +335,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "n": args.n,
         "opened": opened,
         "flood_s": round(flood_s, 2),
+        "server_cpu_ms_per_drive_by": round(server_cpu_s * 1000 / args.n, 3),
         "canary_position_before": position_before,
         "canary_position_after": position_after,
         "late_visitor_position": late_position,
