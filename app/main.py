@@ -26,6 +26,7 @@ from app.chat.presence import VisitorPresence
 from app.chat.queue import QueueMonitor
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.direct_sockets import DirectSockets, direct_routes
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -259,6 +260,10 @@ def create_app(
     )
     for router in routers:
         app.include_router(router.router)
+    app.add_middleware(
+        DirectSockets,
+        routes=direct_routes(route for router in routers for route in router.router.routes),
+    )
     return app
 
 
