@@ -243,23 +243,21 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # Routes are matched in order, one by one: the visitor socket, the most frequent request by
-    # far (and the one a flood of drive-bys repeats), is matched first (its paths are disjoint
-    # from every other router's, so the order changes nothing else).
     routers = (
-        chat_ws,
         health,
         triage_api,
         volunteer_ws,
         dashboard,
         resources,
         supervision,
+        chat_ws,
         chat_rest,
         handoffs,
         pages,
     )
     for router in routers:
         app.include_router(router.router)
+    # The two sockets never reach the router (app/core/direct_sockets.py).
     app.add_middleware(
         DirectSockets,
         routes=direct_routes(route for router in routers for route in router.router.routes),
