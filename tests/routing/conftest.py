@@ -5,8 +5,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.audit.models import Event
 from app.chat import events as chat_events
@@ -31,18 +32,42 @@ FAST = {
 }
 
 
+CLEANUP_LOCK_TIMEOUT_S = 30
+# Who holds a lock the clean-up waits for: other backends' transactions, oldest first.
+_LOCK_HOLDERS = text(
+    "SELECT pid, state, application_name, now() - xact_start AS open_for, left(query, 200) "
+    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND xact_start IS NOT NULL ORDER BY xact_start"
+)
+
+
 async def end_live_work(db: AsyncSession) -> None:
     """Tests in one run share the database and run one after another: end whatever earlier
     tests left live, so that this test's router sees only this test's people."""
-    await db.execute(
-        update(Assignment)
-        .where(Assignment.status.in_(("offered", "active")))
-        .values(status="closed", end_reason="test_cleanup")
-    )
-    await db.execute(
-        update(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES)).values(status="closed")
-    )
-    await db.execute(update(Volunteer).values(load=0, presence="offline"))
+    if db.get_bind().dialect.name == "postgresql":
+        # A row left locked by an earlier test's server once held this until pytest's 300 s
+        # timeout, saying nothing. Fail sooner, naming who holds what.
+        await db.execute(text(f"SET LOCAL lock_timeout = '{CLEANUP_LOCK_TIMEOUT_S}s'"))
+    try:
+        await db.execute(
+            update(Assignment)
+            .where(Assignment.status.in_(("offered", "active")))
+            .values(status="closed", end_reason="test_cleanup")
+        )
+        await db.execute(
+            update(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES)).values(status="closed")
+        )
+        await db.execute(update(Volunteer).values(load=0, presence="offline"))
+    except DBAPIError as exc:
+        if "lock timeout" not in str(exc):
+            raise
+        engine = db.bind
+        assert isinstance(engine, AsyncEngine)
+        async with engine.connect() as other:
+            holders = (await other.execute(_LOCK_HOLDERS)).all()
+        raise AssertionError(
+            f"clean-up waited {CLEANUP_LOCK_TIMEOUT_S} s for a lock; open transactions: {holders}"
+        ) from exc
 
 
 class World:
