@@ -425,6 +425,8 @@ class MessageCommitter:
                     sent_at=row["sent_at"],
                     kind=row["kind"],
                     client_msg_id=row["client_msg_id"],
+                    level=row["level"],
+                    signals=None if row["signals"] is None else tuple(row["signals"]),
                 ),
             )
             for row in plan.rows

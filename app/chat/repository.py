@@ -113,6 +113,10 @@ class MessageView:
     sent_at: datetime
     kind: str | None
     client_msg_id: str | None
+    # Triage, for staff frames only (the visitor's frames never carry it). Set by the committer
+    # on what it keeps in memory; None where a reader did not load it.
+    level: int | None = None
+    signals: tuple[str, ...] | None = None
 
 
 SESSION_COLUMNS = (

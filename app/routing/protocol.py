@@ -204,7 +204,17 @@ class LetGo:
 
 @dataclass(frozen=True, slots=True)
 class Flush:
-    """Send what is new in this held session, in seq order."""
+    """Send what is new in this held session, in seq order; ``upto``: the seq a message hint
+    announced (None: a resync, look for whatever is new)."""
+
+    session_id: uuid.UUID
+    upto: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldChanged:
+    """A mute of this session, or its urgency, changed: what a mute withholds from this viewer
+    has to be read again."""
 
     session_id: uuid.UUID
 
@@ -217,7 +227,7 @@ class DeliverWhisper:
     whisper_id: int
 
 
-LinkCommand = Snapshot | Hold | LetGo | Flush | DeliverWhisper
+LinkCommand = Snapshot | Hold | LetGo | Flush | ShieldChanged | DeliverWhisper
 
 
 def personal_event(payload: Mapping[str, Any]) -> list[Action]:
@@ -252,14 +262,14 @@ def session_event(session_id: uuid.UUID, payload: Mapping[str, Any]) -> list[Act
         update = frames.SessionOut(
             session_id=sid, urgency=Level(urgency).name, urgency_value=urgency
         )
-        return [Send(update.dump())]
+        return [Call(ShieldChanged(session_id)), Send(update.dump())]
     if kind == "mute":
         until = payload.get("until")
         muted = isinstance(until, str)
         update = frames.SessionOut(
             session_id=sid, muted=muted, muted_until=until if muted else None
         )
-        return [Send(update.dump())]
+        return [Call(ShieldChanged(session_id)), Send(update.dump())]
     if kind == "consent":
         answer = {k: payload.get(k) for k in ("transcript", "contact")}
         if all(isinstance(v, bool) for v in answer.values()):
@@ -276,7 +286,10 @@ def session_event(session_id: uuid.UUID, payload: Mapping[str, Any]) -> list[Act
             return [Send(frames.TypingOut(session_id=sid).dump())]
         return []
     # Anything else (a message hint, a resync) means: read what is new, in seq order.
-    return [Call(Flush(session_id))]
+    seq = payload.get("seq")
+    if kind == "message" and isinstance(seq, int) and not isinstance(seq, bool):
+        return [Call(Flush(session_id, upto=seq))]
+    return [Call(ShieldChanged(session_id)), Call(Flush(session_id))]
 
 
 def alert_event(payload: Mapping[str, Any], *, queue_channel: bool) -> list[Action]:

@@ -13,7 +13,14 @@ from app.chat import frames as visitor_frames
 from app.chat.protocol import VisitorProtocol
 from app.core.wsloop import Call, Send, TextIn
 from app.routing import frames
-from app.routing.protocol import DeliverWhisper, Flush, Handle, VolunteerProtocol, session_event
+from app.routing.protocol import (
+    DeliverWhisper,
+    Flush,
+    Handle,
+    ShieldChanged,
+    VolunteerProtocol,
+    session_event,
+)
 
 SID = uuid.UUID("00000000-0000-4000-8000-000000000002")
 
@@ -91,10 +98,17 @@ def test_whisper_hint_becomes_a_load_by_id_and_bad_hints_nothing() -> None:
     assert call.command == DeliverWhisper(SID, 9)
     assert session_event(SID, {"kind": "whisper", "whisper_id": "9"}) == []
     assert session_event(SID, {"kind": "whisper", "whisper_id": True}) == []
-    # Other payloads still mean "read what is new".
-    [flush] = session_event(SID, {"kind": "message", "seq": 3})
-    assert isinstance(flush, Call)
-    assert isinstance(flush.command, Flush)
+    # A message hint means "deliver up to its seq"; anything else (a resync) means "read what
+    # is new", after forgetting what the link knew a mute withholds (it may have missed a change).
+    assert session_event(SID, {"kind": "message", "seq": 3}) == [Call(Flush(SID, upto=3))]
+    assert session_event(SID, {"kind": "message", "seq": True}) == [
+        Call(ShieldChanged(SID)),
+        Call(Flush(SID)),
+    ]
+    assert session_event(SID, {"kind": "resync"}) == [Call(ShieldChanged(SID)), Call(Flush(SID))]
+    forget, update = session_event(SID, {"kind": "urgency", "urgency": 3, "previous": 1})
+    assert forget == Call(ShieldChanged(SID))  # a mute withholds nothing in a high+ chat
+    assert isinstance(update, Send)
 
 
 def test_server_frames_keep_their_wire_shape() -> None:
@@ -130,7 +144,9 @@ def test_the_visitor_protocol_ignores_whispers() -> None:
 
 def test_mute_hints_become_session_updates() -> None:
     until = "2026-12-01T12:10:00+00:00"
-    [started] = session_event(SID, {"kind": "mute", "mute_id": "m", "until": until})
+    # First the link forgets what it knew a mute withholds, then the dashboard hears of it.
+    forget, started = session_event(SID, {"kind": "mute", "mute_id": "m", "until": until})
+    assert forget == Call(ShieldChanged(SID))
     assert isinstance(started, Send)
     assert json.loads(started.text) == {
         "type": "session",
@@ -138,7 +154,8 @@ def test_mute_hints_become_session_updates() -> None:
         "muted": True,
         "muted_until": until,
     }
-    [ended] = session_event(SID, {"kind": "mute", "mute_id": "m", "until": None})
+    forget, ended = session_event(SID, {"kind": "mute", "mute_id": "m", "until": None})
+    assert forget == Call(ShieldChanged(SID))
     assert isinstance(ended, Send)
     assert json.loads(ended.text) == {"type": "session", "session_id": str(SID), "muted": False}
 

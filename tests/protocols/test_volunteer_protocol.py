@@ -17,6 +17,7 @@ from app.routing.protocol import (
     Handoff,
     Hold,
     LetGo,
+    ShieldChanged,
     Snapshot,
     State,
     VolunteerProtocol,
@@ -225,8 +226,11 @@ def test_session_payloads_become_updates_typing_or_a_flush() -> None:
         {"type": "typing", "session_id": str(SID)}
     ]
     assert session_event(SID, {"kind": "typing", "sender": "volunteer"}) == []
-    assert session_event(SID, {"kind": "message", "seq": 3}) == [Call(Flush(SID))]
-    assert session_event(SID, {"kind": "resync"}) == [Call(Flush(SID))]
+    assert session_event(SID, {"kind": "message", "seq": 3}) == [Call(Flush(SID, upto=3))]
+    assert session_event(SID, {"kind": "resync"}) == [
+        Call(ShieldChanged(SID)),
+        Call(Flush(SID)),
+    ]
 
 
 def test_supervisors_hear_rises_to_high_and_the_supervisors_channel() -> None:
