@@ -291,29 +291,29 @@ async def chat_paced(
     await asyncio.gather(*(run(i) for i in range(len(clients))))
     ack.elapsed_s = time.perf_counter() - started
     await asyncio.sleep(0.5)
-    delivery = Result(elapsed_s=ack.elapsed_s)
-    missing = 0
-    for cid, (i, due) in sent_at.items():
-        arrived = observers[i].arrived.get(cid)
-        if arrived is None:
-            missing += 1
-        else:
-            delivery.latencies_ms.append((arrived - due) * 1000)
-    if missing:
-        print(f"!! {missing} messages never reached the observing socket", file=sys.stderr)
+
+    def arrivals(where: str, arrived: Callable[[int, str], float | None]) -> Result:
+        """Each message's time from its scheduled send to its arrival ``where``."""
+        result = Result(elapsed_s=ack.elapsed_s)
+        for cid, (i, due) in sent_at.items():
+            at = arrived(i, cid)
+            if at is not None:
+                result.latencies_ms.append((at - due) * 1000)
+        if missing := len(sent_at) - len(result.latencies_ms):
+            print(f"!! {missing} messages never reached {where}", file=sys.stderr)
+        return result
+
+    delivery = arrivals("the observing socket", lambda i, cid: observers[i].arrived.get(cid))
     to_counselor = Result(elapsed_s=ack.elapsed_s)
     if counselors:
+        # The volunteer's frames carry no client_msg_id: matched by session and acked seq.
         on_volunteers = {k: v for c in counselors for k, v in c.arrived.items()}
-        unseen = 0
-        for cid, (i, due) in sent_at.items():
+
+        def on_volunteer(i: int, cid: str) -> float | None:
             seq = clients[i].seqs.get(cid)
-            at = None if seq is None else on_volunteers.get((clients[i].session_id, seq))
-            if at is None:
-                unseen += 1
-            else:
-                to_counselor.latencies_ms.append((at - due) * 1000)
-        if unseen:
-            print(f"!! {unseen} messages never reached the volunteer's socket", file=sys.stderr)
+            return None if seq is None else on_volunteers.get((clients[i].session_id, seq))
+
+        to_counselor = arrivals("the volunteer's socket", on_volunteer)
     for observer in observers:
         observer.task.cancel()
         await observer.ws.close()

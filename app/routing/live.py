@@ -86,6 +86,7 @@ class Shown(Protocol):
 
 # What a mute withholds from one viewer: the session's active mute (None: none) and urgency.
 ShieldState = tuple[ActiveMute | None, int]
+_NOTHING_WITHHELD: ShieldState = (None, 0)  # no mute (and a supervisor's view: never any)
 
 
 def message_frame(
@@ -420,9 +421,10 @@ class VolunteerLink:
                     return
                 known = self._known_shield(session_id)
                 if known is not None:
+                    withholds = self._withholds(known)
                     first = self._delivered[session_id] + 1
                     for view in await self.committer.recent.read(session_id, first, upto):
-                        await self._deliver(session_id, view, known)
+                        await self._deliver(session_id, view, withholds)
                     if self._delivered.get(session_id, upto) >= upto:
                         return
             after = self._delivered[session_id]
@@ -442,8 +444,9 @@ class VolunteerLink:
                         ).all()
                     )
                 shield = await self._shield(db, session_id)
+            withholds = self._withholds(shield)
             for message in messages:
-                await self._deliver(session_id, message, self._withholds(shield))
+                await self._deliver(session_id, message, withholds)
 
     async def _deliver(
         self, session_id: uuid.UUID, message: Shown, withholds: Callable[[Shown], bool]
@@ -452,19 +455,18 @@ class VolunteerLink:
             await self.send(message_frame(session_id, message, muted=withholds(message)))
             self._delivered[session_id] = message.seq
 
-    def _known_shield(self, session_id: uuid.UUID) -> Callable[[Shown], bool] | None:
+    def _known_shield(self, session_id: uuid.UUID) -> ShieldState | None:
         """What a mute withholds from this viewer, if known without reading it (None: read)."""
         if self.principal.is_supervisor:
-            return self._withholds((None, 0))
-        state = self._shields.get(session_id)
-        return None if state is None else self._withholds(state)
+            return _NOTHING_WITHHELD
+        return self._shields.get(session_id)
 
     async def _shield(self, db: AsyncSession, session_id: uuid.UUID) -> ShieldState:
         """What a mute of this session withholds from this viewer (never a supervisor's view,
         never a high+ message: app/domain/mute.py), read now and remembered for the next
         messages until the session's mute or urgency changes."""
         if self.principal.is_supervisor:
-            return (None, 0)
+            return _NOTHING_WITHHELD
         mute = await mutes.active_mute(db, session_id, utcnow())
         urgency = 0
         if mute is not None:

@@ -1,16 +1,12 @@
 // A visitor refused for now (too many new chats from one address): the page stays calm and
 // connects by itself after the server's retry_after_s. Run by tests/browser/test_pages.py
 // against a server allowing one new session at a time.
-import { done, launch, newPage } from "./lib.mjs";
+import { checker, newPage, scenario } from "./lib.mjs";
 
 const result = { checks: [] };
-const check = (name, ok, detail = null) => {
-  result.checks.push({ name, ok: Boolean(ok), detail });
-  if (!ok) throw new Error(`check failed: ${name} ${detail === null ? "" : JSON.stringify(detail)}`);
-};
+const check = checker(result);
 
-const browser = await launch();
-try {
+await scenario(result, async (browser) => {
   const phone = { viewport: { width: 390, height: 844 }, isMobile: true };
   const first = await newPage(browser, phone);
   await first.goto("/chat");
@@ -29,12 +25,4 @@ try {
   await second.fill("#compose-text", "hello");
   await second.press("#compose-text", "Enter");
   await second.waitForSelector("#transcript li[data-seq='1']");
-  result.ok = true;
-} catch (err) {
-  result.ok = false;
-  result.error = String(err && err.stack ? err.stack : err);
-} finally {
-  done(result);
-  await browser.close();
-}
-process.exit(result.ok ? 0 : 1);
+});

@@ -1,16 +1,12 @@
 // The visitor page on its own, on a phone: weight, safety contacts, keyboard use, reflow at
 // 320 CSS px (what 200 % zoom gives on a 640 px window), erasure; and the dashboard refusing
 // a bad token. Run by tests/browser/test_pages.py; one JSON result line.
-import { BASE, ask, axe, done, launch, newPage, tabTo, until } from "./lib.mjs";
+import { BASE, ask, axe, checker, newPage, scenario, tabTo, until } from "./lib.mjs";
 
 const result = { axe: [], checks: [] };
-const check = (name, ok, detail = null) => {
-  result.checks.push({ name, ok: Boolean(ok), detail });
-  if (!ok) throw new Error(`check failed: ${name} ${detail === null ? "" : JSON.stringify(detail)}`);
-};
+const check = checker(result);
 
-const browser = await launch();
-try {
+await scenario(result, async (browser) => {
   const phone = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "en-US" };
   const page = await newPage(browser, phone);
   const bytes = {};
@@ -101,12 +97,4 @@ try {
   result.problems = [...page.problems, ...dash.problems].filter((p) => !/WebSocket connection|Failed to load resource/.test(p));
   check("no script errors", result.problems.length === 0, result.problems);
   check("axe: no serious or critical violations", result.axe.every((a) => a.serious === 0), result.axe);
-  result.ok = true;
-} catch (err) {
-  result.ok = false;
-  result.error = String(err && err.stack ? err.stack : err);
-} finally {
-  done(result);
-  await browser.close();
-}
-process.exit(result.ok ? 0 : 1);
+});

@@ -201,8 +201,14 @@ async def test_a_publish_outside_a_transaction_gives_up_instead_of_waiting_for_t
     try:
         async with engine.connect() as held:  # the pool's only connection
             await held.execute(text("SELECT 1"))
-            with pytest.raises(TimeoutError):
-                await asyncio.wait_for(bus.publish("typing", {"n": 1}), 10)
+            # The bus's own bound must end it (0.3 s), long before the pool's 60 s: a bare
+            # wait_for here would raise TimeoutError either way and prove nothing.
+            publishing = asyncio.ensure_future(bus.publish("typing", {"n": 1}))
+            done, _ = await asyncio.wait({publishing}, timeout=10)
+            if not done:
+                publishing.cancel()
+            assert publishing in done, "the publish was still waiting for the pool after 10 s"
+            assert isinstance(publishing.exception(), TimeoutError)
         listener = bus.subscribe("typing")
         await bus.publish("typing", {"n": 2})  # the pool is free again: published as before
         assert await next_payload(listener) == {"n": 2}

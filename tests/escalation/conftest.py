@@ -15,10 +15,9 @@ from app.chat.models import ChatSession
 from app.core.db import create_sessionmaker, transaction
 from app.escalation.models import OPEN_HANDOFF_STATUSES, Handoff
 from app.routing.accounts import IssuedAccount, create_volunteer
-from app.routing.assignments import LIVE_STATUSES
-from app.routing.models import Assignment, Volunteer
 from tests.conftest import LiveServer, free_port
 from tests.escalation.partner_server import PartnerServer
+from tests.routing.conftest import end_live_work
 
 # The triage engine rates this `imminent` (`beacon triage "..."`): the end-to-end tests run the
 # default policy (`escalate_high` off) with only the imminent deadline shortened, and assert the
@@ -72,15 +71,7 @@ async def clean_slate(engine: AsyncEngine) -> None:
             .where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
             .values(status="cancelled", notice_due=None)
         )
-        await db.execute(
-            update(Assignment)
-            .where(Assignment.status.in_(("offered", "active")))
-            .values(status="closed", end_reason="test_cleanup")
-        )
-        await db.execute(
-            update(ChatSession).where(ChatSession.status.in_(LIVE_STATUSES)).values(status="closed")
-        )
-        await db.execute(update(Volunteer).values(load=0, presence="offline"))
+        await end_live_work(db)
 
 
 async def supervisor(server: LiveServer) -> IssuedAccount:
