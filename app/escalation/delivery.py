@@ -18,12 +18,17 @@ from app.escalation.signing import signed_headers
 USER_AGENT = "Beacon-Handoff/1"
 
 
+# Jitter needs no reproducible stream, and must not move the process-wide generator that other
+# code watches (hypothesis, in the tests, fails a run whose global `random` moved under it).
+_JITTER = random.SystemRandom()
+
+
 def backoff_s(
     attempt: int,
     *,
     base_s: float,
     cap_s: float,
-    rand: Callable[[float, float], float] = random.uniform,
+    rand: Callable[[float, float], float] = _JITTER.uniform,
 ) -> float:
     """Exponential backoff with jitter ("equal jitter"): the n-th retry waits between half and
     all of ``min(cap, base * 2**(n-1))``, so retries from many handoffs spread out but never

@@ -140,7 +140,8 @@ class RetentionWorker(PeriodicWorker):
 
     def first_delay_s(self) -> float:
         # Instances started together do not all purge at the same moment.
-        return random.uniform(0, min(self.interval_s, _FIRST_RUN_SPREAD_S))
+        # SystemRandom leaves the process-wide generator alone (app/escalation/delivery.py).
+        return random.SystemRandom().uniform(0, min(self.interval_s, _FIRST_RUN_SPREAD_S))
 
     async def tick(self) -> None:
         await self.run_once()
