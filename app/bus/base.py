@@ -15,6 +15,7 @@ import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -34,6 +35,15 @@ DEFAULT_SUBSCRIBER_BACKLOG: Final = 1000
 _PENDING_KEY: Final = "beacon.bus.pending"
 _LISTENING_KEY: Final = "beacon.bus.listening"
 _COMMITTING_KEY: Final = "beacon.bus.committing"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """What a transaction must itself send for other processes to hear its events:
+    ``pg_notify(channel, payload)`` for each payload, in order (see :meth:`Bus.stage`)."""
+
+    channel: str
+    payloads: list[str]
 
 
 def encode_payload(payload: Payload | list[Any]) -> str:
@@ -236,6 +246,13 @@ class Bus(ABC):
     ) -> None:
         """Publish in order. With ``db``, the events belong to that transaction: they are
         delivered only if (and once) it commits, and dropped if it rolls back."""
+
+    @abstractmethod
+    def stage(self, events: Sequence[Event], db: AsyncSession) -> Notification | None:
+        """``publish_many(events, db=db)`` without its round trip: the events are delivered
+        in this process when ``db`` commits, and what other processes must be notified of is
+        returned for the caller to send in a statement of that transaction it sends anyway
+        (the group commit folds it into its INSERT). None: nothing to send (one process)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 

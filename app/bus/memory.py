@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bus.base import Bus, Event, encode_payload
+from app.bus.base import Bus, Event, Notification, encode_payload
 
 
 class InProcessBus(Bus):
@@ -15,9 +15,18 @@ class InProcessBus(Bus):
     async def publish_many(
         self, events: Sequence[Event], *, db: AsyncSession | None = None
     ) -> None:
-        for _, payload in events:
-            encode_payload(payload)  # the same size rule as Postgres, so nothing works only here
         if db is None:
+            self._check(events)
             self._deliver(events)
             return
+        self.stage(events, db)
+
+    def stage(self, events: Sequence[Event], db: AsyncSession) -> Notification | None:
+        self._check(events)
         self._deliver_on_commit(db, events)
+        return None
+
+    @staticmethod
+    def _check(events: Sequence[Event]) -> None:
+        for _, payload in events:
+            encode_payload(payload)  # the same size rule as Postgres, so nothing works only here

@@ -34,7 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.bus.base import MAX_PAYLOAD_BYTES, Bus, Event, encode_payload
+from app.bus.base import MAX_PAYLOAD_BYTES, Bus, Event, Notification, encode_payload
 
 log = structlog.get_logger(__name__)
 
@@ -190,16 +190,21 @@ class PostgresBus(Bus):
 
     # -- publishing --------------------------------------------------------------------------
 
+    def stage(self, events: Sequence[Event], db: AsyncSession) -> Notification:
+        notification = Notification(self._pg_channel, _pack(events, self._origin))
+        self._deliver_on_commit(db, events)
+        return notification
+
     async def publish_many(
         self, events: Sequence[Event], *, db: AsyncSession | None = None
     ) -> None:
         if not events:
             return
-        params = {"channel": self._pg_channel, "payloads": _pack(events, self._origin)}
         if db is not None:
-            await db.execute(_NOTIFY, params)
-            self._deliver_on_commit(db, events)
+            note = self.stage(events, db)
+            await db.execute(_NOTIFY, {"channel": note.channel, "payloads": note.payloads})
             return
+        params = {"channel": self._pg_channel, "payloads": _pack(events, self._origin)}
         # Outside a transaction nobody else bounds this: a pool with no free connection, or a
         # server that is away, would hold the caller (a visitor's frame handler, for a typing
         # hint) for the pool's and the driver's own timeouts, 30 s each. Such a publish is

@@ -65,6 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit.service import record_event
 from app.bus import Bus
+from app.bus.base import Notification
 from app.chat import commit_plan
 from app.chat.commit_plan import Existing, NewMessage, Outcome, SessionState, StoredMessage
 from app.chat.errors import StoreUnavailable
@@ -82,14 +83,12 @@ log = structlog.get_logger(__name__)
 SENDERS: Final = ("visitor", "volunteer", "system")
 _ATTEMPTS: Final = 3
 
-_PG_WRITE_SEQS = text(
-    "UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS v(id, last_seq)"
-    " WHERE s.id = v.id"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-# The hot INSERT on Postgres: one fixed statement over column arrays, so it is parsed and
-# planned once per connection whatever the batch size (a multi-row VALUES list would be a new
-# statement for every batch size). Keep in step with app/chat/models.py.
+# The hot path on Postgres is ONE statement after the lock: the INSERT, the sessions' new
+# last_seq and the bus NOTIFY ride together as CTEs (each was a round trip of its own, and the
+# event loop's turn around it). Fixed statement texts over column arrays, so each is parsed and
+# planned once per connection whatever the batch size (a VALUES list would be a new statement
+# for every batch size). Data-modifying CTEs always run to completion; the NOTIFY one runs
+# because the final SELECT reads it. Keep in step with app/chat/models.py.
 _PG_INSERT_COLUMNS = (
     "session_id",
     "seq",
@@ -103,24 +102,45 @@ _PG_INSERT_COLUMNS = (
     "model_version",
     "triage_ms",
 )
-_PG_INSERT = text(
-    """
-    INSERT INTO messages (sent_at, session_id, seq, sender, sender_id, kind, client_msg_id, text,
-                          level, score, signals, model_version, triage_ms)
-    SELECT :sent_at, m.session_id, m.seq, m.sender, m.sender_id, m.kind, m.client_msg_id, m.text,
-           m.level, m.score, CAST(m.signals AS jsonb), m.model_version, m.triage_ms
-    FROM unnest(
-        CAST(:a_session_id AS uuid[]), CAST(:a_seq AS integer[]), CAST(:a_sender AS varchar[]),
-        CAST(:a_sender_id AS varchar[]), CAST(:a_kind AS varchar[]),
-        CAST(:a_client_msg_id AS varchar[]), CAST(:a_text AS text[]),
-        CAST(:a_level AS smallint[]), CAST(:a_score AS float8[]), CAST(:a_signals AS text[]),
-        CAST(:a_model_version AS varchar[]), CAST(:a_triage_ms AS float8[])
-    ) AS m(session_id, seq, sender, sender_id, kind, client_msg_id, text,
-           level, score, signals, model_version, triage_ms)
-    ON CONFLICT (session_id, sender, client_msg_id) DO NOTHING
-    RETURNING seq
-    """
-).bindparams(bindparam("sent_at", type_=UTCDateTime()))
+_PG_INSERTED = """
+    inserted AS (
+        INSERT INTO messages (sent_at, session_id, seq, sender, sender_id, kind, client_msg_id,
+                              text, level, score, signals, model_version, triage_ms)
+        SELECT :sent_at, m.session_id, m.seq, m.sender, m.sender_id, m.kind, m.client_msg_id,
+               m.text, m.level, m.score, CAST(m.signals AS jsonb), m.model_version, m.triage_ms
+        FROM unnest(
+            CAST(:a_session_id AS uuid[]), CAST(:a_seq AS integer[]),
+            CAST(:a_sender AS varchar[]), CAST(:a_sender_id AS varchar[]),
+            CAST(:a_kind AS varchar[]), CAST(:a_client_msg_id AS varchar[]),
+            CAST(:a_text AS text[]), CAST(:a_level AS smallint[]), CAST(:a_score AS float8[]),
+            CAST(:a_signals AS text[]), CAST(:a_model_version AS varchar[]),
+            CAST(:a_triage_ms AS float8[])
+        ) AS m(session_id, seq, sender, sender_id, kind, client_msg_id, text,
+               level, score, signals, model_version, triage_ms)
+        ON CONFLICT (session_id, sender, client_msg_id) DO NOTHING
+        RETURNING seq
+    ),
+    moved AS (
+        UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS v(id, last_seq)
+        WHERE s.id = v.id
+    )"""
+_PG_NOTIFIED = """,
+    notified AS (
+        SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)
+    )"""
+
+
+def _pg_store(notify: bool) -> Any:
+    notified = "(SELECT count(*) FROM notified)" if notify else "0"
+    return text(  # built from this module's constants only: no input reaches the text
+        f"WITH {_PG_INSERTED}{_PG_NOTIFIED if notify else ''}\n"  # noqa: S608
+        f"SELECT (SELECT count(*) FROM inserted) AS stored, {notified} AS notified"
+    ).bindparams(bindparam("sent_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+
+
+_PG_STORE = _pg_store(notify=False)
+_PG_STORE_AND_NOTIFY = _pg_store(notify=True)
 _MESSAGES = cast(Table, Message.__table__)
 _SESSIONS = cast(Table, ChatSession.__table__)
 
@@ -147,6 +167,9 @@ class _Batch:
     views: list[tuple[uuid.UUID, MessageView]]
     # Per session: the last_seq the texts are current for, and the recent visitor texts.
     contexts: dict[uuid.UUID, tuple[int, list[str]]]
+    # Per session that got only volunteer or system messages: its last_seq before and after.
+    # Its visitor texts did not change, so what the cache holds stays current.
+    carried: dict[uuid.UUID, tuple[int, int]]
 
 
 class _ResendInBatch(Exception):
@@ -175,6 +198,15 @@ class _ContextCache:
             self._entries.move_to_end(session_id)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+    def carry(self, moves: dict[uuid.UUID, tuple[int, int]]) -> None:
+        """Keep an entry current across messages that are not the visitor's (a volunteer's
+        reply, a system notice): without this, the visitor's next message after every reply
+        re-read its context from the database."""
+        for session_id, (before, after) in moves.items():
+            entry = self._entries.get(session_id)
+            if entry is not None and entry[0] == before:
+                self._entries[session_id] = (after, entry[1])
 
     def forget(self, session_id: uuid.UUID) -> None:
         self._entries.pop(session_id, None)
@@ -360,6 +392,7 @@ class MessageCommitter:
     def _remember(self, stored: _Batch, staged: Staged) -> None:
         """Only committed batches may teach the caches anything."""
         self._contexts_cache.update(stored.contexts)
+        self._contexts_cache.carry(stored.carried)
         self.recent.settle(staged, committed=True)
 
     @staticmethod
@@ -382,6 +415,7 @@ class MessageCommitter:
         now = utcnow()
         messages = [p.message for p in batch]
         states = await self._lock_sessions(db, sorted({m.session_id for m in messages}))
+        locked_seqs = {session_id: state.last_seq for session_id, state in states.items()}
         sorting = commit_plan.sort(messages, states, terminal=TERMINAL_STATUSES)
         # Resends of messages committed earlier (by us, by a dead process, by another instance).
         # Looked up only when the fast path (ON CONFLICT in _insert) found one: resends are rare,
@@ -407,9 +441,9 @@ class MessageCommitter:
                 details=audit.details,
             )
         if plan.rows:
-            await self._insert(db, plan.rows)
+            notification = self._bus.stage(plan.events, db)
+            await self._insert(db, plan.rows, states, plan.changed, now, notification)
             await self._write_back(db, states, plan.changed, now)
-            await self._bus.publish_many(plan.events, db=db)
         if route and plan.routable and self._route is not None:
             try:
                 await self._route(db, sorted(plan.routable))
@@ -431,12 +465,33 @@ class MessageCommitter:
             )
             for row in plan.rows
         ]
-        return _Batch(outcomes=plan.outcomes, views=views, contexts=plan.contexts(states))
+        carried = {
+            session_id: (locked_seqs[session_id], states[session_id].last_seq)
+            for session_id in plan.changed
+            if states[session_id].context is None
+        }
+        return _Batch(
+            outcomes=plan.outcomes,
+            views=views,
+            contexts=plan.contexts(states),
+            carried=carried,
+        )
 
-    async def _insert(self, db: AsyncSession, rows: list[dict[str, Any]]) -> None:
-        """One multi-row INSERT. A ``client_msg_id`` already stored for that session and sender
-        is skipped by ON CONFLICT instead of failing; if that happens the transaction is rolled
-        back and the batch rerun with the explicit duplicate check (its seqs would have a gap)."""
+    async def _insert(
+        self,
+        db: AsyncSession,
+        rows: list[dict[str, Any]],
+        states: dict[uuid.UUID, SessionState],
+        changed: set[uuid.UUID],
+        now: datetime,
+        notification: Notification | None,
+    ) -> None:
+        """The rows, the sessions' new ``last_seq`` and the bus notification: one statement on
+        Postgres. A ``client_msg_id`` already stored for that session and sender is skipped by
+        ON CONFLICT instead of failing; if that happens the transaction is rolled back and the
+        batch rerun with the explicit duplicate check (its seqs would have a gap)."""
+        ordered = sorted(changed)
+        seqs = [states[session_id].last_seq for session_id in ordered]
         if db.get_bind().dialect.name == "postgresql":
             params: dict[str, Any] = {
                 "sent_at": rows[0]["sent_at"],
@@ -444,17 +499,33 @@ class MessageCommitter:
                 "a_signals": [
                     None if row["signals"] is None else json.dumps(row["signals"]) for row in rows
                 ],
+                "ids": ordered,
+                "seqs": seqs,
+                "now": now,
             }
-            inserted = (await db.execute(_PG_INSERT, params)).all()
+            statement = _PG_STORE
+            if notification is not None:
+                statement = _PG_STORE_AND_NOTIFY
+                params["channel"] = notification.channel
+                params["payloads"] = notification.payloads
+            stored = (await db.execute(statement, params)).one().stored
         else:
+            if notification is not None:
+                raise RuntimeError("a bus that notifies through Postgres needs Postgres")
             table = _MESSAGES
             stmt = (
                 sqlite_insert(table)
                 .on_conflict_do_nothing(index_elements=["session_id", "sender", "client_msg_id"])
                 .returning(table.c.seq)
             )
-            inserted = (await db.execute(stmt, rows)).all()
-        if len(inserted) != len(rows):
+            stored = len((await db.execute(stmt, rows)).all())
+            await db.execute(
+                update(_SESSIONS)
+                .where(_SESSIONS.c.id == bindparam("b_id"))
+                .values(last_seq=bindparam("b_last_seq"), updated_at=now),
+                [{"b_id": sid, "b_last_seq": seq} for sid, seq in zip(ordered, seqs, strict=True)],
+            )
+        if stored != len(rows):
             raise _ResendInBatch
 
     async def _write_back(
@@ -464,26 +535,10 @@ class MessageCommitter:
         changed: set[uuid.UUID],
         now: datetime,
     ) -> None:
+        """What changes rarely (``last_seq`` went with the INSERT): urgency or signals that
+        moved, and the visitor's first message (the wait starts then)."""
         table = _SESSIONS
         ordered = sorted(changed)
-        if db.get_bind().dialect.name == "postgresql":
-            # One fixed statement whatever the batch size (arrays, not a VALUES list), so it is
-            # compiled once and sent in one round trip.
-            await db.execute(
-                _PG_WRITE_SEQS,
-                {
-                    "ids": ordered,
-                    "seqs": [states[session_id].last_seq for session_id in ordered],
-                    "now": now,
-                },
-            )
-        else:
-            await db.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"))
-                .values(last_seq=bindparam("b_last_seq"), updated_at=now),
-                [{"b_id": sid, "b_last_seq": states[sid].last_seq} for sid in ordered],
-            )
         for session_id in ordered:
             state = states[session_id]
             if state.dirty:  # urgency or signals changed: rare, one statement each

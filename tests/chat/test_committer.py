@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.audit.models import Event
-from app.bus import InProcessBus, session_channel
+from app.bus import Bus, InProcessBus, PostgresBus, session_channel
 from app.chat.committer import MessageCommitter, NewMessage, Triage
 from app.chat.errors import SessionClosed, SessionNotFound
 from app.chat.models import ChatSession, Message
@@ -31,11 +32,13 @@ async def committer_factory(
 ) -> AsyncIterator[Factory]:
     made: list[tuple[MessageCommitter, AsyncEngine]] = []
 
-    async def make(triage: Triage = assess_many, **kwargs: Any) -> MessageCommitter:
+    async def make(
+        triage: Triage = assess_many, bus: Bus | None = None, **kwargs: Any
+    ) -> MessageCommitter:
         # Each committer gets its own engine: as separate as two server processes.
         engine = create_engine(database_url, pool_size=3)
         committer = MessageCommitter(
-            create_sessionmaker(engine), InProcessBus(), Metrics(), triage=triage, **kwargs
+            create_sessionmaker(engine), bus or InProcessBus(), Metrics(), triage=triage, **kwargs
         )
         await committer.start()
         made.append((committer, engine))
@@ -58,6 +61,27 @@ async def new_session(sessionmaker: async_sessionmaker[AsyncSession]) -> uuid.UU
             db, InProcessBus(), locale="en", channel=None, token_ttl_s=3600
         )
     return view.id
+
+
+@contextlib.contextmanager
+def statements_of(committer: MessageCommitter) -> Iterator[list[str]]:
+    """Every statement the committer's own engine sends meanwhile (BEGIN and COMMIT are
+    the driver's, not statements)."""
+    engine = committer._sessionmaker.kw["bind"].sync_engine
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def calm(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+    return [TriageResult(level=Level.none, score=0.0, signals=(), model_version="t") for _ in items]
 
 
 async def seqs(engine: AsyncEngine, session_id: uuid.UUID) -> list[tuple[int, str | None]]:
@@ -347,3 +371,73 @@ async def test_a_failing_offer_in_the_commit_never_costs_a_message(
     )
     assert await seqs(engine, session_id) == [(1, "a"), (2, "b")]
     assert calls == [[session_id]]
+
+
+async def test_after_the_lock_a_batch_is_one_statement_and_other_instances_still_hear_it(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    database_url: str,
+) -> None:
+    """The rows, the sessions' last_seq and the bus NOTIFY go in one statement: a batch is
+    the lock and that statement (they were four round trips), and another instance still
+    hears every message over LISTEN/NOTIFY, in order, once."""
+    channel = f"beacon_test_{uuid.uuid4().hex[:8]}"
+    ours, theirs = (
+        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel)
+        for _ in range(2)
+    )
+    await ours.start()
+    await theirs.start()
+    try:
+        committer: MessageCommitter = await committer_factory(triage=calm, bus=ours)
+        sessions = [await new_session(sessionmaker) for _ in range(4)]
+        for session_id in sessions:  # first messages: the queue and the context cache
+            await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="hi"))
+        heard = theirs.subscribe(session_channel(sessions[0]))
+        with statements_of(committer) as sent:
+            stored = await asyncio.gather(
+                *(
+                    committer.submit(NewMessage(session_id=s, sender=sender, text="still here"))
+                    for s in sessions
+                    for sender in ("visitor", "volunteer")
+                )
+            )
+        locks = [q for q in sent if "FOR UPDATE" in q]
+        assert locks
+        assert len(sent) == 2 * len(locks), sent
+        assert all("pg_notify" in q and "INSERT INTO messages" in q for q in sent if q not in locks)
+        payloads = [await asyncio.wait_for(heard.get(), 5) for _ in range(2)]
+        assert [(p["kind"], p["seq"]) for p in payloads] == [("message", 2), ("message", 3)]
+        async with engine.connect() as conn:
+            last = await conn.scalars(
+                select(ChatSession.last_seq).where(ChatSession.id.in_(sessions))
+            )
+            assert set(last) == {3}
+        assert sorted(r.seq for r in stored if r.session_id == sessions[0]) == [2, 3]
+    finally:
+        await ours.stop()
+        await theirs.stop()
+
+
+async def test_a_reply_leaves_the_visitors_context_cached(
+    committer_factory: Factory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """A volunteer's reply moves last_seq but not the visitor's texts: the next visitor
+    message is triaged with the same context, without reading it from the database again
+    (it used to, after every reply)."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def recording(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        calls.extend((text, tuple(context)) for text, context in items)
+        return calm(items)
+
+    committer: MessageCommitter = await committer_factory(triage=recording, context_size=3)
+    session_id = await new_session(sessionmaker)
+    await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="one"))
+    with statements_of(committer) as sent:
+        await committer.submit(NewMessage(session_id=session_id, sender="volunteer", text="vol"))
+        await committer.submit(NewMessage(session_id=session_id, sender="system", text="note"))
+        await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="two"))
+    assert not [q for q in sent if "row_number" in q]
+    assert calls == [("one", ()), ("two", ("one",))]
