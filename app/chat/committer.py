@@ -536,32 +536,27 @@ class MessageCommitter:
         now: datetime,
     ) -> None:
         """What changes rarely (``last_seq`` went with the INSERT): urgency or signals that
-        moved, and the visitor's first message (the wait starts then)."""
+        moved, and the visitor's first message (the wait starts then): one statement for each
+        session with either (a first message usually has both: it sets the first signals)."""
         table = _SESSIONS
-        ordered = sorted(changed)
-        for session_id in ordered:
+        for session_id in sorted(changed):
             state = states[session_id]
-            if state.dirty:  # urgency or signals changed: rare, one statement each
-                await db.execute(
-                    update(table)
-                    .where(table.c.id == session_id)
-                    .values(urgency=state.urgency, signals=state.signals)
-                )
-        joined = [session_id for session_id in ordered if states[session_id].joined]
-        if joined:
-            # Once per session. The wait starts now, not at the hello: sessions held open in
-            # silence must not age their way ahead of people who asked for help before them.
-            await db.execute(
-                update(table)
-                .where(table.c.id.in_(joined), table.c.visitor_spoke_at.is_(None))
-                .values(
+            values: dict[str, Any] = {}
+            if state.dirty:
+                values.update(urgency=state.urgency, signals=state.signals)
+            if state.joined:
+                # The row is locked and had no visitor_spoke_at (that is what `joined` means).
+                # The wait starts now, not at the hello: sessions held open in silence must not
+                # age their way ahead of people who asked for help before them.
+                values.update(
                     visitor_spoke_at=now,
                     waiting_since=case(
                         (table.c.status == "waiting", literal(now, UTCDateTime())),
                         else_=table.c.waiting_since,
                     ),
                 )
-            )
+            if values:
+                await db.execute(update(table).where(table.c.id == session_id).values(**values))
 
     async def _assess_batch(
         self, items: Sequence[tuple[int, str, tuple[str, ...]]]
@@ -668,6 +663,12 @@ class MessageCommitter:
         missing = set()
         for session_id in session_ids:
             state = states[session_id]
+            if not state.spoke:
+                # No visitor message yet (visitor_spoke_at is set by the commit of the first,
+                # and the row is locked): nothing to read. Every first message, the one that
+                # joins the queue and may be routed in this commit, used to query for nothing.
+                state.context = []
+                continue
             cached = self._contexts_cache.get(session_id, state.last_seq)
             if cached is None:
                 missing.add(session_id)

@@ -441,3 +441,43 @@ async def test_a_reply_leaves_the_visitors_context_cached(
         await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="two"))
     assert not [q for q in sent if "row_number" in q]
     assert calls == [("one", ()), ("two", ("one",))]
+
+
+async def test_a_first_message_reads_no_context_and_writes_its_session_once(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """The visitor's first message (the one that joins the queue, and may be offered in the
+    same commit) has no earlier visitor texts to read, and its session's first signals and the
+    start of its wait are one UPDATE (they were a context query and two UPDATEs)."""
+
+    def first_signals(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        return [
+            TriageResult(level=Level.low, score=0.2, signals=("lang:en",), model_version="t")
+            for _ in items
+        ]
+
+    committer: MessageCommitter = await committer_factory(triage=first_signals)
+    session_id = await new_session(sessionmaker)
+    with statements_of(committer) as sent:
+        stored = await committer.submit(
+            NewMessage(session_id=session_id, sender="visitor", text="hello")
+        )
+    assert stored.seq == 1
+    assert not [q for q in sent if "row_number" in q]
+    assert len([q for q in sent if q.lstrip().startswith("UPDATE chat_sessions")]) == 1
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    ChatSession.urgency,
+                    ChatSession.signals,
+                    ChatSession.visitor_spoke_at,
+                    ChatSession.waiting_since,
+                ).where(ChatSession.id == session_id)
+            )
+        ).one()
+    assert (row.urgency, row.signals) == (1, ["lang:en"])
+    assert row.visitor_spoke_at is not None
+    assert row.waiting_since == row.visitor_spoke_at  # the wait starts with the first message
