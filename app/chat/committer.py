@@ -55,7 +55,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -66,7 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit.service import record_event
 from app.bus import Bus
 from app.bus.base import Notification
-from app.chat import commit_plan
+from app.chat import commit_plan, commit_sql
 from app.chat.commit_plan import Existing, NewMessage, Outcome, SessionState, StoredMessage
 from app.chat.errors import StoreUnavailable
 from app.chat.models import ChatSession, Message
@@ -83,64 +82,6 @@ log = structlog.get_logger(__name__)
 SENDERS: Final = ("visitor", "volunteer", "system")
 _ATTEMPTS: Final = 3
 
-# The hot path on Postgres is ONE statement after the lock: the INSERT, the sessions' new
-# last_seq and the bus NOTIFY ride together as CTEs (each was a round trip of its own, and the
-# event loop's turn around it). Fixed statement texts over column arrays, so each is parsed and
-# planned once per connection whatever the batch size (a VALUES list would be a new statement
-# for every batch size). Data-modifying CTEs always run to completion; the NOTIFY one runs
-# because the final SELECT reads it. Keep in step with app/chat/models.py.
-_PG_INSERT_COLUMNS = (
-    "session_id",
-    "seq",
-    "sender",
-    "sender_id",
-    "kind",
-    "client_msg_id",
-    "text",
-    "level",
-    "score",
-    "model_version",
-    "triage_ms",
-)
-_PG_INSERTED = """
-    inserted AS (
-        INSERT INTO messages (sent_at, session_id, seq, sender, sender_id, kind, client_msg_id,
-                              text, level, score, signals, model_version, triage_ms)
-        SELECT :sent_at, m.session_id, m.seq, m.sender, m.sender_id, m.kind, m.client_msg_id,
-               m.text, m.level, m.score, CAST(m.signals AS jsonb), m.model_version, m.triage_ms
-        FROM unnest(
-            CAST(:a_session_id AS uuid[]), CAST(:a_seq AS integer[]),
-            CAST(:a_sender AS varchar[]), CAST(:a_sender_id AS varchar[]),
-            CAST(:a_kind AS varchar[]), CAST(:a_client_msg_id AS varchar[]),
-            CAST(:a_text AS text[]), CAST(:a_level AS smallint[]), CAST(:a_score AS float8[]),
-            CAST(:a_signals AS text[]), CAST(:a_model_version AS varchar[]),
-            CAST(:a_triage_ms AS float8[])
-        ) AS m(session_id, seq, sender, sender_id, kind, client_msg_id, text,
-               level, score, signals, model_version, triage_ms)
-        ON CONFLICT (session_id, sender, client_msg_id) DO NOTHING
-        RETURNING seq
-    ),
-    moved AS (
-        UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now
-        FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS v(id, last_seq)
-        WHERE s.id = v.id
-    )"""
-_PG_NOTIFIED = """,
-    notified AS (
-        SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)
-    )"""
-
-
-def _pg_store(notify: bool) -> Any:
-    notified = "(SELECT count(*) FROM notified)" if notify else "0"
-    return text(  # built from this module's constants only: no input reaches the text
-        f"WITH {_PG_INSERTED}{_PG_NOTIFIED if notify else ''}\n"  # noqa: S608
-        f"SELECT (SELECT count(*) FROM inserted) AS stored, {notified} AS notified"
-    ).bindparams(bindparam("sent_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
-
-
-_PG_STORE = _pg_store(notify=False)
-_PG_STORE_AND_NOTIFY = _pg_store(notify=True)
 _MESSAGES = cast(Table, Message.__table__)
 _SESSIONS = cast(Table, ChatSession.__table__)
 
@@ -495,7 +436,7 @@ class MessageCommitter:
         if db.get_bind().dialect.name == "postgresql":
             params: dict[str, Any] = {
                 "sent_at": rows[0]["sent_at"],
-                **{f"a_{name}": [row[name] for row in rows] for name in _PG_INSERT_COLUMNS},
+                **{f"a_{name}": [row[name] for row in rows] for name in commit_sql.INSERT_COLUMNS},
                 "a_signals": [
                     None if row["signals"] is None else json.dumps(row["signals"]) for row in rows
                 ],
@@ -503,9 +444,9 @@ class MessageCommitter:
                 "seqs": seqs,
                 "now": now,
             }
-            statement = _PG_STORE
+            statement = commit_sql.STORE
             if notification is not None:
-                statement = _PG_STORE_AND_NOTIFY
+                statement = commit_sql.STORE_AND_NOTIFY
                 params["channel"] = notification.channel
                 params["payloads"] = notification.payloads
             stored = (await db.execute(statement, params)).one().stored

@@ -1,0 +1,68 @@
+"""The group commit's statements on Postgres (app/chat/committer.py runs them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, text
+
+from app.core.db import UTCDateTime
+
+# The hot path on Postgres is ONE statement after the lock: the INSERT, the sessions' new
+# last_seq and the bus NOTIFY ride together as CTEs (each was a round trip of its own, and the
+# event loop's turn around it). Fixed statement texts over column arrays, so each is parsed and
+# planned once per connection whatever the batch size (a VALUES list would be a new statement
+# for every batch size). Data-modifying CTEs always run to completion; the NOTIFY one runs
+# because the final SELECT reads it. Keep in step with app/chat/models.py.
+INSERT_COLUMNS = (
+    "session_id",
+    "seq",
+    "sender",
+    "sender_id",
+    "kind",
+    "client_msg_id",
+    "text",
+    "level",
+    "score",
+    "model_version",
+    "triage_ms",
+)
+_INSERTED = """
+    inserted AS (
+        INSERT INTO messages (sent_at, session_id, seq, sender, sender_id, kind, client_msg_id,
+                              text, level, score, signals, model_version, triage_ms)
+        SELECT :sent_at, m.session_id, m.seq, m.sender, m.sender_id, m.kind, m.client_msg_id,
+               m.text, m.level, m.score, CAST(m.signals AS jsonb), m.model_version, m.triage_ms
+        FROM unnest(
+            CAST(:a_session_id AS uuid[]), CAST(:a_seq AS integer[]),
+            CAST(:a_sender AS varchar[]), CAST(:a_sender_id AS varchar[]),
+            CAST(:a_kind AS varchar[]), CAST(:a_client_msg_id AS varchar[]),
+            CAST(:a_text AS text[]), CAST(:a_level AS smallint[]), CAST(:a_score AS float8[]),
+            CAST(:a_signals AS text[]), CAST(:a_model_version AS varchar[]),
+            CAST(:a_triage_ms AS float8[])
+        ) AS m(session_id, seq, sender, sender_id, kind, client_msg_id, text,
+               level, score, signals, model_version, triage_ms)
+        ON CONFLICT (session_id, sender, client_msg_id) DO NOTHING
+        RETURNING seq
+    ),
+    moved AS (
+        UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS v(id, last_seq)
+        WHERE s.id = v.id
+    )"""
+_NOTIFIED = """,
+    notified AS (
+        SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)
+    )"""
+
+
+def _store(notify: bool) -> Any:
+    notified = "(SELECT count(*) FROM notified)" if notify else "0"
+    return text(  # built from this module's constants only: no input reaches the text
+        f"WITH {_INSERTED}{_NOTIFIED if notify else ''}\n"  # noqa: S608
+        f"SELECT (SELECT count(*) FROM inserted) AS stored, {notified} AS notified"
+    ).bindparams(bindparam("sent_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+
+
+STORE = _store(notify=False)
+STORE_AND_NOTIFY = _store(notify=True)
