@@ -107,9 +107,13 @@ async def _open(make: VisitorFactory, server: LiveServer) -> Opened:
 
 
 async def _quiet_server(live_server_factory: Callable[..., Any]) -> LiveServer:
-    # A heartbeat once a minute (min(grace, silent ttl) / 4): none lands inside a test.
+    # A heartbeat once a minute (min(grace, silent ttl) / 4): none lands inside a test. No
+    # retention worker: its first pass comes at a random moment of its first 5 minutes.
     server: LiveServer = await live_server_factory(
-        ws_rate_limit_per_s=1000.0, ws_rate_limit_burst=1000, silent_session_ttl_s=240.0
+        ws_rate_limit_per_s=1000.0,
+        ws_rate_limit_burst=1000,
+        silent_session_ttl_s=240.0,
+        retention_interval_s=0.0,
     )
     return server
 
