@@ -384,8 +384,7 @@ async def test_after_the_lock_a_batch_is_one_statement_and_other_instances_still
     hears every message over LISTEN/NOTIFY, in order, once."""
     channel = f"beacon_test_{uuid.uuid4().hex[:8]}"
     ours, theirs = (
-        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel)
-        for _ in range(2)
+        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel) for _ in range(2)
     )
     await ours.start()
     await theirs.start()
