@@ -84,6 +84,17 @@ def calm(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
     return [TriageResult(level=Level.none, score=0.0, signals=(), model_version="t") for _ in items]
 
 
+def recording(triage: Triage) -> tuple[list[tuple[str, tuple[str, ...]]], Triage]:
+    """``triage``, and every (text, context) it was asked about, in order."""
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def recorded(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        calls.extend((text, tuple(context)) for text, context in items)
+        return triage(items)
+
+    return calls, recorded
+
+
 async def seqs(engine: AsyncEngine, session_id: uuid.UUID) -> list[tuple[int, str | None]]:
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -176,13 +187,8 @@ async def test_duplicates_within_one_batch_are_folded(
 async def test_triage_sees_the_conversation_so_far(
     committer_factory: Factory, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    calls: list[tuple[str, tuple[str, ...]]] = []
-
-    def recording(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
-        calls.extend((text, tuple(context)) for text, context in items)
-        return assess_many(items)
-
-    committer: MessageCommitter = await committer_factory(triage=recording, context_size=3)
+    calls, triage = recording(assess_many)
+    committer: MessageCommitter = await committer_factory(triage=triage, context_size=3)
     session_id = await new_session(sessionmaker)
     await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="one"))
     await committer.submit(NewMessage(session_id=session_id, sender="volunteer", text="vol"))
@@ -321,11 +327,11 @@ async def test_triage_runs_off_the_event_loop(
 ) -> None:
     calls: list[tuple[str, int]] = []
 
-    def recording(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+    def noting_the_thread(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
         calls.append((threading.current_thread().name, len(items)))
         return assess_many(items)
 
-    committer: MessageCommitter = await committer_factory(triage=recording)
+    committer: MessageCommitter = await committer_factory(triage=noting_the_thread)
     session_ids = [await new_session(sessionmaker) for _ in range(3)]
     await asyncio.gather(
         *(
@@ -425,13 +431,8 @@ async def test_a_reply_leaves_the_visitors_context_cached(
     """A volunteer's reply moves last_seq but not the visitor's texts: the next visitor
     message is triaged with the same context, without reading it from the database again
     (it used to, after every reply)."""
-    calls: list[tuple[str, tuple[str, ...]]] = []
-
-    def recording(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
-        calls.extend((text, tuple(context)) for text, context in items)
-        return calm(items)
-
-    committer: MessageCommitter = await committer_factory(triage=recording, context_size=3)
+    calls, triage = recording(calm)
+    committer: MessageCommitter = await committer_factory(triage=triage, context_size=3)
     session_id = await new_session(sessionmaker)
     await committer.submit(NewMessage(session_id=session_id, sender="visitor", text="one"))
     with statements_of(committer) as sent:
