@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 
 from app.core.db import UTCDateTime
 
@@ -56,7 +54,7 @@ _NOTIFIED = """,
     )"""
 
 
-def _store(notify: bool) -> Any:
+def _store(notify: bool) -> TextClause:
     notified = "(SELECT count(*) FROM notified)" if notify else "0"
     return text(  # built from this module's constants only: no input reaches the text
         f"WITH {_INSERTED}{_NOTIFIED if notify else ''}\n"  # noqa: S608

@@ -34,7 +34,7 @@ RESOURCE_SHA256 = {
 MAX_CHARS = 2000
 
 
-# Distinct words (with their leading "▁") whose pieces are kept; chat reuses a small vocabulary.
+# Distinct words whose pieces the tokenizer keeps; chat reuses a small vocabulary.
 SEGMENT_CACHE_SIZE = 65536
 
 
@@ -126,16 +126,15 @@ class _SegmentCache:
         self._pieces.clear()
 
     def __call__(self, normalized: str) -> list[int]:
-        ids: list[int] = []
+        head, *words = normalized.split(_BOUNDARY)
+        # Text before the first boundary: none when the dummy prefix leads, as it does by
+        # default. Rare, so not remembered (and not to be confused with a word after a "▁").
+        ids = self._viterbi(head) if head else []
         pieces = self._pieces
-        for index, word in enumerate(normalized.split(_BOUNDARY)):
-            if index:
-                word = _BOUNDARY + word
-            elif not word:
-                continue  # the text starts at a boundary (the dummy prefix)
+        for word in words:  # remembered without its leading "▁": no new string on a hit
             found = pieces.get(word)
             if found is None:
-                found = tuple(self._viterbi(word))
+                found = tuple(self._viterbi(_BOUNDARY + word))
                 pieces[word] = found
                 if len(pieces) > self._size:
                     pieces.popitem(last=False)
