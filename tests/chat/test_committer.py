@@ -481,3 +481,40 @@ async def test_a_first_message_reads_no_context_and_writes_its_session_once(
     assert (row.urgency, row.signals) == (1, ["lang:en"])
     assert row.visitor_spoke_at is not None
     assert row.waiting_since == row.visitor_spoke_at  # the wait starts with the first message
+
+
+async def test_a_batch_rolled_back_for_a_resend_notifies_nobody_twice(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    database_url: str,
+) -> None:
+    """A resend met by ON CONFLICT rolls the batch back and reruns it: the NOTIFY that rode in
+    the rolled-back statement is never heard, so the other instance hears the new message once
+    and nothing for the resend."""
+    channel = f"beacon_test_{uuid.uuid4().hex[:8]}"
+    ours, theirs = (
+        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel) for _ in range(2)
+    )
+    await ours.start()
+    await theirs.start()
+    try:
+        committer: MessageCommitter = await committer_factory(triage=calm, bus=ours, linger_s=0.05)
+        session_id = await new_session(sessionmaker)
+        first = NewMessage(session_id=session_id, sender="visitor", text="a", client_msg_id="a")
+        await committer.submit(first)
+        heard = theirs.subscribe(session_channel(session_id))
+        new = NewMessage(session_id=session_id, sender="visitor", text="b", client_msg_id="b")
+        with statements_of(committer) as sent:
+            resent, stored = await asyncio.gather(committer.submit(first), committer.submit(new))
+        # One batch, stored twice: rolled back at the resend, then rerun with the check.
+        assert len([q for q in sent if "FOR UPDATE" in q]) == 2
+        assert (resent.seq, resent.duplicate) == (1, True)
+        assert (stored.seq, stored.duplicate) == (2, False)
+        payload = await asyncio.wait_for(heard.get(), 5)
+        assert (payload["kind"], payload["seq"]) == ("message", 2)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(heard.get(), 0.5)
+    finally:
+        await ours.stop()
+        await theirs.stop()
