@@ -11,7 +11,7 @@ import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import structlog
@@ -31,6 +31,8 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
+from app.core.pacing import AcceptPacer
+from app.core.server import PACER_STATE_KEY
 from app.escalation.partners import PartnersConfig, load_partners
 from app.escalation.worker import EscalationWorker
 from app.retention.worker import RetentionWorker
@@ -133,6 +135,9 @@ async def _build(
     retention = await _started(
         stack, RetentionWorker(sessionmaker=sessionmaker, settings=settings, metrics=metrics)
     )
+    accept_pacer = _accept_pacer(settings, committer)
+    if accept_pacer is not None:
+        stack.push_async_callback(accept_pacer.close)
     return BeaconState(
         settings=settings,
         engine=engine,
@@ -149,6 +154,17 @@ async def _build(
         escalation=escalation,
         lost_visitors=lost_visitors,
         retention=retention,
+        accept_pacer=accept_pacer,
+    )
+
+
+def _accept_pacer(settings: Settings, committer: MessageCommitter) -> AcceptPacer | None:
+    if not settings.accept_pacing:
+        return None
+    return AcceptPacer(
+        busy_share=settings.accept_busy_share,
+        max_hold_s=settings.accept_max_hold_s,
+        contended=partial(committer.talked_within, settings.accept_contended_window_s),
     )
 
 
@@ -215,7 +231,7 @@ def create_app(
     metrics = Metrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         partners = _check_start(settings)
         if settings.is_sqlite:
             # The embedded default must just work: bring the file to head on start.
@@ -233,7 +249,8 @@ def create_app(
                 gc.collect()
                 gc.freeze()
             log.info("startup", env=settings.env.value, dialect=state.engine.dialect.name)
-            yield
+            # The lifespan state reaches every connection's protocol (app/core/server.py).
+            yield {} if state.accept_pacer is None else {PACER_STATE_KEY: state.accept_pacer}
         log.info("shutdown")
 
     app = FastAPI(

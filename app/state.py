@@ -20,6 +20,7 @@ from app.chat.presence import VisitorPresence
 from app.chat.queue import QueueMonitor
 from app.core.config import Settings
 from app.core.metrics import Metrics
+from app.core.pacing import AcceptPacer
 from app.escalation.worker import EscalationWorker
 from app.retention.worker import RetentionWorker
 from app.routing.at_risk import LostVisitorWatch
@@ -56,6 +57,8 @@ class BeaconState:
     lost_visitors: LostVisitorWatch
     # Periodic purge of transcript text past the retention period (SPEC §9).
     retention: RetentionWorker
+    # New connections wait their turn while chats need the event loop (None: pacing is off).
+    accept_pacer: AcceptPacer | None = None
 
 
 # The name the routers used before the state had a module of its own.

@@ -210,6 +210,12 @@ class LiveServer:
         if self._task is not None:
             await self._task
 
+    @property
+    def lifespan_state(self) -> dict[str, Any]:
+        """What the app's lifespan put in its state: uvicorn gives it to every connection."""
+        state: dict[str, Any] = self._server.lifespan.state
+        return state
+
 
 @pytest.fixture
 async def live_server_factory(

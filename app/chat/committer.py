@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections import OrderedDict, defaultdict
@@ -190,6 +191,7 @@ class MessageCommitter:
         self._tasks: list[asyncio.Task[None]] = []
         self._triage_pool: ThreadPoolExecutor | None = None
         self._accepting = False
+        self._last_submit = -math.inf  # time.monotonic()
         # Label lookups resolved once, not per message.
         self._stored_by_sender = {s: metrics.messages.labels(sender=s) for s in SENDERS}
         self._triage_latency = metrics.triage_latency_ms.labels(source="chat")
@@ -243,9 +245,15 @@ class MessageCommitter:
             raise ValueError(f"unknown sender {message.sender!r}")
         if not self._accepting:
             raise StoreUnavailable("server is shutting down")
+        self._last_submit = time.monotonic()
         future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(message, future))
         return await future
+
+    def talked_within(self, seconds: float) -> bool:
+        """Whether a message was sent in the last ``seconds``: conversations are under way
+        (new connections then wait their turn under load, app/core/pacing.py)."""
+        return time.monotonic() - self._last_submit < seconds
 
     # -- the worker --------------------------------------------------------------------------
 

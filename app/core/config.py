@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     # refilled at a steady rate. Per instance, in memory. Trade-offs in docs/operations.md.
     session_open_burst: int = Field(default=20, ge=1)
     session_open_per_min: float = Field(default=20.0, gt=0)
+    # While people are chatting and the event loop's thread used more than this share of its
+    # time over the last few ms, new connections wait their turn (at most accept_max_hold_s,
+    # never refused), so a flood of handshakes cannot slow the chats under way
+    # (app/core/pacing.py; trade-offs in docs/operations.md).
+    accept_pacing: bool = True
+    accept_busy_share: float = Field(default=0.5, gt=0, le=1)
+    accept_max_hold_s: float = Field(default=1.0, ge=0)
+    # "Chatting": a message was sent on this instance within this many seconds.
+    accept_contended_window_s: float = Field(default=2.0, gt=0)
     # A session whose visitor never spoke and is gone is abandoned after this long (the grace
     # period is for people who did speak); it never was in the queue.
     silent_session_ttl_s: float = Field(default=60.0, gt=0)

@@ -1,4 +1,5 @@
-"""What uvicorn lacks for a service on the open internet: a deadline for the request head.
+"""What uvicorn lacks for a service on the open internet: a deadline for the request head, and
+new connections that wait their turn while conversations need the event loop.
 
 Neither of uvicorn's HTTP protocols (httptools, h11) bounds how long a client may take to send
 its request line and headers: its keep-alive timer starts only after a response, so a client
@@ -8,6 +9,11 @@ gives every request head ``head_timeout_s`` from the moment the connection opens
 response ends; a byte that arrives does not extend it. A request being served, or a connection
 upgraded to a WebSocket, has no deadline: only the head is bounded, bodies are the app's.
 Why here and not only at a proxy: docs/operations.md ("Slow clients").
+
+Pacing (app/core/pacing.py): the app's lifespan puts its :class:`AcceptPacer` in the lifespan
+state under :data:`PACER_STATE_KEY`, which uvicorn hands every connection's protocol. A held
+connection keeps whatever arrived in a buffer and reads nothing more until its turn; it has no
+head deadline yet (its wait is bounded by the pacer), so its deadline starts when it goes on.
 """
 
 from __future__ import annotations
@@ -17,12 +23,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from app.core.pacing import AcceptPacer
+
 if TYPE_CHECKING:
     # Both uvicorn HTTP protocols have what the mixin touches (transport, cycle, the
     # asyncio.Protocol callbacks, on_response_complete); type-check against one of them.
     from uvicorn.protocols.http.h11_impl import H11Protocol as _UvicornHTTP
 else:
     _UvicornHTTP = object
+
+PACER_STATE_KEY = "beacon.accept_pacer"
 
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\n"
@@ -40,12 +50,34 @@ class HeadDeadline(_UvicornHTTP):
     head_timeout_s: ClassVar[float] = 10.0
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False
+    # While the pacer holds the connection: what arrived meanwhile (reading is paused).
+    _held: bytearray | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        pacer = self.app_state.get(PACER_STATE_KEY)
+        if isinstance(pacer, AcceptPacer) and not pacer.admit(self._its_turn):
+            self._held = bytearray()
+            return
         self._track_head()
 
+    def _its_turn(self) -> None:
+        held, self._held = self._held, None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        if held:
+            self.data_received(bytes(held))
+        else:
+            self._track_head()
+
     def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            # Pausing in connection_made does not hold on every loop (uvloop starts reading
+            # after it), so the first bytes pause the reading instead: one read at most is kept.
+            self._held += data
+            self.transport.pause_reading()
+            return
         if self._head_timer is not None:
             self._head_started = True
         super().data_received(data)
