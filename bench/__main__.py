@@ -165,7 +165,7 @@ BENCHES = (
     ),
 )
 
-# Issue 13's table: figure -> (bench, key of its SUMMARY, goal of the issue).
+# Issue 13's table (and issue 10's flood): figure -> (bench, key of its SUMMARY, goal).
 FIGURES: dict[str, tuple[str, str, str]] = {
     "imminent_offer_p99_ms": ("imminent_offer", "p99_ms", "<= 30"),
     "imminent_offer_p50_ms": ("imminent_offer", "p50_ms", ""),
@@ -192,6 +192,9 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "saturation_ratio_to_durable_echo": ("chat_e2e", "ratio_to_durable_echo", ">= 0.5"),
     "chat_msgs_per_commit": ("chat_e2e", "chat_msgs_per_commit", ""),
     "durable_echo_frames_per_commit": ("chat_e2e", "durable_echo_frames_per_commit", ""),
+    # Issue 10's figure: a chatting visitor's ack while drive-bys flood the instance.
+    "flood_canary_ack_p99_ms": ("drive_by_flood", "ack_p99_flood_ms", "< 50"),
+    "flood_canary_ack_p99_quiet_ms": ("drive_by_flood", "ack_p99_quiet_ms", ""),
 }
 
 
