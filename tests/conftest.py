@@ -96,6 +96,11 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
             # This process builds hundreds of apps: freezing each one's objects would keep them
             # all (tests/test_health.py checks the freeze on its own).
             "gc_freeze": False,
+            # The live servers here share the test's event loop with its clients, so the loop's
+            # busy share would measure the clients too: pacing new connections has tests of its
+            # own (tests/core/test_accept_pacing.py, which turn it on); `beacon serve` children
+            # run with the default, on.
+            "accept_pacing": False,
         }
         values.update(overrides)
         return Settings(**values)

@@ -12,7 +12,7 @@ import pytest
 
 from app.core.pacing import AcceptPacer
 
-MAX_HOLD_S = 0.3
+MAX_HOLD_S = 0.5
 TICK_S = 0.005
 
 
@@ -84,7 +84,7 @@ async def test_a_busy_loop_holds_new_connections_in_order_until_their_time_is_up
     await arrivals.all_on(9)
     assert arrivals.order == list(range(9))
     for number in range(1, 9):
-        assert MAX_HOLD_S <= arrivals.waited(number) < MAX_HOLD_S + 0.15
+        assert MAX_HOLD_S <= arrivals.waited(number) < MAX_HOLD_S + 0.5
 
 
 async def test_a_calm_loop_lets_a_few_through_each_tick() -> None:
