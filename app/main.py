@@ -135,7 +135,7 @@ async def _build(
     retention = await _started(
         stack, RetentionWorker(sessionmaker=sessionmaker, settings=settings, metrics=metrics)
     )
-    accept_pacer = _accept_pacer(settings, committer)
+    accept_pacer = _accept_pacer(settings, committer, metrics)
     if accept_pacer is not None:
         stack.push_async_callback(accept_pacer.close)
     return BeaconState(
@@ -158,13 +158,16 @@ async def _build(
     )
 
 
-def _accept_pacer(settings: Settings, committer: MessageCommitter) -> AcceptPacer | None:
+def _accept_pacer(
+    settings: Settings, committer: MessageCommitter, metrics: Metrics
+) -> AcceptPacer | None:
     if not settings.accept_pacing:
         return None
     return AcceptPacer(
         busy_share=settings.accept_busy_share,
         max_hold_s=settings.accept_max_hold_s,
         contended=partial(committer.talked_within, settings.accept_contended_window_s),
+        observe_hold=metrics.connection_hold_seconds.observe,
     )
 
 

@@ -53,6 +53,14 @@ class Metrics:
             "New visitor sessions refused by the per-client limit",
             registry=r,
         )
+        # How long the accept pacer held new connections (app/core/pacing.py); its count is how
+        # many were held. Holds near the 1 s bound mean the instance is overloaded, not paced.
+        self.connection_hold_seconds = Histogram(
+            "beacon_connection_hold_seconds",
+            "Time a new connection waited its turn while chats needed the event loop",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2),
+            registry=r,
+        )
         # Post-chat survey answers by question (helped, safer) and point (1-5): numbers only.
         self.survey_answers = Counter(
             "beacon_survey_answers_total",

@@ -58,10 +58,12 @@ class AcceptPacer:
         tick_s: float = TICK_S,
         clock: Callable[[], float] = time.perf_counter,
         loop_cpu: Callable[[], float] = time.thread_time,
+        observe_hold: Callable[[float], None] = lambda _: None,
     ) -> None:
         """``contended``: whether conversations are under way (messages were sent lately).
         ``loop_cpu``: CPU seconds of the calling thread; it is only ever called from the loop's
-        own thread, so it measures the loop."""
+        own thread, so it measures the loop. ``observe_hold``: told how long each held
+        connection waited (a metric)."""
         self._busy_share = busy_share
         self._max_hold_s = max_hold_s
         self._contended = contended
@@ -69,6 +71,7 @@ class AcceptPacer:
         self._tick_s = tick_s
         self._clock = clock
         self._loop_cpu = loop_cpu
+        self._observe_hold = observe_hold
         self._held: deque[tuple[float, Resume]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._busy = False
@@ -148,9 +151,11 @@ class AcceptPacer:
             self._release(1)
 
     def _release(self, count: int) -> None:
+        now = self._clock()
         for _ in range(min(count, len(self._held))):
-            _, resume = self._held.popleft()
+            held_at, resume = self._held.popleft()
             self._let_in += 1
+            self._observe_hold(now - held_at)
             try:
                 resume()
             except Exception:  # one connection's failure must not strand the others

@@ -170,6 +170,19 @@ async def test_beacon_serve_holds_newcomers_while_a_chat_goes_on(
     # The chat went on meanwhile, at its own pace.
     assert len(acks) >= 5
     assert max(acks) < HOLD_S / 2
+    # Operators see the holds: beacon_connection_hold_seconds counts them and their waits.
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        exposition = (await http.get("/metrics")).text
+    held = _sample(exposition, "beacon_connection_hold_seconds_count")
+    assert held >= 3
+    assert _sample(exposition, "beacon_connection_hold_seconds_sum") >= 3 * HOLD_S * 0.9
+
+
+def _sample(exposition: str, name: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exposed")
 
 
 async def _keep_talking(talker: Visitor) -> list[float]:

@@ -55,7 +55,9 @@ class Arrivals:
 
 
 def pacer(
-    loop_cpu: Callable[[], float], contended: Callable[[], bool] = lambda: True
+    loop_cpu: Callable[[], float],
+    contended: Callable[[], bool] = lambda: True,
+    holds: list[float] | None = None,
 ) -> AcceptPacer:
     return AcceptPacer(
         busy_share=0.5,
@@ -64,6 +66,7 @@ def pacer(
         tick_s=TICK_S,
         per_tick=4,
         loop_cpu=loop_cpu,
+        observe_hold=(holds if holds is not None else []).append,
     )
 
 
@@ -75,7 +78,8 @@ async def test_while_nobody_talks_nothing_is_held_however_busy_the_loop() -> Non
 
 
 async def test_a_busy_loop_holds_new_connections_in_order_until_their_time_is_up() -> None:
-    arrivals = Arrivals(pacer(always_busy))
+    holds: list[float] = []
+    arrivals = Arrivals(pacer(always_busy, holds=holds))
     assert arrivals.offer(0)  # before the first measurement the loop is taken to be calm
     await asyncio.sleep(3 * TICK_S)  # a tick has measured it busy
     assert not any(arrivals.offer(n) for n in range(1, 9))
@@ -85,6 +89,9 @@ async def test_a_busy_loop_holds_new_connections_in_order_until_their_time_is_up
     assert arrivals.order == list(range(9))
     for number in range(1, 9):
         assert MAX_HOLD_S <= arrivals.waited(number) < MAX_HOLD_S + 0.5
+    # What the metric is told: each held connection's wait, the one let in at once not at all.
+    assert len(holds) == 8
+    assert all(MAX_HOLD_S <= hold < MAX_HOLD_S + 0.5 for hold in holds)
 
 
 async def test_a_calm_loop_lets_a_few_through_each_tick() -> None:
