@@ -179,6 +179,15 @@ def free_port() -> int:
         return port
 
 
+STOP_WAIT_S = 60.0
+
+
+def _print_task_stacks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+
+
 class LiveServer:
     """A real uvicorn serving the app on a free port, in the test's event loop."""
 
@@ -199,6 +208,8 @@ class LiveServer:
                 lifespan="on",
                 ws_max_size=app.state.ws_max_size,
                 ws_per_message_deflate=False,
+                # As `beacon serve` does: a socket that never closes cannot hold the stop.
+                timeout_graceful_shutdown=5,
             )
         )
         self._task: asyncio.Task[None] | None = None
@@ -212,8 +223,17 @@ class LiveServer:
 
     async def stop(self) -> None:
         self._server.should_exit = True
-        if self._task is not None:
-            await self._task
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT_S)
+        except TimeoutError:
+            # Once seen in a full run: a stop that never ended, until pytest's timeout. Say
+            # where every task of the loop was, then fail now rather than in five minutes.
+            _print_task_stacks()
+            raise RuntimeError(
+                f"the live server did not stop within {STOP_WAIT_S:.0f} s (task stacks above)"
+            ) from None
 
     @property
     def lifespan_state(self) -> dict[str, Any]:
