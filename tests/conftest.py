@@ -208,8 +208,6 @@ class LiveServer:
                 lifespan="on",
                 ws_max_size=app.state.ws_max_size,
                 ws_per_message_deflate=False,
-                # As `beacon serve` does: a socket that never closes cannot hold the stop.
-                timeout_graceful_shutdown=5,
             )
         )
         self._task: asyncio.Task[None] | None = None
