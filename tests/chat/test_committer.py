@@ -502,8 +502,12 @@ async def test_a_batch_rolled_back_for_a_resend_notifies_nobody_twice(
         committer: MessageCommitter = await committer_factory(triage=calm, bus=ours, linger_s=0.05)
         session_id = await new_session(sessionmaker)
         first = NewMessage(session_id=session_id, sender="visitor", text="a", client_msg_id="a")
-        await committer.submit(first)
+        # Listening before the first message, and hearing it, so that its NOTIFY (delivered
+        # whenever the other connection reads it) cannot be taken for the rerun's.
         heard = theirs.subscribe(session_channel(session_id))
+        await committer.submit(first)
+        payload = await asyncio.wait_for(heard.get(), 5)
+        assert (payload["kind"], payload["seq"]) == ("message", 1)
         new = NewMessage(session_id=session_id, sender="visitor", text="b", client_msg_id="b")
         with statements_of(committer) as sent:
             resent, stored = await asyncio.gather(committer.submit(first), committer.submit(new))
