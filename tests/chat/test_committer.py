@@ -379,6 +379,24 @@ async def test_a_failing_offer_in_the_commit_never_costs_a_message(
     assert calls == [[session_id]]
 
 
+@contextlib.asynccontextmanager
+async def two_buses(
+    database_url: str, engine: AsyncEngine
+) -> AsyncIterator[tuple[PostgresBus, PostgresBus]]:
+    """Two instances' buses on one private channel: ours publishes, theirs listens."""
+    channel = f"beacon_test_{uuid.uuid4().hex[:8]}"
+    ours, theirs = (
+        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel) for _ in range(2)
+    )
+    await ours.start()
+    await theirs.start()
+    try:
+        yield ours, theirs
+    finally:
+        await ours.stop()
+        await theirs.stop()
+
+
 async def test_after_the_lock_a_batch_is_one_statement_and_other_instances_still_hear_it(
     committer_factory: Factory,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -388,13 +406,7 @@ async def test_after_the_lock_a_batch_is_one_statement_and_other_instances_still
     """The rows, the sessions' last_seq and the bus NOTIFY go in one statement: a batch is
     the lock and that statement (they were four round trips), and another instance still
     hears every message over LISTEN/NOTIFY, in order, once."""
-    channel = f"beacon_test_{uuid.uuid4().hex[:8]}"
-    ours, theirs = (
-        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel) for _ in range(2)
-    )
-    await ours.start()
-    await theirs.start()
-    try:
+    async with two_buses(database_url, engine) as (ours, theirs):
         committer: MessageCommitter = await committer_factory(triage=calm, bus=ours)
         sessions = [await new_session(sessionmaker) for _ in range(4)]
         for session_id in sessions:  # first messages: the queue and the context cache
@@ -420,9 +432,6 @@ async def test_after_the_lock_a_batch_is_one_statement_and_other_instances_still
             )
             assert set(last) == {3}
         assert sorted(r.seq for r in stored if r.session_id == sessions[0]) == [2, 3]
-    finally:
-        await ours.stop()
-        await theirs.stop()
 
 
 async def test_a_reply_leaves_the_visitors_context_cached(
@@ -492,13 +501,7 @@ async def test_a_batch_rolled_back_for_a_resend_notifies_nobody_twice(
     """A resend met by ON CONFLICT rolls the batch back and reruns it: the NOTIFY that rode in
     the rolled-back statement is never heard, so the other instance hears the new message once
     and nothing for the resend."""
-    channel = f"beacon_test_{uuid.uuid4().hex[:8]}"
-    ours, theirs = (
-        PostgresBus(database_url=database_url, engine=engine, pg_channel=channel) for _ in range(2)
-    )
-    await ours.start()
-    await theirs.start()
-    try:
+    async with two_buses(database_url, engine) as (ours, theirs):
         committer: MessageCommitter = await committer_factory(triage=calm, bus=ours, linger_s=0.05)
         session_id = await new_session(sessionmaker)
         first = NewMessage(session_id=session_id, sender="visitor", text="a", client_msg_id="a")
@@ -519,6 +522,3 @@ async def test_a_batch_rolled_back_for_a_resend_notifies_nobody_twice(
         assert (payload["kind"], payload["seq"]) == ("message", 2)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(heard.get(), 0.5)
-    finally:
-        await ours.stop()
-        await theirs.stop()
