@@ -108,6 +108,7 @@ async def _build(
             triage=triage.assess_many,
             # An imminent message and its offer to a free volunteer commit together.
             route=partial(offer_in_commit, settings=settings, bus=bus),
+            one_statement=settings.chat_commit_one_statement,
         ),
     )
     opener = await _started(

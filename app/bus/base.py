@@ -254,6 +254,18 @@ class Bus(ABC):
         returned for the caller to send in a statement of that transaction it sends anyway
         (the group commit folds it into its INSERT). None: nothing to send (one process)."""
 
+    @abstractmethod
+    def stage_detached(self, events: Sequence[Event]) -> Notification | None:
+        """:meth:`stage` for a statement that runs with no ORM session around it (the group
+        commit's one-statement path): what that statement must send for other processes. The
+        caller hands ``events`` to this process's subscribers with :meth:`deliver_committed`
+        once the statement has committed, and only then."""
+
+    def deliver_committed(self, events: Sequence[Event]) -> None:
+        """This process's subscribers hear ``events``, which the caller's own statement has
+        committed (see :meth:`stage_detached`)."""
+        self._deliver(events)
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:  # noqa: B027 - optional hook

@@ -26,6 +26,10 @@ class InProcessBus(Bus):
         self._deliver_on_commit(db, events)
         return None
 
+    def stage_detached(self, events: Sequence[Event]) -> Notification | None:
+        self._check(events)
+        return None
+
     @staticmethod
     def _check(events: Sequence[Event]) -> None:
         for _, payload in events:

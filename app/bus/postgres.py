@@ -195,6 +195,9 @@ class PostgresBus(Bus):
         self._deliver_on_commit(db, events)
         return notification
 
+    def stage_detached(self, events: Sequence[Event]) -> Notification:
+        return Notification(self._pg_channel, _pack(events, self._origin))
+
     async def publish_many(
         self, events: Sequence[Event], *, db: AsyncSession | None = None
     ) -> None:

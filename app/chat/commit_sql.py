@@ -25,8 +25,7 @@ INSERT_COLUMNS = (
     "model_version",
     "triage_ms",
 )
-_INSERTED = """
-    inserted AS (
+_INSERT_ROWS = """
         INSERT INTO messages (sent_at, session_id, seq, sender, sender_id, kind, client_msg_id,
                               text, level, score, signals, model_version, triage_ms)
         SELECT :sent_at, m.session_id, m.seq, m.sender, m.sender_id, m.kind, m.client_msg_id,
@@ -39,7 +38,9 @@ _INSERTED = """
             CAST(:a_signals AS text[]), CAST(:a_model_version AS varchar[]),
             CAST(:a_triage_ms AS float8[])
         ) AS m(session_id, seq, sender, sender_id, kind, client_msg_id, text,
-               level, score, signals, model_version, triage_ms)
+               level, score, signals, model_version, triage_ms)"""
+_INSERTED = f"""
+    inserted AS ({_INSERT_ROWS}
         ON CONFLICT (session_id, sender, client_msg_id) DO NOTHING
         RETURNING seq
     ),
@@ -47,7 +48,7 @@ _INSERTED = """
         UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now
         FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS v(id, last_seq)
         WHERE s.id = v.id
-    )"""
+    )"""  # noqa: S608 - this module's constants only
 _NOTIFIED = """,
     notified AS (
         SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS t(p)
@@ -64,3 +65,46 @@ def _store(notify: bool) -> TextClause:
 
 STORE = _store(notify=False)
 STORE_AND_NOTIFY = _store(notify=True)
+
+# The one-statement commit (app/chat/commit_fast.py), run with no transaction around it: each
+# session's last_seq moves only if its row still is what this process last committed (last_seq,
+# status, urgency: what the plan read), and only the messages and notifications of the sessions
+# that moved are stored and sent. A session another writer touched meanwhile is left as it was,
+# for the locked path. The UPDATE's guard is re-checked on the newest row version when it has to
+# wait for a concurrent writer, so a stale hint can never store a seq twice or leave a gap. No
+# ON CONFLICT here: a resend of a stored client_msg_id fails the whole statement (nothing is
+# stored) and the batch goes the locked way, which answers resends.
+_GUARDED = f"""
+    moved AS (
+        UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now
+        FROM unnest(
+            CAST(:ids AS uuid[]), CAST(:expected AS integer[]), CAST(:seqs AS integer[]),
+            CAST(:statuses AS varchar[]), CAST(:urgencies AS smallint[])
+        ) AS v(id, expected, last_seq, status, urgency)
+        WHERE s.id = v.id AND s.last_seq = v.expected AND s.status = v.status
+              AND s.urgency = v.urgency
+        RETURNING s.id
+    ),
+    inserted AS ({_INSERT_ROWS}
+        WHERE m.session_id IN (SELECT id FROM moved)
+        RETURNING seq
+    )"""  # noqa: S608 - this module's constants only
+_GUARDED_NOTIFIED = """,
+    notified AS (
+        SELECT pg_notify(:channel, t.p)
+        FROM unnest(CAST(:payloads AS text[]), CAST(:payload_sessions AS uuid[])) AS t(p, sid)
+        WHERE t.sid IN (SELECT id FROM moved)
+    )"""
+
+
+def _guarded(notify: bool) -> TextClause:
+    notified = "(SELECT count(*) FROM notified)" if notify else "0"
+    return text(  # built from this module's constants only: no input reaches the text
+        f"WITH {_GUARDED}{_GUARDED_NOTIFIED if notify else ''}\n"  # noqa: S608
+        "SELECT ARRAY(SELECT id FROM moved) AS moved, (SELECT count(*) FROM inserted) AS stored,"
+        f" {notified} AS notified"
+    ).bindparams(bindparam("sent_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
+
+
+GUARDED_STORE = _guarded(notify=False)
+GUARDED_STORE_AND_NOTIFY = _guarded(notify=True)

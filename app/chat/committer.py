@@ -38,15 +38,16 @@ import json
 import math
 import time
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Final, cast
 
 import structlog
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy import (
     Table,
     Uuid,
@@ -67,6 +68,8 @@ from app.audit.service import record_event
 from app.bus import Bus
 from app.bus.base import Notification
 from app.chat import commit_plan, commit_sql
+from app.chat.commit_cache import ContextCache
+from app.chat.commit_fast import FastStored, OneStatementCommit
 from app.chat.commit_plan import Existing, NewMessage, Outcome, SessionState, StoredMessage
 from app.chat.errors import StoreUnavailable
 from app.chat.models import ChatSession, Message
@@ -112,46 +115,31 @@ class _Batch:
     # Per session that got only volunteer or system messages: its last_seq before and after.
     # Its visitor texts did not change, so what the cache holds stays current.
     carried: dict[uuid.UUID, tuple[int, int]]
+    states: dict[uuid.UUID, SessionState]
+    settled: set[uuid.UUID]  # sessions whose row ``states`` shows as this commit leaves it
+
+
+def _views(rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, MessageView]]:
+    return [
+        (
+            row["session_id"],
+            MessageView(
+                seq=row["seq"],
+                sender=row["sender"],
+                text=row["text"],
+                sent_at=row["sent_at"],
+                kind=row["kind"],
+                client_msg_id=row["client_msg_id"],
+                level=row["level"],
+                signals=None if row["signals"] is None else tuple(row["signals"]),
+            ),
+        )
+        for row in rows
+    ]
 
 
 class _ResendInBatch(Exception):
     """The fast path met a client_msg_id that is already stored."""
-
-
-class _ContextCache:
-    """Recent visitor texts per session, valid only for the exact ``last_seq`` they were read
-    at — so a message stored by another instance (which moves last_seq) is never missed."""
-
-    def __init__(self, size: int, keep: int) -> None:
-        self._size = size
-        self._keep = keep
-        self._entries: OrderedDict[uuid.UUID, tuple[int, list[str]]] = OrderedDict()
-
-    def get(self, session_id: uuid.UUID, last_seq: int) -> list[str] | None:
-        entry = self._entries.get(session_id)
-        if entry is None or entry[0] != last_seq:
-            return None
-        self._entries.move_to_end(session_id)
-        return list(entry[1])
-
-    def update(self, contexts: dict[uuid.UUID, tuple[int, list[str]]]) -> None:
-        for session_id, (last_seq, texts) in contexts.items():
-            self._entries[session_id] = (last_seq, texts[-self._keep :] if self._keep else [])
-            self._entries.move_to_end(session_id)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def carry(self, moves: dict[uuid.UUID, tuple[int, int]]) -> None:
-        """Keep an entry current across messages that are not the visitor's (a volunteer's
-        reply, a system notice): without this, the visitor's next message after every reply
-        re-read its context from the database."""
-        for session_id, (before, after) in moves.items():
-            entry = self._entries.get(session_id)
-            if entry is not None and entry[0] == before:
-                self._entries[session_id] = (after, entry[1])
-
-    def forget(self, session_id: uuid.UUID) -> None:
-        self._entries.pop(session_id, None)
 
 
 class _ConnectionProblem(Exception):
@@ -177,7 +165,11 @@ class MessageCommitter:
         context_cache_sessions: int = 2048,
         triage: Triage = assess_many,
         route: RouteInCommit | None = None,
+        one_statement: bool = True,
     ) -> None:
+        """``one_statement``: store the messages of conversations under way in one guarded
+        statement when this process's memory of their rows allows (app/chat/commit_fast.py;
+        Postgres only)."""
         self._sessionmaker = sessionmaker
         self._route = route
         self._bus = bus
@@ -198,7 +190,29 @@ class MessageCommitter:
         self._triage_levels = {
             level: metrics.triage_levels.labels(source="chat", level=level.name) for level in Level
         }
-        self._contexts_cache = _ContextCache(size=context_cache_sessions, keep=context_size)
+        self._contexts_cache = ContextCache(size=context_cache_sessions, keep=context_size)
+        engine = sessionmaker.kw["bind"]
+        self._fast = (
+            OneStatementCommit(
+                engine,
+                bus,
+                self._contexts_cache,
+                remember=context_cache_sessions,
+                context_size=context_size,
+            )
+            if one_statement and engine.dialect.name == "postgresql"
+            else None
+        )
+        self._commits = Counter(
+            "beacon_chat_commits",
+            "Group commits by path: one guarded statement, the locked transaction, or a guarded "
+            "statement that stored nothing (the rows had moved on; the locked path followed)",
+            ["path"],
+            registry=metrics.registry,
+        )
+        self._fast_commits = self._commits.labels(path="one_statement")
+        self._locked_commits = self._commits.labels(path="locked")
+        self._fast_misses = self._commits.labels(path="missed")
         # Just-committed messages, for local sockets to deliver without a query.
         self.recent = RecentMessages()
         self._batch_size = Histogram(
@@ -280,9 +294,76 @@ class MessageCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         self._batch_size.observe(len(batch))
+        known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]] = {}
+        check_duplicates = False
+        if self._fast is not None:
+            batch, check_duplicates = await self._commit_in_one_statement(batch, known)
+            if not batch:
+                return
+        await self._commit_locked(batch, known, check_duplicates=check_duplicates)
+
+    async def _commit_in_one_statement(
+        self,
+        batch: list[_Pending],
+        known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]],
+    ) -> tuple[list[_Pending], bool]:
+        """Stores what the one-statement path can; returns what is left for the locked path
+        and whether that must look for resends first."""
+        assert self._fast is not None
+        try:
+            done = await self._fast.store(
+                [p.message for p in batch],
+                partial(self._assess_batch, known=known),
+                now=utcnow(),
+            )
+        except IntegrityError:  # a resend of a stored message: nothing stored; answered there
+            return batch, True
+        except (DBAPIError, OSError) as exc:  # nothing stored: the statement is atomic
+            log.warning("commit_one_statement_failed", error=type(exc).__name__)
+            return batch, True
+        if done is None:
+            return batch, False
+        # A statement that stored nothing (every row it remembered had moved on) is a miss.
+        (self._fast_commits if done.moved else self._fast_misses).inc()
+        self._settle_one_statement(done)
+        pairs = list(zip(batch, done.plan.outcomes, strict=True))
+        self._resolve(
+            [p for p, _ in pairs if p.message.session_id in done.moved],
+            [o for p, o in pairs if p.message.session_id in done.moved],
+        )
+        return [p for p in batch if p.message.session_id not in done.moved], False
+
+    def _settle_one_statement(self, done: FastStored) -> None:
+        """What a committed batch teaches the caches and this process's subscribers, for the
+        sessions that moved."""
+        moved = done.moved
+        views = _views([row for row in done.plan.rows if row["session_id"] in moved])
+        self.recent.settle(self.recent.stage(views), committed=True)
+        contexts = done.plan.contexts(done.states)
+        self._contexts_cache.update({k: v for k, v in contexts.items() if k in moved})
+        self._contexts_cache.carry(
+            {
+                session_id: (done.before[session_id], done.states[session_id].last_seq)
+                for session_id in moved
+                if session_id not in contexts
+            }
+        )
+        assert self._fast is not None
+        self._fast.snapshots.remember(done.states, moved)
+        self._bus.deliver_committed(
+            [event for session_id in sorted(moved) for event in done.events.get(session_id, [])]
+        )
+
+    async def _commit_locked(
+        self,
+        batch: list[_Pending],
+        known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]],
+        *,
+        check_duplicates: bool,
+    ) -> None:
+        self._locked_commits.inc()
         stored: _Batch | None = None
         error: Exception | None = None
-        check_duplicates = False
         route = self._route is not None
         attempt = 0
         while attempt < _ATTEMPTS:
@@ -292,7 +373,7 @@ class MessageCommitter:
                     async with self._sessionmaker() as db:
                         async with db.begin():
                             stored = await self._store(
-                                db, batch, check_duplicates=check_duplicates, route=route
+                                db, batch, known, check_duplicates=check_duplicates, route=route
                             )
                             # The bus hints may reach local sockets before COMMIT returns here.
                             staged = self.recent.stage(stored.views)
@@ -328,7 +409,10 @@ class MessageCommitter:
                 return
             self._fail(batch, StoreUnavailable("message could not be stored; resend it"))
             return
-        for pending, outcome in zip(batch, stored.outcomes, strict=True):
+        self._resolve(batch, stored.outcomes)
+
+    def _resolve(self, batch: Sequence[_Pending], outcomes: Sequence[_Outcome]) -> None:
+        for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, StoredMessage) and not outcome.duplicate:
                 self._stored_by_sender[outcome.sender].inc()
             if pending.future.done():  # the sender went away; the message is stored anyway
@@ -342,6 +426,8 @@ class MessageCommitter:
         """Only committed batches may teach the caches anything."""
         self._contexts_cache.update(stored.contexts)
         self._contexts_cache.carry(stored.carried)
+        if self._fast is not None:
+            self._fast.snapshots.remember(stored.states, stored.settled)
         self.recent.settle(staged, committed=True)
 
     @staticmethod
@@ -353,12 +439,20 @@ class MessageCommitter:
     def forget(self, session_id: uuid.UUID) -> None:
         """Drop what this process remembers of a session's texts (after an erasure)."""
         self._contexts_cache.forget(session_id)
+        if self._fast is not None:
+            self._fast.snapshots.forget(session_id)
         self.recent.forget(session_id)
 
     # -- one transaction ---------------------------------------------------------------------
 
     async def _store(
-        self, db: AsyncSession, batch: list[_Pending], *, check_duplicates: bool, route: bool
+        self,
+        db: AsyncSession,
+        batch: list[_Pending],
+        known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]],
+        *,
+        check_duplicates: bool,
+        route: bool,
     ) -> _Batch:
         """The I/O of one batch; every decision in between is app/chat/commit_plan.py's."""
         now = utcnow()
@@ -376,7 +470,8 @@ class MessageCommitter:
         if triaged and self._context_size > 0:
             await self._load_contexts(db, states, triaged)
         assessed = await self._assess_batch(
-            commit_plan.triage_inputs(sorting, messages, states, context_size=self._context_size)
+            commit_plan.triage_inputs(sorting, messages, states, context_size=self._context_size),
+            known=known,
         )
         plan = commit_plan.plan(sorting, messages, states, assessed, now=now)
         for audit in plan.audits:
@@ -398,22 +493,7 @@ class MessageCommitter:
                 await self._route(db, sorted(plan.routable))
             except Exception as exc:
                 raise _RouteFailed from exc
-        views = [
-            (
-                row["session_id"],
-                MessageView(
-                    seq=row["seq"],
-                    sender=row["sender"],
-                    text=row["text"],
-                    sent_at=row["sent_at"],
-                    kind=row["kind"],
-                    client_msg_id=row["client_msg_id"],
-                    level=row["level"],
-                    signals=None if row["signals"] is None else tuple(row["signals"]),
-                ),
-            )
-            for row in plan.rows
-        ]
+        views = _views(plan.rows)
         carried = {
             session_id: (locked_seqs[session_id], states[session_id].last_seq)
             for session_id in plan.changed
@@ -424,6 +504,9 @@ class MessageCommitter:
             views=views,
             contexts=plan.contexts(states),
             carried=carried,
+            states=states,
+            # As this commit leaves them; an offer made in it may move a routable one on.
+            settled=plan.changed - plan.routable,
         )
 
     async def _insert(
@@ -508,13 +591,20 @@ class MessageCommitter:
                 await db.execute(update(table).where(table.c.id == session_id).values(**values))
 
     async def _assess_batch(
-        self, items: Sequence[tuple[int, str, tuple[str, ...]]]
+        self,
+        items: Sequence[tuple[int, str, tuple[str, ...]]],
+        *,
+        known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]],
     ) -> dict[int, tuple[TriageResult, float]]:
         """Triage every visitor message of the batch in one call, off the event loop
         (``items``: :func:`~app.chat.commit_plan.triage_inputs`). The per-message time
-        reported is the batch's share."""
+        reported is the batch's share. ``known``: results for (text, context) already
+        triaged for this batch (by the one-statement attempt), reused and extended here —
+        triage is a pure function of them."""
+        out = {i: known[(text, ctx)] for i, text, ctx in items if (text, ctx) in known}
+        items = [item for item in items if item[0] not in out]
         if not items:
-            return {}
+            return out
         started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
@@ -529,11 +619,10 @@ class MessageCommitter:
             )
             results = [failed] * len(items)
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(items)
-        out = {}
-        for (i, _, _), result in zip(items, results, strict=True):
+        for (i, text, ctx), result in zip(items, results, strict=True):
             self._triage_latency.observe(elapsed_ms)
             self._triage_levels[result.level].inc()
-            out[i] = (result, elapsed_ms)
+            out[i] = known[(text, ctx)] = (result, elapsed_ms)
         return out
 
     async def _lock_sessions(

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     chat_commit_max_batch: int = Field(default=256, ge=1)
     chat_commit_linger_ms: float = Field(default=0.0, ge=0)
     chat_commit_workers: int = Field(default=2, ge=1)
+    # Messages of conversations under way stored by one guarded statement instead of a locked
+    # transaction when this instance's memory of the session rows allows (Postgres only;
+    # app/chat/commit_fast.py). Off: every batch takes the locked path.
+    chat_commit_one_statement: bool = True
     # Earlier visitor messages of the session given to triage as context.
     chat_triage_context: int = Field(default=10, ge=0)
     # Queue position / wait estimate for waiting visitors, and the abandonment sweeper.

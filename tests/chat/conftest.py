@@ -147,3 +147,7 @@ async def end_live_sessions(engine: AsyncEngine) -> None:
             .where(ChatSession.status.not_in(("closed", "abandoned")))
             .values(status="closed")
         )
+
+
+# The group committer's fixtures (tests/chat/committing.py), for every test module here.
+from tests.chat.committing import committer_factory, sessionmaker  # noqa: E402, F401

@@ -1,0 +1,157 @@
+"""The group commit in one statement, for the messages of a conversation already under way
+(SPEC §10: message → ack).
+
+The locked path (app/chat/committer.py) costs four round trips per batch, each one more turn of
+the event loop: BEGIN, lock the session rows, the INSERT, COMMIT. Most batches need nothing the
+locked rows would tell: the sessions are the ones this process committed last (it remembers the
+rows as it left them, app/chat/commit_cache.py), and the plan made from that memory only moves
+``last_seq`` — no urgency rise, no new signal, no first message, no audit entry, no offer. Such a
+batch is triaged first, with nothing locked, and then stored by ONE guarded statement with no
+transaction around it (commit_sql.GUARDED_STORE): a session's messages are stored only if its
+row is still exactly what the plan was made from, otherwise that session is left untouched and
+its messages go the locked way, which reads the row itself. So the memory is a hint that can be
+wrong without harm: the cost of a wrong hint is the statement that stored nothing for it.
+
+Anything else — a session not remembered, a refusal, a rise in urgency, a resend of a stored
+message (the statement fails whole on the unique key and stores nothing) — takes the locked
+path, which answers it exactly as before, reusing the triage already done here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.bus import Bus, Event, session_channel
+from app.chat import commit_plan, commit_sql
+from app.chat.commit_cache import ContextCache, SnapshotCache
+from app.chat.commit_plan import NewMessage, Plan, SessionState
+from app.chat.service import TERMINAL_STATUSES
+from app.triage import TriageResult
+
+Assess = Callable[
+    [Sequence[tuple[int, str, tuple[str, ...]]]], Awaitable[dict[int, tuple[TriageResult, float]]]
+]
+
+
+@dataclass(slots=True)
+class FastStored:
+    """What one statement stored: the sessions that moved, and the plan and states it stored
+    them by (the others' messages were not stored)."""
+
+    moved: set[uuid.UUID]
+    plan: Plan
+    states: dict[uuid.UUID, SessionState]
+    before: dict[uuid.UUID, int]  # last_seq each session had
+    events: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
+
+
+class OneStatementCommit:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bus: Bus,
+        contexts: ContextCache,
+        *,
+        remember: int,
+        context_size: int,
+    ) -> None:
+        # No BEGIN and no COMMIT: the statement is its own transaction.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._bus = bus
+        self._contexts = contexts
+        self._context_size = context_size
+        self.snapshots = SnapshotCache(remember)
+
+    def _states(self, messages: Sequence[NewMessage]) -> dict[uuid.UUID, SessionState] | None:
+        """The batch's sessions as this process left them, or None when one is not known."""
+        states: dict[uuid.UUID, SessionState] = {}
+        for message in messages:
+            session_id = message.session_id
+            state = states.get(session_id)
+            if state is None:
+                snapshot = self.snapshots.get(session_id)
+                if snapshot is None:
+                    return None
+                state = states[session_id] = snapshot.state()
+            if message.sender == "visitor" and self._context_size > 0 and state.context is None:
+                state.context = self._contexts.get(session_id, state.last_seq)
+                if state.context is None:
+                    return None
+        return states
+
+    async def store(
+        self, messages: Sequence[NewMessage], assess: Assess, *, now: datetime
+    ) -> FastStored | None:
+        """Stores what it can in one statement; None when the batch is not one for it (then
+        nothing was stored). Raises what the statement raises (nothing was stored then either:
+        the statement is atomic), IntegrityError for a resend of a stored message."""
+        if any(m.audit is not None for m in messages):
+            return None
+        states = self._states(messages)
+        if states is None:
+            return None
+        sorting = commit_plan.sort(messages, states, terminal=TERMINAL_STATUSES)
+        if any(outcome is not None for outcome in sorting.outcomes):
+            return None  # a refusal read from memory: the row itself decides
+        before = {session_id: state.last_seq for session_id, state in states.items()}
+        assessed = await assess(
+            commit_plan.triage_inputs(sorting, messages, states, context_size=self._context_size)
+        )
+        plan = commit_plan.plan(sorting, messages, states, assessed, now=now)
+        if plan.audits or plan.routable or any(s.dirty or s.joined for s in states.values()):
+            return None
+        by_channel = {session_channel(session_id): session_id for session_id in states}
+        stored = FastStored(moved=set(), plan=plan, states=states, before=before)
+        for event in plan.events:
+            owner = by_channel.get(event[0])
+            if owner is None:
+                return None  # an event beyond the session's own channel: not a plain message
+            stored.events.setdefault(owner, []).append(event)
+        stored.moved = await self._execute(plan, states, before, stored.events, now)
+        return stored
+
+    async def _execute(
+        self,
+        plan: Plan,
+        states: dict[uuid.UUID, SessionState],
+        before: dict[uuid.UUID, int],
+        events: dict[uuid.UUID, list[Event]],
+        now: datetime,
+    ) -> set[uuid.UUID]:
+        ordered = sorted(plan.changed)
+        params: dict[str, Any] = {
+            "sent_at": now,
+            **{f"a_{name}": [row[name] for row in plan.rows] for name in commit_sql.INSERT_COLUMNS},
+            "a_signals": [
+                None if row["signals"] is None else json.dumps(row["signals"]) for row in plan.rows
+            ],
+            "ids": ordered,
+            "expected": [before[session_id] for session_id in ordered],
+            "seqs": [states[session_id].last_seq for session_id in ordered],
+            "statuses": [states[session_id].status for session_id in ordered],
+            "urgencies": [states[session_id].urgency for session_id in ordered],
+            "now": now,
+        }
+        statement = commit_sql.GUARDED_STORE
+        payloads: list[str] = []
+        payload_sessions: list[uuid.UUID] = []
+        channel: str | None = None
+        for session_id in ordered:
+            notification = self._bus.stage_detached(events.get(session_id, []))
+            if notification is not None:
+                channel = notification.channel
+                payloads += notification.payloads
+                payload_sessions += [session_id] * len(notification.payloads)
+        if channel is not None:
+            statement = commit_sql.GUARDED_STORE_AND_NOTIFY
+            params.update(channel=channel, payloads=payloads, payload_sessions=payload_sessions)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(statement, params)).one()
+        return {uuid.UUID(str(session_id)) for session_id in row.moved}
