@@ -53,9 +53,7 @@ async def under_way(committer: MessageCommitter, session_id: uuid.UUID) -> None:
 
 async def last_seq(engine: AsyncEngine, session_id: uuid.UUID) -> int:
     async with engine.connect() as conn:
-        value = await conn.scalar(
-            select(ChatSession.last_seq).where(ChatSession.id == session_id)
-        )
+        value = await conn.scalar(select(ChatSession.last_seq).where(ChatSession.id == session_id))
     assert value is not None
     return value
 
@@ -167,9 +165,7 @@ async def test_urgency_raised_elsewhere_is_what_the_message_reports(
     session_id = await new_session(sessionmaker)
     await under_way(committer, session_id)
     async with transaction(sessionmaker) as db:
-        await db.execute(
-            update(ChatSession).where(ChatSession.id == session_id).values(urgency=3)
-        )
+        await db.execute(update(ChatSession).where(ChatSession.id == session_id).values(urgency=3))
     stored = await committer.submit(visitor(session_id, "ok"))
     assert (stored.seq, stored.urgency, stored.urgency_raised) == (3, 3, False)
 
@@ -210,9 +206,7 @@ async def test_a_rise_in_urgency_is_audited_and_announced(
             .select_from(Event)
             .where(Event.subject_id == str(session_id), Event.action == "urgency_raised")
         )
-        urgency = await conn.scalar(
-            select(ChatSession.urgency).where(ChatSession.id == session_id)
-        )
+        urgency = await conn.scalar(select(ChatSession.urgency).where(ChatSession.id == session_id))
     assert (rises, urgency) == (1, int(Level.high))
 
 
