@@ -12,6 +12,10 @@ row is still exactly what the plan was made from, otherwise that session is left
 its messages go the locked way, which reads the row itself. So the memory is a hint that can be
 wrong without harm: the cost of a wrong hint is the statement that stored nothing for it.
 
+A session another instance writes too (its visitor on one instance, its volunteer on another)
+would miss every time, one wasted statement per message; after a miss a session takes the
+locked path directly for ``shared_s``.
+
 Anything else — a session not remembered, a refusal, a rise in urgency, a resend of a stored
 message (the statement fails whole on the unique key and stores nothing) — takes the locked
 path, which answers it exactly as before, reusing the triage already done here.
@@ -20,11 +24,13 @@ path, which answers it exactly as before, reusing the triage already done here.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,6 +40,9 @@ from app.chat.commit_cache import ContextCache, SnapshotCache
 from app.chat.commit_plan import NewMessage, Plan, SessionState
 from app.chat.service import TERMINAL_STATUSES
 from app.triage import TriageResult
+
+# How long a session that missed (another writer moved its row) takes the locked path directly.
+SHARED_S: Final = 60.0
 
 Assess = Callable[
     [Sequence[tuple[int, str, tuple[str, ...]]]], Awaitable[dict[int, tuple[TriageResult, float]]]
@@ -61,6 +70,8 @@ class OneStatementCommit:
         *,
         remember: int,
         context_size: int,
+        shared_s: float = SHARED_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # No BEGIN and no COMMIT: the statement is its own transaction.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -68,6 +79,27 @@ class OneStatementCommit:
         self._contexts = contexts
         self._context_size = context_size
         self.snapshots = SnapshotCache(remember)
+        self._remember = remember
+        self._shared_s = shared_s
+        self._clock = clock
+        self._shared: OrderedDict[uuid.UUID, float] = OrderedDict()  # session → when it missed
+
+    def _is_shared(self, session_id: uuid.UUID) -> bool:
+        missed_at = self._shared.get(session_id)
+        if missed_at is None:
+            return False
+        if self._clock() - missed_at < self._shared_s:
+            return True
+        del self._shared[session_id]
+        return False
+
+    def _missed(self, session_ids: Iterable[uuid.UUID]) -> None:
+        now = self._clock()
+        for session_id in session_ids:
+            self._shared[session_id] = now
+            self._shared.move_to_end(session_id)
+        while len(self._shared) > self._remember:
+            self._shared.popitem(last=False)
 
     def _states(self, messages: Sequence[NewMessage]) -> dict[uuid.UUID, SessionState] | None:
         """The batch's sessions as this process left them, or None when one is not known."""
@@ -77,7 +109,7 @@ class OneStatementCommit:
             state = states.get(session_id)
             if state is None:
                 snapshot = self.snapshots.get(session_id)
-                if snapshot is None:
+                if snapshot is None or self._is_shared(session_id):
                     return None
                 state = states[session_id] = snapshot.state()
             if message.sender == "visitor" and self._context_size > 0 and state.context is None:
@@ -115,6 +147,7 @@ class OneStatementCommit:
                 return None  # an event beyond the session's own channel: not a plain message
             stored.events.setdefault(owner, []).append(event)
         stored.moved = await self._execute(plan, states, before, stored.events, now)
+        self._missed(plan.changed - stored.moved)
         return stored
 
     async def _execute(

@@ -69,7 +69,7 @@ from app.bus import Bus
 from app.bus.base import Notification
 from app.chat import commit_plan, commit_sql
 from app.chat.commit_cache import ContextCache
-from app.chat.commit_fast import FastStored, OneStatementCommit
+from app.chat.commit_fast import SHARED_S, FastStored, OneStatementCommit
 from app.chat.commit_plan import Existing, NewMessage, Outcome, SessionState, StoredMessage
 from app.chat.errors import StoreUnavailable
 from app.chat.models import ChatSession, Message
@@ -166,6 +166,7 @@ class MessageCommitter:
         triage: Triage = assess_many,
         route: RouteInCommit | None = None,
         one_statement: bool = True,
+        one_statement_shared_s: float = SHARED_S,
     ) -> None:
         """``one_statement``: store the messages of conversations under way in one guarded
         statement when this process's memory of their rows allows (app/chat/commit_fast.py;
@@ -199,6 +200,7 @@ class MessageCommitter:
                 self._contexts_cache,
                 remember=context_cache_sessions,
                 context_size=context_size,
+                shared_s=one_statement_shared_s,
             )
             if one_statement and engine.dialect.name == "postgresql"
             else None
