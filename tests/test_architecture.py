@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,7 +358,10 @@ def _status_writes(module: Module) -> list[str]:
                     found.append(f"{module.rel}:{line} {target.value.id}.status = ...")
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             sql = " ".join(node.value.lower().split())
-            if "update chat_sessions" in sql and "status" in sql.split(" set ", 1)[-1]:
+            # Only the SET list writes: a guard on the status (WHERE) or a row source (FROM)
+            # reads it.
+            assignments = re.split(r" (?:from|where|returning) ", sql.split(" set ", 1)[-1])[0]
+            if "update chat_sessions" in sql and "status" in assignments:
                 found.append(f"{module.rel}:{line} raw SQL UPDATE chat_sessions ... status")
     return found
 
@@ -374,6 +378,7 @@ update(ChatSession).values({"status": "closed"})
 ChatSession(id=1, status="waiting")
 session.status = "closed"
 text("UPDATE chat_sessions SET status = 'closed'")
+text("UPDATE chat_sessions SET last_seq = 2 FROM v WHERE status = 'waiting'")
 table = ChatSession.__table__
 update(table).where(table.c.id == 1).values(**changes)
 update(model).values({key: key})

@@ -38,7 +38,6 @@ import json
 import math
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,16 +49,11 @@ import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy import (
     Table,
-    Uuid,
-    any_,
     bindparam,
     case,
-    func,
     literal,
-    select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -67,10 +61,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit.service import record_event
 from app.bus import Bus
 from app.bus.base import Notification
-from app.chat import commit_plan, commit_sql
+from app.chat import commit_plan, commit_reads, commit_sql
 from app.chat.commit_cache import ContextCache
 from app.chat.commit_fast import SHARED_S, FastStored, OneStatementCommit
-from app.chat.commit_plan import Existing, NewMessage, Outcome, SessionState, StoredMessage
+from app.chat.commit_plan import NewMessage, Outcome, SessionState, StoredMessage
 from app.chat.errors import StoreUnavailable
 from app.chat.models import ChatSession, Message
 from app.chat.recent import RecentMessages, Staged
@@ -140,10 +134,6 @@ def _views(rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, MessageView]
 
 class _ResendInBatch(Exception):
     """The fast path met a client_msg_id that is already stored."""
-
-
-class _ConnectionProblem(Exception):
-    """The database could not be reached: splitting the batch would not help."""
 
 
 class _RouteFailed(Exception):
@@ -459,14 +449,14 @@ class MessageCommitter:
         """The I/O of one batch; every decision in between is app/chat/commit_plan.py's."""
         now = utcnow()
         messages = [p.message for p in batch]
-        states = await self._lock_sessions(db, sorted({m.session_id for m in messages}))
+        states = await commit_reads.lock_sessions(db, sorted({m.session_id for m in messages}))
         locked_seqs = {session_id: state.last_seq for session_id, state in states.items()}
         sorting = commit_plan.sort(messages, states, terminal=TERMINAL_STATUSES)
         # Resends of messages committed earlier (by us, by a dead process, by another instance).
         # Looked up only when the fast path (ON CONFLICT in _insert) found one: resends are rare,
         # lookups are not free.
         if check_duplicates and sorting.keys:
-            existing = await self._existing(db, sorting.keys)
+            existing = await commit_reads.stored_resends(db, sorting.keys)
             commit_plan.answer_resends(sorting, messages, states, existing)
         triaged = commit_plan.sessions_to_triage(sorting, messages)
         if triaged and self._context_size > 0:
@@ -627,71 +617,6 @@ class MessageCommitter:
             out[i] = known[(text, ctx)] = (result, elapsed_ms)
         return out
 
-    async def _lock_sessions(
-        self, db: AsyncSession, session_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, SessionState]:
-        columns = (
-            ChatSession.id,
-            ChatSession.status,
-            ChatSession.last_seq,
-            ChatSession.urgency,
-            ChatSession.signals,
-            ChatSession.visitor_spoke_at,
-        )
-        if db.get_bind().dialect.name == "postgresql":
-            # ``= ANY(array)``: one statement text for every batch size (IN lists are not).
-            query = (
-                select(*columns)
-                .where(ChatSession.id == any_(bindparam("ids", session_ids, type_=ARRAY(Uuid()))))
-                .order_by(ChatSession.id)
-                .with_for_update()
-            )
-        else:
-            query = select(*columns).where(ChatSession.id.in_(session_ids)).order_by(ChatSession.id)
-            # SQLite has no row locks: writing first takes the database write lock instead.
-            await db.execute(
-                update(ChatSession)
-                .where(ChatSession.id.in_(session_ids))
-                .values(updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-        rows = (await db.execute(query)).all()
-        return {
-            r.id: SessionState(
-                status=r.status,
-                last_seq=r.last_seq,
-                urgency=r.urgency,
-                signals=list(r.signals or []),
-                spoke=r.visitor_spoke_at is not None,
-            )
-            for r in rows
-        }
-
-    @staticmethod
-    async def _existing(
-        db: AsyncSession, keys: list[tuple[uuid.UUID, str, str]]
-    ) -> dict[tuple[uuid.UUID, str, str | None], Existing]:
-        session_ids = sorted({k[0] for k in keys})
-        client_ids = sorted({k[2] for k in keys})
-        rows = (
-            await db.execute(
-                select(
-                    Message.session_id,
-                    Message.sender,
-                    Message.client_msg_id,
-                    Message.seq,
-                    Message.sent_at,
-                    Message.level,
-                ).where(Message.session_id.in_(session_ids), Message.client_msg_id.in_(client_ids))
-            )
-        ).all()
-        return {
-            (r.session_id, r.sender, r.client_msg_id): Existing(
-                seq=r.seq, sent_at=r.sent_at, level=r.level
-            )
-            for r in rows
-        }
-
     async def _load_contexts(
         self,
         db: AsyncSession,
@@ -715,38 +640,6 @@ class MessageCommitter:
             else:
                 state.context = cached
         if missing:
-            loaded = await self._contexts(db, missing)
+            loaded = await commit_reads.recent_visitor_texts(db, missing, self._context_size)
             for session_id in missing:
                 states[session_id].context = loaded.get(session_id, [])
-
-    async def _contexts(
-        self, db: AsyncSession, session_ids: set[uuid.UUID]
-    ) -> dict[uuid.UUID, list[str]]:
-        """The last ``context_size`` visitor texts of each session, oldest first."""
-        recent = (
-            select(
-                Message.session_id,
-                Message.seq,
-                Message.text,
-                func.row_number()
-                .over(partition_by=Message.session_id, order_by=Message.seq.desc())
-                .label("recency"),
-            )
-            .where(
-                Message.session_id.in_(sorted(session_ids)),
-                Message.sender == "visitor",
-                Message.text.is_not(None),
-            )
-            .subquery()
-        )
-        rows = (
-            await db.execute(
-                select(recent.c.session_id, recent.c.text)
-                .where(recent.c.recency <= self._context_size)
-                .order_by(recent.c.session_id, recent.c.seq)
-            )
-        ).all()
-        contexts: dict[uuid.UUID, list[str]] = defaultdict(list)
-        for r in rows:
-            contexts[r.session_id].append(r.text)
-        return contexts
