@@ -381,6 +381,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             print(to_counselor.line(f"chat message -> volunteer @ {args.rate:.0f}/s"))
             for counselor in counselors:
                 await counselor.close()
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
+            paths = {
+                path: metric_sample(metrics, f'beacon_chat_commits_total{{path="{path}"}}') or 0.0
+                for path in ("one_statement", "locked", "missed")
+            }
+            print(
+                "group commits by path (whole run): "
+                + ", ".join(f"{path} {count:.0f}" for path, count in paths.items())
+            )
             ratio = saturated.throughput / echo.throughput if echo.throughput else float("nan")
             durable_ratio = (
                 saturated.throughput / durable.throughput if durable.throughput else float("nan")

@@ -12,9 +12,11 @@ row is still exactly what the plan was made from, otherwise that session is left
 its messages go the locked way, which reads the row itself. So the memory is a hint that can be
 wrong without harm: the cost of a wrong hint is the statement that stored nothing for it.
 
-A session another instance writes too (its visitor on one instance, its volunteer on another)
-would miss every time, one wasted statement per message; after a miss a session takes the
-locked path directly for ``shared_s``.
+A session another instance writes messages in too (its visitor on one instance, its volunteer
+on another) would miss every time, one wasted statement per message; once its ``last_seq`` is
+found moved on by someone else, a session takes the locked path directly for ``shared_s``. A
+status or urgency changed elsewhere (a claim, a close) costs one miss: the locked path that
+follows leaves the row remembered again.
 
 Anything else — a session not remembered, a refusal, a rise in urgency, a resend of a stored
 message (the statement fails whole on the unique key and stores nothing) — takes the locked
@@ -82,7 +84,8 @@ class OneStatementCommit:
         self._remember = remember
         self._shared_s = shared_s
         self._clock = clock
-        self._shared: OrderedDict[uuid.UUID, float] = OrderedDict()  # session → when it missed
+        # Sessions found outpaced by another writer → when.
+        self._shared: OrderedDict[uuid.UUID, float] = OrderedDict()
 
     def _is_shared(self, session_id: uuid.UUID) -> bool:
         missed_at = self._shared.get(session_id)
@@ -146,8 +149,8 @@ class OneStatementCommit:
             if owner is None:
                 return None  # an event beyond the session's own channel: not a plain message
             stored.events.setdefault(owner, []).append(event)
-        stored.moved = await self._execute(plan, states, before, stored.events, now)
-        self._missed(plan.changed - stored.moved)
+        stored.moved, outpaced = await self._execute(plan, states, before, stored.events, now)
+        self._missed(outpaced)
         return stored
 
     async def _execute(
@@ -157,7 +160,8 @@ class OneStatementCommit:
         before: dict[uuid.UUID, int],
         events: dict[uuid.UUID, list[Event]],
         now: datetime,
-    ) -> set[uuid.UUID]:
+    ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """(the sessions stored, those another writer had stored messages in)."""
         ordered = sorted(plan.changed)
         params: dict[str, Any] = {
             "sent_at": now,
@@ -187,4 +191,7 @@ class OneStatementCommit:
             params.update(channel=channel, payloads=payloads, payload_sessions=payload_sessions)
         async with self._engine.connect() as conn:
             row = (await conn.execute(statement, params)).one()
-        return {uuid.UUID(str(session_id)) for session_id in row.moved}
+        return (
+            {uuid.UUID(str(session_id)) for session_id in row.moved},
+            {uuid.UUID(str(session_id)) for session_id in row.outpaced},
+        )

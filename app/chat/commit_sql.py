@@ -97,12 +97,23 @@ _GUARDED_NOTIFIED = """,
     )"""
 
 
+# The sessions whose last_seq had moved on before the statement (its snapshot: rows it updated
+# still show the old value): another writer stores messages in them. A status or urgency that
+# moved (a claim, a close) is a one-off; only these are worth not trying again for a while.
+_OUTPACED = """ARRAY(
+        SELECT s.id FROM chat_sessions AS s
+        JOIN unnest(CAST(:ids AS uuid[]), CAST(:expected AS integer[])) AS e(id, expected)
+          ON s.id = e.id
+        WHERE s.last_seq <> e.expected
+    )"""
+
+
 def _guarded(notify: bool) -> TextClause:
     notified = "(SELECT count(*) FROM notified)" if notify else "0"
     return text(  # built from this module's constants only: no input reaches the text
         f"WITH {_GUARDED}{_GUARDED_NOTIFIED if notify else ''}\n"  # noqa: S608
         "SELECT ARRAY(SELECT id FROM moved) AS moved, (SELECT count(*) FROM inserted) AS stored,"
-        f" {notified} AS notified"
+        f" {notified} AS notified, {_OUTPACED} AS outpaced"
     ).bindparams(bindparam("sent_at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 
 

@@ -143,6 +143,26 @@ async def test_two_instances_writing_one_conversation_at_once_never_share_a_seq(
     assert commits(ours)[0] + commits(theirs)[0] > 0  # the one statement raced the lock
 
 
+async def test_a_status_changed_elsewhere_costs_one_miss(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A claim (waiting → active) is not another writer of messages: after one miss and the
+    locked commit that follows, the conversation is stored in one statement again."""
+    committer: MessageCommitter = await committer_factory(triage=calm)
+    session_id = await new_session(sessionmaker)
+    await under_way(committer, session_id)
+    async with transaction(sessionmaker) as db:
+        await change_status(
+            db, InProcessBus(), session_id=session_id, to=SessionStatus.active, reason="test"
+        )
+    fast, locked = commits(committer)
+    assert (await committer.submit(visitor(session_id, "hello?"))).seq == 3
+    assert (commits(committer), missed(committer)) == ((fast, locked + 1), 1)
+    assert (await committer.submit(visitor(session_id, "thanks"))).seq == 4
+    assert (commits(committer), missed(committer)) == ((fast + 1, locked + 1), 1)
+
+
 async def test_a_session_closed_elsewhere_refuses_the_message(
     committer_factory: Factory,
     sessionmaker: async_sessionmaker[AsyncSession],
