@@ -103,6 +103,15 @@ def _flood(out: str) -> str:
     )
 
 
+def _commit_paths(out: str) -> str:
+    f = _summary(out)
+    return (
+        f"committer alone, one at a time: p50 {f['p50_ms']} ms in one statement, "
+        f"{f['locked_p50_ms']} ms locked; CPU/message {f['cpu_ms_per_message']} against "
+        f"{f['locked_cpu_ms_per_message']} ms"
+    )
+
+
 @dataclass(frozen=True)
 class Bench:
     name: str
@@ -122,6 +131,14 @@ BENCHES = (
         (),
         _chat,
         ("--clients", "5", "--seconds", "0.5", "--rate", "50"),
+    ),
+    Bench(
+        "commit_paths",
+        "(one statement against the locked path)",
+        ("--n", "1000"),
+        (),
+        _commit_paths,
+        ("--n", "10", "--burst", "2", "--rounds", "1"),
     ),
     Bench(
         "routing_offer_latency",
