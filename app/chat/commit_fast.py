@@ -18,9 +18,11 @@ found moved on by someone else, a session takes the locked path directly for ``s
 status or urgency changed elsewhere (a claim, a close) costs one miss: the locked path that
 follows leaves the row remembered again.
 
-Anything else — a session not remembered, a refusal, a rise in urgency, a resend of a stored
-message (the statement fails whole on the unique key and stores nothing) — takes the locked
-path, which answers it exactly as before, reusing the triage already done here.
+A batch is split by session: the sessions that qualify go in the statement, and the others —
+not remembered, a refusal, a rise in urgency, a first message, an audited message — take the
+locked path right after it, which answers them exactly as before, reusing the triage already
+done here. A resend of a stored message fails the whole statement on the unique key (nothing is
+stored) and the whole batch goes the locked way.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ Assess = Callable[
 @dataclass(slots=True)
 class FastStored:
     """What one statement stored: the sessions that moved, and the plan and states it stored
-    them by (the others' messages were not stored)."""
+    them by (the messages of other sessions were not stored)."""
 
     moved: set[uuid.UUID]
     plan: Plan
     states: dict[uuid.UUID, SessionState]
     before: dict[uuid.UUID, int]  # last_seq each session had
+    indices: list[int]  # the batch's messages the plan is of, in order
     events: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
 
 
@@ -104,54 +107,69 @@ class OneStatementCommit:
         while len(self._shared) > self._remember:
             self._shared.popitem(last=False)
 
-    def _states(self, messages: Sequence[NewMessage]) -> dict[uuid.UUID, SessionState] | None:
-        """The batch's sessions as this process left them, or None when one is not known."""
+    def _known(self, messages: Sequence[NewMessage]) -> dict[uuid.UUID, SessionState]:
+        """Fresh states of the batch's sessions this process remembers (with the context
+        their visitor messages need), leaving out the ones it does not."""
         states: dict[uuid.UUID, SessionState] = {}
+        unknown: set[uuid.UUID] = set()
         for message in messages:
             session_id = message.session_id
+            if session_id in unknown:
+                continue
             state = states.get(session_id)
             if state is None:
                 snapshot = self.snapshots.get(session_id)
                 if snapshot is None or self._is_shared(session_id):
-                    return None
+                    unknown.add(session_id)
+                    continue
                 state = states[session_id] = snapshot.state()
             if message.sender == "visitor" and self._context_size > 0 and state.context is None:
                 state.context = self._contexts.get(session_id, state.last_seq)
                 if state.context is None:
-                    return None
+                    unknown.add(session_id)
+                    del states[session_id]
         return states
 
     async def store(
         self, messages: Sequence[NewMessage], assess: Assess, *, now: datetime
     ) -> FastStored | None:
-        """Stores what it can in one statement; None when the batch is not one for it (then
-        nothing was stored). Raises what the statement raises (nothing was stored then either:
-        the statement is atomic), IntegrityError for a resend of a stored message."""
-        if any(m.audit is not None for m in messages):
-            return None
-        states = self._states(messages)
-        if states is None:
-            return None
-        sorting = commit_plan.sort(messages, states, terminal=TERMINAL_STATUSES)
-        if any(outcome is not None for outcome in sorting.outcomes):
-            return None  # a refusal read from memory: the row itself decides
-        before = {session_id: state.last_seq for session_id, state in states.items()}
-        assessed = await assess(
-            commit_plan.triage_inputs(sorting, messages, states, context_size=self._context_size)
-        )
-        plan = commit_plan.plan(sorting, messages, states, assessed, now=now)
-        if plan.audits or plan.routable or any(s.dirty or s.joined for s in states.values()):
-            return None
-        by_channel = {session_channel(session_id): session_id for session_id in states}
-        stored = FastStored(moved=set(), plan=plan, states=states, before=before)
-        for event in plan.events:
-            owner = by_channel.get(event[0])
-            if owner is None:
-                return None  # an event beyond the session's own channel: not a plain message
-            stored.events.setdefault(owner, []).append(event)
-        stored.moved, outpaced = await self._execute(plan, states, before, stored.events, now)
-        self._missed(outpaced)
-        return stored
+        """Stores in one statement the messages of the batch's sessions that need nothing but
+        new seqs; the rest of the batch is left for the locked path. None when no session
+        qualifies (nothing was stored). Raises what the statement raises (nothing was stored
+        then either: the statement is atomic), IntegrityError for a resend of a stored one."""
+        candidates = set(self._known(messages)) - {
+            m.session_id for m in messages if m.audit is not None
+        }
+        while candidates:
+            chosen = [i for i, m in enumerate(messages) if m.session_id in candidates]
+            subset = [messages[i] for i in chosen]
+            states = self._known(subset)
+            sorting = commit_plan.sort(subset, states, terminal=TERMINAL_STATUSES)
+            # A refusal read from memory: the row itself decides.
+            unfit = {subset[i].session_id for i, o in enumerate(sorting.outcomes) if o is not None}
+            before = {session_id: state.last_seq for session_id, state in states.items()}
+            assessed = await assess(
+                commit_plan.triage_inputs(sorting, subset, states, context_size=self._context_size)
+            )
+            plan = commit_plan.plan(sorting, subset, states, assessed, now=now)
+            unfit |= {audit.session_id for audit in plan.audits} | plan.routable
+            unfit |= {session_id for session_id, s in states.items() if s.dirty or s.joined}
+            if unfit:
+                candidates -= unfit  # planned again without them (triage is remembered)
+                continue
+            stored = FastStored(
+                moved=set(), plan=plan, states=states, before=before, indices=chosen
+            )
+            by_channel = {session_channel(session_id): session_id for session_id in states}
+            for event in plan.events:
+                owner = by_channel.get(event[0])
+                if owner is None:
+                    return None  # an event beyond the session's own channel: not plain
+                stored.events.setdefault(owner, []).append(event)
+            stored.moved, outpaced = await self._execute(plan, states, before, stored.events, now)
+            self._missed(outpaced)
+            return stored
+        return None
 
     async def _execute(
         self,

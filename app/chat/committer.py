@@ -318,7 +318,7 @@ class MessageCommitter:
         # A statement that stored nothing (every row it remembered had moved on) is a miss.
         (self._fast_commits if done.moved else self._fast_misses).inc()
         self._settle_one_statement(done)
-        pairs = list(zip(batch, done.plan.outcomes, strict=True))
+        pairs = [(batch[i], o) for i, o in zip(done.indices, done.plan.outcomes, strict=True)]
         self._resolve(
             [p for p, _ in pairs if p.message.session_id in done.moved],
             [o for p, o in pairs if p.message.session_id in done.moved],

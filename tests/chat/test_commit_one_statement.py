@@ -89,6 +89,50 @@ async def test_a_conversation_under_way_is_stored_by_one_statement_each_batch(
     assert asked[-2:] == [("a", ("hi", "are you there")), ("c", ("hi", "are you there", "a"))]
 
 
+async def test_a_batch_is_split_by_session_between_the_two_paths(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """One batch: a conversation under way, a visitor's first message (it joins the queue)
+    and a message that raises urgency. The first is stored by the statement, the other two the
+    locked way, each exactly as it would be alone."""
+
+    def triage(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        return [
+            TriageResult(
+                level=Level.high if text == "i have a plan" else Level.none,
+                score=0.5,
+                signals=(),
+                model_version="t",
+            )
+            for text, _ in items
+        ]
+
+    committer: MessageCommitter = await committer_factory(triage=triage, linger_s=0.05)
+    plain, rising, new = [await new_session(sessionmaker) for _ in range(3)]
+    for session_id in (plain, rising):
+        await under_way(committer, session_id)
+    fast, locked = commits(committer)
+    stored = await asyncio.gather(
+        committer.submit(visitor(plain, "ok")),
+        committer.submit(visitor(new, "hello")),
+        committer.submit(visitor(rising, "i have a plan")),
+        committer.submit(visitor(plain, "still ok")),
+    )
+    assert [(s.session_id, s.seq) for s in stored] == [
+        (plain, 3),
+        (new, 1),
+        (rising, 3),
+        (plain, 4),
+    ]
+    assert stored[2].urgency_raised
+    assert commits(committer) == (fast + 1, locked + 1)
+    for session_id, last in ((plain, 4), (rising, 3), (new, 1)):
+        assert await last_seq(engine, session_id) == last
+        assert [seq for seq, _ in await seqs(engine, session_id)] == list(range(1, last + 1))
+
+
 async def test_a_row_another_instance_moved_is_stored_the_locked_way_without_a_gap(
     committer_factory: Factory,
     sessionmaker: async_sessionmaker[AsyncSession],
