@@ -320,6 +320,16 @@ async def chat_paced(
     return ack, delivery, to_counselor
 
 
+async def _commit_paths(port: int) -> dict[str, float]:
+    """The server's group commits so far, by path (one statement, locked, missed)."""
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    return {
+        path: metric_sample(metrics, f'beacon_chat_commits_total{{path="{path}"}}') or 0.0
+        for path in ("one_statement", "locked", "missed")
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with fresh_database(args.admin_url) as url, fresh_database(args.admin_url) as echo_db:
         env = beacon_env(
@@ -373,6 +383,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             # Every chat held by a volunteer, as in a staffed shift: the message then also goes
             # to that volunteer's socket, which is what "time to counselor" is about.
             counselors = await staff(chat_base, env, len(clients))
+            paths_before = await _commit_paths(chat_port)
             ack, delivery, to_counselor = await chat_paced(
                 chat_base, clients, args.seconds, args.rate, counselors
             )
@@ -381,15 +392,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             print(to_counselor.line(f"chat message -> volunteer @ {args.rate:.0f}/s"))
             for counselor in counselors:
                 await counselor.close()
-            async with httpx.AsyncClient() as http:
-                metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
-            paths = {
-                path: metric_sample(metrics, f'beacon_chat_commits_total{{path="{path}"}}') or 0.0
-                for path in ("one_statement", "locked", "missed")
-            }
+            paths = await _commit_paths(chat_port)
             print(
-                "group commits by path (whole run): "
-                + ", ".join(f"{path} {count:.0f}" for path, count in paths.items())
+                f"group commits by path at {args.rate:.0f}/s: "
+                + ", ".join(f"{p} {n - paths_before[p]:.0f}" for p, n in paths.items())
             )
             ratio = saturated.throughput / echo.throughput if echo.throughput else float("nan")
             durable_ratio = (

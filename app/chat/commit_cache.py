@@ -84,9 +84,14 @@ class SnapshotCache:
         return snapshot
 
     def remember(self, states: Mapping[uuid.UUID, SessionState], ids: Iterable[uuid.UUID]) -> None:
-        """``states`` as they stand after a commit that stored them (seqs, urgency, signals)."""
+        """``states`` as they stand after a commit that stored them (seqs, urgency, signals).
+        Every commit moves ``last_seq``, so an older one (a batch of the other worker settling
+        after a later one) is not taken."""
         for session_id in ids:
             state = states[session_id]
+            current = self._entries.get(session_id)
+            if current is not None and current.last_seq > state.last_seq:
+                continue
             self._entries[session_id] = Snapshot(
                 status=state.status,
                 last_seq=state.last_seq,

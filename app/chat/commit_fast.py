@@ -107,9 +107,11 @@ class OneStatementCommit:
         while len(self._shared) > self._remember:
             self._shared.popitem(last=False)
 
-    def _known(self, messages: Sequence[NewMessage]) -> dict[uuid.UUID, SessionState]:
+    def _known(
+        self, messages: Sequence[NewMessage], contended: Callable[[uuid.UUID], bool]
+    ) -> dict[uuid.UUID, SessionState]:
         """Fresh states of the batch's sessions this process remembers (with the context
-        their visitor messages need), leaving out the ones it does not."""
+        their visitor messages need), leaving out the ones it does not and the contended."""
         states: dict[uuid.UUID, SessionState] = {}
         unknown: set[uuid.UUID] = set()
         for message in messages:
@@ -119,7 +121,7 @@ class OneStatementCommit:
             state = states.get(session_id)
             if state is None:
                 snapshot = self.snapshots.get(session_id)
-                if snapshot is None or self._is_shared(session_id):
+                if snapshot is None or contended(session_id) or self._is_shared(session_id):
                     unknown.add(session_id)
                     continue
                 state = states[session_id] = snapshot.state()
@@ -131,19 +133,25 @@ class OneStatementCommit:
         return states
 
     async def store(
-        self, messages: Sequence[NewMessage], assess: Assess, *, now: datetime
+        self,
+        messages: Sequence[NewMessage],
+        assess: Assess,
+        *,
+        now: datetime,
+        contended: Callable[[uuid.UUID], bool] = lambda _: False,
     ) -> FastStored | None:
         """Stores in one statement the messages of the batch's sessions that need nothing but
         new seqs; the rest of the batch is left for the locked path. None when no session
-        qualifies (nothing was stored). Raises what the statement raises (nothing was stored
+        qualifies (nothing was stored). ``contended``: sessions another batch of this process
+        is committing too (left out). Raises what the statement raises (nothing was stored
         then either: the statement is atomic), IntegrityError for a resend of a stored one."""
-        candidates = set(self._known(messages)) - {
+        candidates = set(self._known(messages, contended)) - {
             m.session_id for m in messages if m.audit is not None
         }
         while candidates:
             chosen = [i for i, m in enumerate(messages) if m.session_id in candidates]
             subset = [messages[i] for i in chosen]
-            states = self._known(subset)
+            states = self._known(subset, contended)
             sorting = commit_plan.sort(subset, states, terminal=TERMINAL_STATUSES)
             # A refusal read from memory: the row itself decides.
             unfit = {subset[i].session_id for i, o in enumerate(sorting.outcomes) if o is not None}

@@ -70,19 +70,25 @@ STORE_AND_NOTIFY = _store(notify=True)
 # session's last_seq moves only if its row still is what this process last committed (last_seq,
 # status, urgency: what the plan read), and only the messages and notifications of the sessions
 # that moved are stored and sent. A session another writer touched meanwhile is left as it was,
-# for the locked path. The UPDATE's guard is re-checked on the newest row version when it has to
-# wait for a concurrent writer, so a stale hint can never store a seq twice or leave a gap. No
+# for the locked path. The rows are locked first, in id order as the locked path locks them (two
+# statements, or a statement and a locked transaction, over overlapping sessions would otherwise
+# lock in whatever order their plans visit the rows, and could deadlock); the UPDATE's guard is
+# re-checked on the newest row version after such a wait, so a stale hint can never store a seq
+# twice or leave a gap. No
 # ON CONFLICT here: a resend of a stored client_msg_id fails the whole statement (nothing is
 # stored) and the batch goes the locked way, which answers resends.
 _GUARDED = f"""
+    locked AS MATERIALIZED (
+        SELECT id FROM chat_sessions WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    ),
     moved AS (
         UPDATE chat_sessions AS s SET last_seq = v.last_seq, updated_at = :now
         FROM unnest(
             CAST(:ids AS uuid[]), CAST(:expected AS integer[]), CAST(:seqs AS integer[]),
             CAST(:statuses AS varchar[]), CAST(:urgencies AS smallint[])
         ) AS v(id, expected, last_seq, status, urgency)
-        WHERE s.id = v.id AND s.last_seq = v.expected AND s.status = v.status
-              AND s.urgency = v.urgency
+        WHERE s.id = v.id AND s.id IN (SELECT id FROM locked)
+              AND s.last_seq = v.expected AND s.status = v.status AND s.urgency = v.urgency
         RETURNING s.id
     ),
     inserted AS ({_INSERT_ROWS}

@@ -33,6 +33,7 @@ simply serialise on its row lock, so seqs stay gap-free with any number of worke
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import math
@@ -195,6 +196,8 @@ class MessageCommitter:
             if one_statement and engine.dialect.name == "postgresql"
             else None
         )
+        # Sessions with a batch being committed now, and how many (workers run at once).
+        self._in_flight: collections.Counter[uuid.UUID] = collections.Counter()
         self._commits = Counter(
             "beacon_chat_commits",
             "Group commits by path: one guarded statement, the locked transaction, or a guarded "
@@ -286,13 +289,21 @@ class MessageCommitter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         self._batch_size.observe(len(batch))
-        known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]] = {}
-        check_duplicates = False
-        if self._fast is not None:
-            batch, check_duplicates = await self._commit_in_one_statement(batch, known)
-            if not batch:
-                return
-        await self._commit_locked(batch, known, check_duplicates=check_duplicates)
+        sessions = {p.message.session_id for p in batch}
+        self._in_flight.update(sessions)
+        try:
+            known: dict[tuple[str, tuple[str, ...]], tuple[TriageResult, float]] = {}
+            check_duplicates = False
+            if self._fast is not None:
+                batch, check_duplicates = await self._commit_in_one_statement(batch, known)
+                if not batch:
+                    return
+            await self._commit_locked(batch, known, check_duplicates=check_duplicates)
+        finally:
+            self._in_flight.subtract(sessions)
+            for session_id in sessions:
+                if self._in_flight[session_id] <= 0:
+                    del self._in_flight[session_id]
 
     async def _commit_in_one_statement(
         self,
@@ -307,6 +318,9 @@ class MessageCommitter:
                 [p.message for p in batch],
                 partial(self._assess_batch, known=known),
                 now=utcnow(),
+                # In another batch of this process too (the other worker): its commit may
+                # move the row under this one; the lock serialises the two.
+                contended=lambda session_id: self._in_flight[session_id] > 1,
             )
         except IntegrityError:  # a resend of a stored message: nothing stored; answered there
             return batch, True
