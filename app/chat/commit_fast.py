@@ -187,7 +187,7 @@ class OneStatementCommit:
         events: dict[uuid.UUID, list[Event]],
         now: datetime,
     ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-        """(the sessions stored, those another writer had stored messages in)."""
+        """(the sessions stored, those another writer has stored messages in)."""
         ordered = sorted(plan.changed)
         params: dict[str, Any] = {
             "sent_at": now,
@@ -217,7 +217,14 @@ class OneStatementCommit:
             params.update(channel=channel, payloads=payloads, payload_sessions=payload_sessions)
         async with self._engine.connect() as conn:
             row = (await conn.execute(statement, params)).one()
-        return (
-            {uuid.UUID(str(session_id)) for session_id in row.moved},
-            {uuid.UUID(str(session_id)) for session_id in row.outpaced},
-        )
+        moved = {uuid.UUID(str(session_id)) for session_id in row.moved}
+        outpaced = set()
+        for found in row.outpaced:
+            text_id, _, last_seq = found.partition(":")
+            session_id = uuid.UUID(text_id)
+            # This process's own commit (the other worker's, settled meanwhile) is no sign of
+            # another writer.
+            ours = self.snapshots.get(session_id)
+            if session_id not in moved and (ours is None or ours.last_seq < int(last_seq)):
+                outpaced.add(session_id)
+        return moved, outpaced

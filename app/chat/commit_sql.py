@@ -103,11 +103,12 @@ _GUARDED_NOTIFIED = """,
     )"""
 
 
-# The sessions whose last_seq had moved on before the statement (its snapshot: rows it updated
-# still show the old value): another writer stores messages in them. A status or urgency that
-# moved (a claim, a close) is a one-off; only these are worth not trying again for a while.
+# The sessions whose last_seq had moved on, with the value found (the newest committed one, if
+# the statement waited for a lock): some writer stored messages in them. If not this process
+# (its own commits are in its memory), another instance writes in that conversation too. A
+# status or urgency that moved (a claim, a close) is a one-off and is not reported here.
 _OUTPACED = """ARRAY(
-        SELECT s.id FROM chat_sessions AS s
+        SELECT s.id::text || ':' || s.last_seq FROM chat_sessions AS s
         JOIN unnest(CAST(:ids AS uuid[]), CAST(:expected AS integer[])) AS e(id, expected)
           ON s.id = e.id
         WHERE s.last_seq <> e.expected

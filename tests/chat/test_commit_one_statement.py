@@ -4,6 +4,7 @@ messages of a conversation under way, and never wrong when its memory of a sessi
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -205,6 +206,34 @@ async def test_a_status_changed_elsewhere_costs_one_miss(
     assert (commits(committer), missed(committer)) == ((fast, locked + 1), 1)
     assert (await committer.submit(visitor(session_id, "thanks"))).seq == 4
     assert (commits(committer), missed(committer)) == ((fast + 1, locked + 1), 1)
+
+
+async def test_this_processs_two_workers_are_not_taken_for_another_writer(
+    committer_factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """Both workers commit one conversation at once: a batch whose session the other worker
+    is committing goes the locked way (the lock serialises them) instead of racing it, and the
+    conversation is not held to the locked path afterwards as if another instance wrote it."""
+
+    def slow(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+        time.sleep(0.02)  # as the encoder takes a while: the other worker commits meanwhile
+        return calm(items)
+
+    committer: MessageCommitter = await committer_factory(triage=slow, workers=2)
+    session_id = await new_session(sessionmaker)
+    await under_way(committer, session_id)
+
+    async def staggered(i: int) -> None:
+        await asyncio.sleep(0.005 * i)  # each while the one before is being triaged
+        await committer.submit(visitor(session_id, f"x{i}"))
+
+    await asyncio.gather(*(staggered(i) for i in range(8)))
+    assert [seq for seq, _ in await seqs(engine, session_id)] == list(range(1, 11))
+    fast, locked = commits(committer)
+    assert (await committer.submit(visitor(session_id, "after"))).seq == 11
+    assert commits(committer) == (fast + 1, locked)
 
 
 async def test_a_session_closed_elsewhere_refuses_the_message(
