@@ -134,7 +134,7 @@ def _views(rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, MessageView]
 
 
 class _ResendInBatch(Exception):
-    """The fast path met a client_msg_id that is already stored."""
+    """The locked path's INSERT (ON CONFLICT) met a client_msg_id that is already stored."""
 
 
 class _RouteFailed(Exception):

@@ -33,6 +33,19 @@ def commits(committer: MessageCommitter) -> tuple[int, int]:
     return count("one_statement"), count("locked")
 
 
+def plan_is_high(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
+    """Triage that rates "i have a plan" high and anything else none."""
+    return [
+        TriageResult(
+            level=Level.high if text == "i have a plan" else Level.none,
+            score=0.5,
+            signals=(),
+            model_version="t",
+        )
+        for text, _ in items
+    ]
+
+
 def missed(committer: MessageCommitter) -> int:
     """Guarded statements that stored nothing."""
     registry = committer._metrics.registry
@@ -99,18 +112,7 @@ async def test_a_batch_is_split_by_session_between_the_two_paths(
     and a message that raises urgency. The first is stored by the statement, the other two the
     locked way, each exactly as it would be alone."""
 
-    def triage(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
-        return [
-            TriageResult(
-                level=Level.high if text == "i have a plan" else Level.none,
-                score=0.5,
-                signals=(),
-                model_version="t",
-            )
-            for text, _ in items
-        ]
-
-    committer: MessageCommitter = await committer_factory(triage=triage, linger_s=0.05)
+    committer: MessageCommitter = await committer_factory(triage=plan_is_high, linger_s=0.05)
     plain, rising, new = [await new_session(sessionmaker) for _ in range(3)]
     for session_id in (plain, rising):
         await under_way(committer, session_id)
@@ -274,18 +276,7 @@ async def test_a_rise_in_urgency_is_audited_and_announced(
     sessionmaker: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
 ) -> None:
-    def triage(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
-        return [
-            TriageResult(
-                level=Level.high if text == "i have a plan" else Level.none,
-                score=0.9,
-                signals=(),
-                model_version="t",
-            )
-            for text, _ in items
-        ]
-
-    committer: MessageCommitter = await committer_factory(triage=triage)
+    committer: MessageCommitter = await committer_factory(triage=plan_is_high)
     session_id = await new_session(sessionmaker)
     await under_way(committer, session_id)
     asked = 0
@@ -293,7 +284,7 @@ async def test_a_rise_in_urgency_is_audited_and_announced(
     def counted(items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
         nonlocal asked
         asked += len(items)
-        return triage(items)
+        return plan_is_high(items)
 
     committer._triage = counted
     stored = await committer.submit(visitor(session_id, "i have a plan"))
