@@ -182,8 +182,8 @@ async def visitor_disconnected(db: AsyncSession, *, session_id: uuid.UUID) -> No
 
 
 async def visitors_disconnected(db: AsyncSession, session_ids: Sequence[uuid.UUID]) -> None:
-    """:func:`visitor_disconnected` for many sessions in one statement (a deadlock with another
-    writer rolls it back whole; the caller's retry writes it again)."""
+    """:func:`visitor_disconnected` for many sessions in one statement, locking the rows in id
+    order as every other writer of several sessions does (or skips what is held)."""
     now = utcnow()
     ids = sorted(set(session_ids))
     if dialect_of(db) == "postgresql":
@@ -199,9 +199,15 @@ async def visitors_disconnected(db: AsyncSession, session_ids: Sequence[uuid.UUI
     )
 
 
+# The rows are locked first, in id order, as resumes and the chat committer lock them: a plain
+# UPDATE locks in whatever order its plan visits the rows (heap order under a sequential or
+# bitmap scan), and a leave and a resume over the same sessions then deadlocked (seen in the
+# Postgres log during reconnect storms; each deadlock stalls both batches for deadlock_timeout).
 _PG_LEFT = text(
+    "WITH locked AS MATERIALIZED (SELECT id FROM chat_sessions "
+    "WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE) "
     "UPDATE chat_sessions SET visitor_connected = false, visitor_seen_at = :now, "
-    "updated_at = :now WHERE id = ANY(CAST(:ids AS uuid[]))"
+    "updated_at = :now WHERE id IN (SELECT id FROM locked)"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 

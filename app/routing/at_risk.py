@@ -34,7 +34,7 @@ from app.audit.service import record_event
 from app.bus.base import Bus, Event
 from app.bus.events import SupervisorAlert, encode
 from app.chat.models import ChatSession
-from app.core.db import transaction, utcnow
+from app.core.db import skip_locked, transaction, utcnow
 from app.core.worker import PeriodicWorker
 from app.routing.claims import LIVE_STATUSES
 from app.routing.models import Assignment
@@ -145,15 +145,21 @@ async def mark_lost(
 
 
 async def clear_returned(db: AsyncSession, bus: Bus) -> list[uuid.UUID]:
-    """Visitors seen again since their drop was stamped: unstamp, audit, tell supervisors."""
+    """Visitors seen again since their drop was stamped: unstamp, audit, tell supervisors.
+
+    Rows another transaction holds (the visitor's resume, a message being committed) are left
+    for the next pass: a bulk UPDATE would lock in scan order and wait while holding the rest,
+    and the writers that lock sessions in id order could then deadlock with it."""
+    returned = (
+        ChatSession.visitor_lost_at.is_not(None),
+        ChatSession.visitor_seen_at > ChatSession.visitor_lost_at,
+        ChatSession.status.in_(LIVE_STATUSES),
+    )
+    free = select(ChatSession.id).where(*returned).with_for_update(**skip_locked(db))
     rows = (
         await db.execute(
             update(ChatSession)
-            .where(
-                ChatSession.visitor_lost_at.is_not(None),
-                ChatSession.visitor_seen_at > ChatSession.visitor_lost_at,
-                ChatSession.status.in_(LIVE_STATUSES),
-            )
+            .where(ChatSession.id.in_(free.scalar_subquery()), *returned)
             .values(visitor_lost_at=None)
             .returning(ChatSession.id, ChatSession.status, ChatSession.urgency)
             .execution_options(**_NO_SYNC)

@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.bus import InProcessBus
 from app.chat.models import ChatSession
 from app.chat.opener import SessionOpener
+from app.chat.repository import visitors_disconnected
 from app.chat.service import NewSession
-from app.core.db import create_sessionmaker, transaction
+from app.core.db import create_sessionmaker, transaction, utcnow
 
 
 def _nothing(_: uuid.UUID) -> None:
@@ -47,3 +48,53 @@ async def test_leaves_share_commits_and_are_written_alone_after_stop(engine: Asy
     for session_id in ids[10:]:
         await opener.leave(session_id)
     assert await _connected(engine, ids) == [False] * 12
+
+
+async def _lock(engine: AsyncEngine, session_id: uuid.UUID, *, nowait: bool) -> AsyncSession:
+    """A transaction holding ``session_id``'s row (the caller commits or rolls it back)."""
+    db = create_sessionmaker(engine)()
+    await db.begin()
+    query = select(ChatSession.id).where(ChatSession.id == session_id)
+    await db.execute(query.with_for_update(nowait=nowait))
+    return db
+
+
+async def test_leaves_lock_rows_in_id_order_whatever_the_plan(engine: AsyncEngine) -> None:
+    """Resumes and the committer lock sessions in id order; leaves must too, or a leave and a
+    resume over the same two sessions can deadlock (seen in the Postgres log during reconnect
+    storms: Postgres breaks it after deadlock_timeout, a second's stall for both batches).
+
+    A sequential scan (what the planner picks on a small table, and a bitmap scan's heap order
+    on a large one) visits rows in heap order: ``high`` is made to lie before ``low`` there, so
+    a leave that locked in scan order would take ``high`` while it waits for ``low``."""
+    opener = SessionOpener(create_sessionmaker(engine), InProcessBus(), token_ttl_s=3600)
+    await opener.start()
+    try:
+        opened = [await opener.open(NewSession(locale="en", channel=None), _nothing) for _ in "ab"]
+    finally:
+        await opener.stop()
+    low, high = sorted(session.id for session, _ in opened)
+    async with transaction(create_sessionmaker(engine)) as db:  # low's new version goes last
+        await db.execute(
+            update(ChatSession).where(ChatSession.id == low).values(visitor_seen_at=utcnow())
+        )
+
+    holder = await _lock(engine, low, nowait=False)
+    leaving = create_sessionmaker(engine)()
+    try:
+        await leaving.begin()
+        await leaving.execute(text("SET LOCAL enable_indexscan = off"))
+        await leaving.execute(text("SET LOCAL enable_bitmapscan = off"))
+        leave = asyncio.create_task(visitors_disconnected(leaving, [high, low]))
+        await asyncio.sleep(0.5)  # the leave is now waiting for low
+        assert not leave.done()
+        probe = await _lock(engine, high, nowait=True)  # raises if the leave took high first
+        await probe.rollback()
+        await probe.close()
+        await holder.rollback()
+        await asyncio.wait_for(leave, 10)
+        await leaving.commit()
+    finally:
+        await holder.close()
+        await leaving.close()
+    assert await _connected(engine, [low, high]) == [False, False]
