@@ -1,5 +1,6 @@
-"""What uvicorn lacks for a service on the open internet: a deadline for the request head, and
-new connections that wait their turn while conversations need the event loop.
+"""What uvicorn lacks for a service on the open internet: a deadline for the request head, new
+connections that wait their turn while conversations need the event loop, and unparseable
+requests answered in the service's error shape (uvicorn answers them in plain text).
 
 Neither of uvicorn's HTTP protocols (httptools, h11) bounds how long a client may take to send
 its request line and headers: its keep-alive timer starts only after a response, so a client
@@ -19,6 +20,7 @@ head deadline yet (its wait is bounded by the pacer), so its deadline starts whe
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -34,13 +36,28 @@ else:
 
 PACER_STATE_KEY = "beacon.accept_pacer"
 
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 16\r\n"
-    b"connection: close\r\n"
-    b"\r\n"
-    b"Request Timeout."
+
+def _closing_response(status: bytes, code: str, detail: str) -> bytes:
+    """A response written straight to the transport before the connection closes, in the
+    service's one error shape (app/core/errors.py), so that even what never reached the app
+    is an error a client can read by its code."""
+    body = json.dumps({"error": code, "detail": detail}, separators=(",", ":")).encode()
+    return (
+        b"HTTP/1.1 " + status + b"\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n"
+        b"\r\n" + body
+    )
+
+
+_TIMEOUT_RESPONSE = _closing_response(
+    b"408 Request Timeout", "request_timeout", "the request head took too long"
+)
+# What uvicorn answers (as plain text) to bytes that are not HTTP/1.1 at all: a malformed
+# request line, header or Content-Length, a bad chunk. Its text says no more than this.
+_INVALID_RESPONSE = _closing_response(
+    b"400 Bad Request", "invalid_http_request", "the request is not valid HTTP/1.1"
 )
 
 
@@ -90,6 +107,13 @@ class HeadDeadline(_UvicornHTTP):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, in the service's error shape (both
+        of its protocols call this, then nothing more on the connection)."""
+        self._cancel_head_timer()
+        self.transport.write(_INVALID_RESPONSE)
+        self.transport.close()
 
     def _reading_head(self) -> bool:
         """True while no request is being served and the connection is still plain HTTP."""

@@ -63,6 +63,7 @@ def _assert_all_cut(results: list[tuple[bool, bytes]]) -> None:
     assert [closed for closed, _ in results] == [True] * len(results)
     for _, answer in results:
         assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "request_timeout"
 
 
 @pytest.mark.timeout(120)
