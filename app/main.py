@@ -27,7 +27,7 @@ from app.chat.queue import QueueMonitor
 from app.core.config import Environment, Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.direct_sockets import DirectSockets, direct_routes
-from app.core.errors import install_error_handlers
+from app.core.errors import BELOW_THE_APP, error_responses, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.migrate import upgrade_to_head
@@ -277,7 +277,8 @@ def create_app(
         pages,
     )
     for router in routers:
-        app.include_router(router.router)
+        # A route's own 400 (its documented codes) wins over the protocol's.
+        app.include_router(router.router, responses=error_responses(*BELOW_THE_APP))
     # The two sockets never reach the router (app/core/direct_sockets.py).
     app.add_middleware(
         DirectSockets,

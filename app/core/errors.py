@@ -96,12 +96,19 @@ _STATUS_CODES: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
 }
+
+
+# What any operation can answer before the app sees the request (app/core/server.py): bytes
+# that are not HTTP/1.1 (400 invalid_http_request) and a request head that came too slowly
+# (408 request_timeout).
+BELOW_THE_APP: tuple[int, ...] = (400, 408)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
