@@ -22,7 +22,8 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Uuid, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus
@@ -33,12 +34,20 @@ from app.chat.service import (
     silent_sessions,
     stale_visitor_sessions,
 )
-from app.core.db import transaction, utcnow
+from app.core.db import dialect_of, transaction, utcnow
 from app.core.worker import PeriodicWorker
 
 log = structlog.get_logger(__name__)
 
 _CHUNK: Final = 1000
+
+
+def _among(db: AsyncSession, session_ids: list[uuid.UUID]) -> ColumnElement[bool]:
+    """``id IN (...)``; on Postgres one array parameter rather than up to _CHUNK of them: the
+    statement text is the same for every chunk size (prepared once), and no id is bound alone."""
+    if dialect_of(db) == "postgresql":
+        return ChatSession.id == any_(bindparam("ids", session_ids, type_=ARRAY(Uuid())))
+    return ChatSession.id.in_(session_ids)
 
 
 class VisitorPresence(PeriodicWorker):
@@ -106,17 +115,18 @@ class VisitorPresence(PeriodicWorker):
         session_ids = sorted(self._local)
         now = utcnow()
         for start in range(0, len(session_ids), _CHUNK):
-            free = (
-                select(ChatSession.id)
-                .where(
-                    ChatSession.id.in_(session_ids[start : start + _CHUNK]),
-                    # A socket that closed after ``session_ids`` was read wrote a later time:
-                    # this write must not mark that visitor connected again.
-                    ChatSession.visitor_seen_at < now,
-                )
-                .with_for_update(skip_locked=True)
-            )
+            chunk = session_ids[start : start + _CHUNK]
             async with transaction(self._sessionmaker) as db:
+                free = (
+                    select(ChatSession.id)
+                    .where(
+                        _among(db, chunk),
+                        # A socket that closed after ``session_ids`` was read wrote a later
+                        # time: this write must not mark that visitor connected again.
+                        ChatSession.visitor_seen_at < now,
+                    )
+                    .with_for_update(skip_locked=True)
+                )
                 await db.execute(
                     update(ChatSession)
                     .where(ChatSession.id.in_(free.scalar_subquery()))
