@@ -266,7 +266,7 @@ async def test_sockets_closing_together_share_commits_and_each_is_recorded(
         for t in recorder.done
         if t.committed
         and any(
-            s.startswith("UPDATE chat_sessions") and "visitor_connected" in s
+            "UPDATE chat_sessions" in s and "visitor_connected" in s  # after its locking CTE
             for s, _ in t.statements
         )
     ]
