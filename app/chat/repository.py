@@ -202,7 +202,7 @@ async def visitors_disconnected(db: AsyncSession, session_ids: Sequence[uuid.UUI
 # The rows are locked first, in id order, as resumes and the chat committer lock them: a plain
 # UPDATE locks in whatever order its plan visits the rows (heap order under a sequential or
 # bitmap scan), and a leave and a resume over the same sessions then deadlocked (seen in the
-# Postgres log during reconnect storms; each deadlock stalls both batches for deadlock_timeout).
+# Postgres log of an earlier round; each deadlock stalls both batches for deadlock_timeout).
 _PG_LEFT = text(
     "WITH locked AS MATERIALIZED (SELECT id FROM chat_sessions "
     "WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE) "

@@ -61,8 +61,8 @@ async def _lock(engine: AsyncEngine, session_id: uuid.UUID, *, nowait: bool) -> 
 
 async def test_leaves_lock_rows_in_id_order_whatever_the_plan(engine: AsyncEngine) -> None:
     """Resumes and the committer lock sessions in id order; leaves must too, or a leave and a
-    resume over the same two sessions can deadlock (seen in the Postgres log during reconnect
-    storms: Postgres breaks it after deadlock_timeout, a second's stall for both batches).
+    resume over the same two sessions can deadlock (seen in the Postgres log of an earlier
+    round: Postgres breaks it after deadlock_timeout, a second's stall for both batches).
 
     A sequential scan (what the planner picks on a small table, and a bitmap scan's heap order
     on a large one) visits rows in heap order: ``high`` is made to lie before ``low`` there, so
