@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.chat.models import ChatSession
-from app.core.db import Base, utcnow
+from app.core.db import Base, create_sessionmaker, utcnow
 from app.domain.session import TERMINAL
 
 T = TypeVar("T", bound=Base)
@@ -62,3 +65,20 @@ async def save(db: AsyncSession, row: T) -> T:
     db.add(row)
     await db.flush()
     return row
+
+
+@asynccontextmanager
+async def holding(
+    engine: AsyncEngine, session_id: uuid.UUID, *, nowait: bool = False
+) -> AsyncIterator[None]:
+    """Another transaction holds ``session_id``'s row lock until the block ends (then rolls
+    back). ``nowait``: raise at once if someone else holds it already."""
+    db = create_sessionmaker(engine)()
+    try:
+        await db.begin()
+        query = select(ChatSession.id).where(ChatSession.id == session_id)
+        await db.execute(query.with_for_update(nowait=nowait))
+        yield
+    finally:
+        await db.rollback()
+        await db.close()

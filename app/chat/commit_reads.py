@@ -6,13 +6,12 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-from sqlalchemy import Uuid, any_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.commit_plan import Existing, SessionState
 from app.chat.models import ChatSession, Message
-from app.core.db import utcnow
+from app.core.db import among, dialect_of, utcnow
 
 
 async def lock_sessions(
@@ -26,16 +25,10 @@ async def lock_sessions(
         ChatSession.signals,
         ChatSession.visitor_spoke_at,
     )
-    if db.get_bind().dialect.name == "postgresql":
-        # ``= ANY(array)``: one statement text for every batch size (IN lists are not).
-        query = (
-            select(*columns)
-            .where(ChatSession.id == any_(bindparam("ids", session_ids, type_=ARRAY(Uuid()))))
-            .order_by(ChatSession.id)
-            .with_for_update()
-        )
+    query = select(*columns).where(among(db, ChatSession.id, session_ids)).order_by(ChatSession.id)
+    if dialect_of(db) == "postgresql":
+        query = query.with_for_update()
     else:
-        query = select(*columns).where(ChatSession.id.in_(session_ids)).order_by(ChatSession.id)
         # SQLite has no row locks: writing first takes the database write lock instead.
         await db.execute(
             update(ChatSession)

@@ -22,8 +22,7 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import ColumnElement, Uuid, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus
@@ -34,20 +33,12 @@ from app.chat.service import (
     silent_sessions,
     stale_visitor_sessions,
 )
-from app.core.db import dialect_of, transaction, utcnow
+from app.core.db import among, transaction, utcnow
 from app.core.worker import PeriodicWorker
 
 log = structlog.get_logger(__name__)
 
 _CHUNK: Final = 1000
-
-
-def _among(db: AsyncSession, session_ids: list[uuid.UUID]) -> ColumnElement[bool]:
-    """``id IN (...)``; on Postgres one array parameter rather than up to _CHUNK of them: the
-    statement text is the same for every chunk size (prepared once), and no id is bound alone."""
-    if dialect_of(db) == "postgresql":
-        return ChatSession.id == any_(bindparam("ids", session_ids, type_=ARRAY(Uuid())))
-    return ChatSession.id.in_(session_ids)
 
 
 class VisitorPresence(PeriodicWorker):
@@ -120,7 +111,7 @@ class VisitorPresence(PeriodicWorker):
                 free = (
                     select(ChatSession.id)
                     .where(
-                        _among(db, chunk),
+                        among(db, ChatSession.id, chunk),
                         # A socket that closed after ``session_ids`` was read wrote a later
                         # time: this write must not mark that visitor connected again.
                         ChatSession.visitor_seen_at < now,

@@ -17,15 +17,19 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     Dialect,
     Integer,
     MetaData,
+    Uuid,
+    any_,
+    bindparam,
     event,
     inspect,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -33,7 +37,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -150,6 +154,17 @@ async def transaction(
 
 def dialect_of(db: AsyncSession) -> str:
     return db.get_bind().dialect.name
+
+
+def among(
+    db: AsyncSession, column: InstrumentedAttribute[uuid.UUID], ids: list[uuid.UUID]
+) -> ColumnElement[bool]:
+    """``column IN ids``; on Postgres ``= ANY(array)``, one parameter: the statement text is the
+    same for every batch size (prepared once; an IN list is a new text per size, each id bound
+    alone). SQLite has no arrays."""
+    if dialect_of(db) == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=ARRAY(Uuid())))
+    return column.in_(ids)
 
 
 async def take_write_lock(db: AsyncSession, model: type[Base]) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import uuid
 
 from sqlalchemy import select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.bus import InProcessBus
 from app.chat.models import ChatSession
@@ -16,6 +16,7 @@ from app.chat.opener import SessionOpener
 from app.chat.repository import visitors_disconnected
 from app.chat.service import NewSession
 from app.core.db import create_sessionmaker, transaction, utcnow
+from tests.factories import holding
 
 
 def _nothing(_: uuid.UUID) -> None:
@@ -50,15 +51,6 @@ async def test_leaves_share_commits_and_are_written_alone_after_stop(engine: Asy
     assert await _connected(engine, ids) == [False] * 12
 
 
-async def _lock(engine: AsyncEngine, session_id: uuid.UUID, *, nowait: bool) -> AsyncSession:
-    """A transaction holding ``session_id``'s row (the caller commits or rolls it back)."""
-    db = create_sessionmaker(engine)()
-    await db.begin()
-    query = select(ChatSession.id).where(ChatSession.id == session_id)
-    await db.execute(query.with_for_update(nowait=nowait))
-    return db
-
-
 async def test_leaves_lock_rows_in_id_order_whatever_the_plan(engine: AsyncEngine) -> None:
     """Resumes and the committer lock sessions in id order; leaves must too, or a leave and a
     resume over the same two sessions can deadlock (seen in the Postgres log of an earlier
@@ -79,22 +71,19 @@ async def test_leaves_lock_rows_in_id_order_whatever_the_plan(engine: AsyncEngin
             update(ChatSession).where(ChatSession.id == low).values(visitor_seen_at=utcnow())
         )
 
-    holder = await _lock(engine, low, nowait=False)
     leaving = create_sessionmaker(engine)()
     try:
         await leaving.begin()
         await leaving.execute(text("SET LOCAL enable_indexscan = off"))
         await leaving.execute(text("SET LOCAL enable_bitmapscan = off"))
-        leave = asyncio.create_task(visitors_disconnected(leaving, [high, low]))
-        await asyncio.sleep(0.5)  # the leave is now waiting for low
-        assert not leave.done()
-        probe = await _lock(engine, high, nowait=True)  # raises if the leave took high first
-        await probe.rollback()
-        await probe.close()
-        await holder.rollback()
+        async with holding(engine, low):
+            leave = asyncio.create_task(visitors_disconnected(leaving, [high, low]))
+            await asyncio.sleep(0.5)  # the leave is now waiting for low
+            assert not leave.done()
+            async with holding(engine, high, nowait=True):  # raises if the leave took high
+                pass
         await asyncio.wait_for(leave, 10)
         await leaving.commit()
     finally:
-        await holder.close()
         await leaving.close()
     assert await _connected(engine, [low, high]) == [False, False]

@@ -15,7 +15,7 @@ from app.bus import InProcessBus
 from app.chat.models import ChatSession
 from app.chat.presence import VisitorPresence
 from app.core.db import create_sessionmaker, transaction, utcnow
-from tests.factories import chat_session, save
+from tests.factories import chat_session, holding, save
 
 
 async def test_heartbeat_marks_this_instances_visitors_and_skips_held_rows(
@@ -42,14 +42,8 @@ async def test_heartbeat_marks_this_instances_visitors_and_skips_held_rows(
     for session_id in (here, held, here_too, left):
         presence.attach(session_id)
 
-    holder = maker()
-    try:
-        await holder.begin()
-        await holder.execute(select(ChatSession.id).where(ChatSession.id == held).with_for_update())
+    async with holding(engine, held):
         await asyncio.wait_for(presence.heartbeat(), 5)  # never waits for the held row
-    finally:
-        await holder.rollback()
-        await holder.close()
 
     async with maker() as db:
         found = {

@@ -14,7 +14,7 @@ from app.bus import InProcessBus
 from app.chat.models import ChatSession
 from app.core.db import create_sessionmaker, transaction, utcnow
 from app.routing.at_risk import clear_returned
-from tests.factories import chat_session, save
+from tests.factories import chat_session, holding, save
 
 
 async def test_a_held_session_is_left_for_the_next_pass(engine: AsyncEngine) -> None:
@@ -28,19 +28,10 @@ async def test_a_held_session_is_left_for_the_next_pass(engine: AsyncEngine) -> 
         ]
         held_id, free_id = held.id, free.id
 
-    holder = maker()
-    try:
-        await holder.begin()
-        await holder.execute(
-            select(ChatSession.id).where(ChatSession.id == held_id).with_for_update()
-        )
-        async with transaction(maker) as db:
-            cleared = await asyncio.wait_for(clear_returned(db, InProcessBus()), 5)
-        assert held_id not in cleared
-        assert free_id in cleared
-    finally:
-        await holder.rollback()
-        await holder.close()
+    async with holding(engine, held_id), transaction(maker) as db:
+        cleared = await asyncio.wait_for(clear_returned(db, InProcessBus()), 5)
+    assert held_id not in cleared
+    assert free_id in cleared
 
     async with transaction(maker) as db:
         assert held_id in await clear_returned(db, InProcessBus())
