@@ -19,11 +19,13 @@ from app.triage.heads import ModelFormatError
 from app.triage.rulebook import RuleTableError
 
 if TYPE_CHECKING:
+    from app.triage.engine import Engine
     from app.triage.reproduce import Comparison
 
 _USAGE = """usage: beacon triage "text" [--context MESSAGE ...]
        beacon triage batch --input FILE.csv [--text-column text]
-       beacon triage eval FILE.{csv,jsonl} [--cv K] [--json] [--floors F] [options]
+       beacon triage eval FILE.{csv,jsonl} [--cv K] [--json] [--floors F] [--model DIR
+                          [--against-packaged]] [options]
        beacon triage train [--check] [--output DIR]
        beacon triage corpus
        beacon triage curve [--targets 0.95,0.955,0.96] [--json]
@@ -32,7 +34,8 @@ _USAGE = """usage: beacon triage "text" [--context MESSAGE ...]
   batch    one TriageResult per CSV row, in order, as JSON Lines on stdout (streamed)
   eval     quality figures with bootstrap 95 % intervals for a labelled file: the chat corpus
            (JSON Lines, as data/triage/chat/*.jsonl), a CSV with `severity` 0-6 (C-SSRS) or
-           `level`, or a false-alarm CSV (--label-column/--safe-value); `eval --help` for more
+           `level`, or a false-alarm CSV (--label-column/--safe-value); --model DIR rates with a
+           candidate (`train --output DIR`), --against-packaged beside the packaged model
   train    re-train the packaged model from the repository's data (--check: verify it)
   corpus   rebuild data/triage/chat/{train,dev,test}.jsonl from the writers' files
   curve    urgent recall / calm false alarms on dev for several urgent recall targets
@@ -176,8 +179,44 @@ def _eval_parser() -> argparse.ArgumentParser:
         default=None,
         help="JSON file of floors keyed by file name; exit 1 if any is missed",
     )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR",
+        help="rate with the candidate model in DIR (`beacon triage train --output DIR`) "
+        "instead of the packaged one",
+    )
+    parser.add_argument(
+        "--against-packaged",
+        action="store_true",
+        help="with --model: also rate the file with the packaged model and exit 1 if the "
+        "candidate is worse on any figure a floor can guard (the dev screen a candidate passes "
+        "before the sealed splits are read for it)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def _engine(model: str | None) -> Engine:
+    """The packaged engine, or one reading the candidate heads in ``model`` (same encoder,
+    rule tables and languages: a candidate trained on other tables fails to load)."""
+    from app.triage import Engine, default_engine
+    from app.triage.heads import load as load_heads
+
+    shared = default_engine()
+    if model is None:
+        return shared
+    directory = Path(model)
+    if not directory.is_dir():
+        raise DataError(f"--model {model}: no such model folder")
+    heads = load_heads(directory)
+    tables = heads.document.get("training", {}).get("rule_tables")
+    packaged = shared.heads.document.get("training", {}).get("rule_tables")
+    if tables != packaged:
+        raise DataError(
+            f"--model {model}: trained with other rule tables ({tables}, these are {packaged})"
+        )
+    return Engine(heads, shared.rulebook, shared.languages, shared.encoder)
 
 
 def _read_labelled(args: argparse.Namespace) -> tuple[list[Example], dict[str, list[int | None]]]:
@@ -234,13 +273,11 @@ def _read_labelled(args: argparse.Namespace) -> tuple[list[Example], dict[str, l
     return examples, llms
 
 
-def _predict(examples: Sequence[Example]) -> list[int]:
-    from app.triage import assess_many
-
+def _predict(examples: Sequence[Example], engine: Engine) -> list[int]:
     results = []
     for start in range(0, len(examples), _BATCH_ROWS):
         chunk = examples[start : start + _BATCH_ROWS]
-        results.extend(assess_many([(e.text, e.context) for e in chunk]))
+        results.extend(engine.assess_many([(e.text, e.context) for e in chunk]))
     return [int(result.level) for result in results]
 
 
@@ -289,9 +326,7 @@ def _cross_validated(examples: list[Example], folds: int) -> list[int]:
     return predicted
 
 
-def _false_alarm_report(args: argparse.Namespace) -> dict[str, Any]:
-    from app.triage import assess_many
-
+def _false_alarm_report(args: argparse.Namespace, engine: Engine) -> dict[str, Any]:
     corpus.raise_csv_field_limit()
     with _open(args.file) as handle:
         rows = list(csv.DictReader(handle))
@@ -299,7 +334,7 @@ def _false_alarm_report(args: argparse.Namespace) -> dict[str, Any]:
     safe = [row[args.text_column] for row in rows if (row.get(label) or "") == args.safe_value]
     if not safe:
         raise DataError(f"{args.file}: no rows with {label} = {args.safe_value!r}")
-    results = assess_many([(text, ()) for text in safe])
+    results = engine.assess_many([(text, ()) for text in safe])
     alarms = [
         {
             "text_id": corpus.text_id(text),
@@ -311,6 +346,7 @@ def _false_alarm_report(args: argparse.Namespace) -> dict[str, Any]:
     ]
     return {
         "file": Path(args.file).name,
+        "model_version": engine.model_version,
         "mode": "false_alarms",
         "rows": len(safe),
         "false_alarms": len(alarms),
@@ -321,25 +357,69 @@ def _false_alarm_report(args: argparse.Namespace) -> dict[str, Any]:
 
 def _eval(argv: list[str]) -> int:
     args = _eval_parser().parse_args(argv)
-    if args.safe_value is not None:
-        report = _false_alarm_report(args)
-    else:
-        from app.triage import metrics
-
-        examples, llms = _read_labelled(args)
-        if not examples:
-            raise DataError(f"{args.file}: no labelled rows")
-        examples = _detect_languages(examples)
-        predicted = _cross_validated(examples, args.cv) if args.cv else _predict(examples)
-        report = {
-            "file": Path(args.file).name,
-            "cv": args.cv or None,
-            **metrics.report(examples, predicted, llms),
-        }
+    if args.against_packaged and args.model is None:
+        raise DataError("--against-packaged compares a candidate: give it with --model DIR")
+    if args.cv and args.model is not None:
+        raise DataError("--cv re-trains the heads in every fold: --model does not apply to it")
+    report = _report(args, _engine(args.model))
     failures = _check_floors(report, args.floors) if args.floors else []
     report["floors_failed"] = failures
+    if args.against_packaged:
+        baseline = _report(args, _engine(None))
+        report["packaged"] = {
+            "model_version": baseline["model_version"],
+            "figures": _measured(baseline),
+        }
+        report["worse_than_packaged"] = _worse(_measured(report), _measured(baseline))
     print(json.dumps(report, indent=1, ensure_ascii=False) if args.json else _render(report))
-    return 1 if failures else 0
+    return 1 if failures or report.get("worse_than_packaged") else 0
+
+
+def _report(args: argparse.Namespace, engine: Engine) -> dict[str, Any]:
+    if args.safe_value is not None:
+        return _false_alarm_report(args, engine)
+    from app.triage import metrics
+
+    examples, llms = _read_labelled(args)
+    if not examples:
+        raise DataError(f"{args.file}: no labelled rows")
+    examples = _detect_languages(examples)
+    predicted = _cross_validated(examples, args.cv) if args.cv else _predict(examples, engine)
+    return {
+        "file": Path(args.file).name,
+        "cv": args.cv or None,
+        # The CV re-trains every fold's heads from the repository: no one model rated it.
+        "model_version": None if args.cv else engine.model_version,
+        **metrics.report(examples, predicted, llms),
+    }
+
+
+# Which way each figure that a floor can guard is better (`_measured`'s names); the rest
+# (kappa, macro-F1, per-language calm rates) are shown but do not fail a screen.
+_HIGHER_IS_BETTER = {
+    "urgent_recall": True,
+    "urgent_precision": True,
+    "imminent_recall": True,
+    "exact": True,
+    "calm_high_rate": False,
+    "under_triage": False,
+    "false_alarm_rate": False,
+}
+
+
+def _worse(candidate: dict[str, float], packaged: dict[str, float]) -> list[dict[str, Any]]:
+    """The figures on which the candidate is worse than the packaged model on the same rows."""
+    out = []
+    for name, value in candidate.items():
+        higher = _HIGHER_IS_BETTER.get(name)
+        if higher is None and name.startswith("urgent_recall_"):
+            higher = True
+        if higher is None or name not in packaged:
+            continue
+        before = packaged[name]
+        if (value < before) if higher else (value > before):
+            out.append({"figure": name, "candidate": value, "packaged": before})
+    return out
 
 
 def _measured(report: dict[str, Any]) -> dict[str, float]:
@@ -390,6 +470,8 @@ def _fmt(entry: dict[str, Any]) -> str:
 
 def _render(report: dict[str, Any]) -> str:
     lines = [f"== {report['file']}" + (f" ({report['cv']}-fold CV)" if report.get("cv") else "")]
+    if report.get("model_version"):
+        lines.append(f"model: {report['model_version']}")
     if report.get("mode") == "false_alarms":
         lines.append(
             f"harmless rows rated high or imminent: {report['false_alarms']} of "
@@ -442,6 +524,15 @@ def _render(report: dict[str, Any]) -> str:
             )
     if report.get("floors_failed"):
         lines.append(f"FLOORS FAILED: {json.dumps(report['floors_failed'])}")
+    if "packaged" in report:
+        packaged = report["packaged"]["figures"]
+        lines.append(f"against the packaged model {report['packaged']['model_version']}:")
+        for name, value in _measured(report).items():
+            if name in packaged:
+                lines.append(f"  {name:<22} {value:>8.4f}  packaged {packaged[name]:>8.4f}")
+        worse = [entry["figure"] for entry in report["worse_than_packaged"]]
+        verdict = f"WORSE THAN PACKAGED: {json.dumps(worse)}" if worse else "none worse"
+        lines.append(verdict)
     return "\n".join(lines)
 
 

@@ -10,8 +10,10 @@ ones a rule floor decides, so the figures read here do not depend on the model's
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.triage import Engine
 from app.triage.corpus import text_id
+from app.triage.heads import MODEL_DIR, save
 from tests.conftest import ROOT
 
 KEYS = {"level", "level_value", "score", "signals", "model_version"}
@@ -138,6 +142,7 @@ def _files(directory: Path) -> dict[str, str]:
     (directory / "latin1.jsonl").write_bytes('{"text": "tomé", "level": 0}\n'.encode("latin-1"))
     (directory / "bad.jsonl").write_text('{"text": "hi", "level": 9}\n', encoding="utf-8")
     (directory / "empty.jsonl").write_text("\n", encoding="utf-8")
+    _candidates(directory)
     return {
         "jsonl": str(jsonl),
         "batch": _write_csv(
@@ -159,6 +164,22 @@ def _files(directory: Path) -> dict[str, str]:
         "no_label": _write_csv(directory / "nolabel.csv", ["text"], [["hi"]]),
         "bad_severity": _write_csv(directory / "sev.csv", ["text", "severity"], [["hi", "9"]]),
     }
+
+
+def _candidates(directory: Path) -> None:
+    """Candidate model folders as `beacon triage train --output` writes them: the packaged
+    model re-saved as it is, with every chat threshold at 0 (worse on calm rows), and claiming
+    other rule tables."""
+    document = json.loads((MODEL_DIR / "model.json").read_text(encoding="utf-8"))
+    with np.load(MODEL_DIR / "heads.npz", allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    shutil.copytree(MODEL_DIR, directory / "same")
+    eager = copy.deepcopy(document)
+    eager["thresholds"]["chat"] = [0.0, 0.0, 0.0, 0.0]
+    save(eager, arrays, directory / "eager")
+    other_tables = copy.deepcopy(document)
+    other_tables["training"]["rule_tables"] = "0000000000000000"
+    save(other_tables, arrays, directory / "other-tables")
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +217,32 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         "no_label": (("eval", f["no_label"]), None),
         "bad_severity": (("eval", f["bad_severity"]), None),
         "empty": (("eval", str(directory / "empty.jsonl")), None),
+        "candidate_same": (
+            ("eval", f["jsonl"], "--model", str(directory / "same"), "--against-packaged"),
+            None,
+        ),
+        "candidate_eager": (
+            (
+                "eval",
+                f["jsonl"],
+                "--model",
+                str(directory / "eager"),
+                "--against-packaged",
+                "--json",
+            ),
+            None,
+        ),
+        "candidate_alone": (("eval", f["jsonl"], "--model", str(directory / "eager")), None),
+        "candidate_tables": (
+            ("eval", f["jsonl"], "--model", str(directory / "other-tables")),
+            None,
+        ),
+        "candidate_missing": (("eval", f["jsonl"], "--model", str(directory / "nowhere")), None),
+        "candidate_cv": (
+            ("eval", f["severity"], "--cv", "2", "--model", str(directory / "same")),
+            None,
+        ),
+        "against_nothing": (("eval", f["jsonl"], "--against-packaged"), None),
         "curve": (("curve", *curve, "--json"), None),
         "curve_text": (("curve", *curve), None),
         "curve_bad": (("curve", "--targets", "0.95,lots"), None),
@@ -310,6 +357,58 @@ def test_floors_that_cannot_be_met_fail_with_exit_1(runs: Runs) -> None:
 
 def test_floors_that_are_met_pass(runs: Runs) -> None:
     assert "FLOORS FAILED" not in _ok(runs["floors_met"])
+
+
+# ------------------------------------------------------------------------ candidate models
+def test_a_candidate_is_rated_and_named_and_screened_against_the_packaged_model(
+    runs: Runs, engine: Engine
+) -> None:
+    result = runs["candidate_eager"]
+    assert result.returncode == 1, result.stderr  # worse than packaged: the screen fails
+    report = json.loads(result.stdout)
+    assert report["model_version"] not in (None, engine.model_version)
+    assert report["packaged"]["model_version"] == engine.model_version
+    # The urgent rows are floors either way. The eager thresholds make every calm line
+    # moderate (short lines with nothing urgent around them are held there, never higher).
+    assert report["overall"]["urgent_recall"]["value"] == 1.0
+    confusion = report["confusion"]["rows_truth_cols_predicted"]
+    assert [row[2] for row in confusion[:2]] == [2, 1]
+    assert report["overall"]["calm_high_rate"]["value"] == 0.0
+    worse = {entry["figure"]: entry for entry in report["worse_than_packaged"]}
+    assert set(worse) == {"exact"}
+    assert worse["exact"]["candidate"] == round(4 / 7, 4)  # the urgent rows alone
+    assert worse["exact"]["packaged"] == report["packaged"]["figures"]["exact"] > 4 / 7
+    assert report["floors_failed"] == []
+
+
+def test_a_candidate_alone_is_only_reported(runs: Runs) -> None:
+    out = _ok(runs["candidate_alone"])  # no screen asked: exit 0 however it rates
+    assert "against the packaged model" not in out
+    assert float(_line(out, "exact").split()[1]) < 1.0
+
+
+def test_a_candidate_equal_to_the_packaged_model_passes_the_screen(
+    runs: Runs, engine: Engine
+) -> None:
+    out = _ok(runs["candidate_same"])
+    assert f"model: {engine.model_version}" in out
+    assert f"against the packaged model {engine.model_version}:" in out
+    assert out.rstrip().endswith("none worse")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("candidate_tables", "trained with other rule tables"),
+        ("candidate_missing", "no such model folder"),
+        ("candidate_cv", "--model does not apply"),
+        ("against_nothing", "give it with --model DIR"),
+    ],
+)
+def test_candidate_options_that_cannot_apply_are_refused(
+    runs: Runs, name: str, message: str
+) -> None:
+    _refused(runs[name], 2, message)
 
 
 def test_false_alarm_mode_counts_harmless_rows_rated_urgent(runs: Runs) -> None:
