@@ -27,7 +27,7 @@ _USAGE = """usage: beacon triage "text" [--context MESSAGE ...]
        beacon triage eval FILE.{csv,jsonl} [--cv K] [--json] [--floors F] [--model DIR
                           [--against-packaged]] [options]
        beacon triage train [--check] [--output DIR]
-       beacon triage corpus
+       beacon triage corpus [--with-waiting]
        beacon triage curve [--targets 0.95,0.955,0.96] [--json]
 
   "text"   print one TriageResult as JSON (earlier messages via --context, oldest first)
@@ -597,13 +597,21 @@ def _compare_with_packaged(packaged: Path, retrained: Path) -> Comparison:
 
 
 def _corpus(argv: list[str]) -> int:
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="beacon triage corpus",
-        description="Deduplicate the writers' files and rebuild the train/dev/sealed-test splits.",
-    ).parse_args(argv)
+        description="Deduplicate the writers' files and rebuild the train/dev/sealed-test "
+        "splits. Writers listed in data/triage/chat/waiting.txt are left out, so that the "
+        "splits are the ones the packaged model was trained on.",
+    )
+    parser.add_argument(
+        "--with-waiting",
+        action="store_true",
+        help="include the waiting writers (a data round: then train, screen and gate a model)",
+    )
+    args = parser.parse_args(argv)
     from app.triage.splits import build
 
-    print(json.dumps(build(), indent=1))
+    print(json.dumps(build(with_waiting=args.with_waiting), indent=1))
     return 0
 
 

@@ -50,10 +50,20 @@ def _dedupe(examples: Sequence[Example], vectors: np.ndarray) -> tuple[list[int]
     return kept, dropped
 
 
-def _read_pool(directory: Path) -> list[Example]:
+def waiting_writers(chat_dir: Path = corpus.CHAT_DIR) -> frozenset[str]:
+    """The writers listed in ``waiting.txt``: written, in ``raw/``, not yet in the splits."""
+    path = chat_dir / "waiting.txt"
+    if not path.exists():
+        return frozenset()
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text("utf-8").splitlines())
+    return frozenset(line for line in lines if line)
+
+
+def _read_pool(directory: Path, leave_out: frozenset[str] = frozenset()) -> list[Example]:
     rows: list[Example] = []
     for path in sorted(directory.glob("*/*.jsonl")):
-        rows.extend(corpus.read_jsonl(path))
+        if path.parent.name not in leave_out:
+            rows.extend(corpus.read_jsonl(path))
     seen: set[str] = set()
     unique = []
     for row in rows:
@@ -64,9 +74,18 @@ def _read_pool(directory: Path) -> list[Example]:
     return unique
 
 
-def build(chat_dir: Path = corpus.CHAT_DIR, encoder: Encoder | None = None) -> dict[str, object]:
+def build(
+    chat_dir: Path = corpus.CHAT_DIR,
+    encoder: Encoder | None = None,
+    with_waiting: bool = False,
+) -> dict[str, object]:
+    """Rebuild the splits in ``chat_dir``; the writers of ``waiting.txt`` only ``with_waiting``."""
     encoder = encoder or Encoder(cache_size=1)
-    writers = _read_pool(chat_dir / "raw")
+    waiting = frozenset() if with_waiting else waiting_writers(chat_dir)
+    unknown_waiting = sorted(w for w in waiting if not (chat_dir / "raw" / w).is_dir())
+    if unknown_waiting:
+        raise corpus.DataError(f"waiting.txt names writers with no raw/ folder: {unknown_waiting}")
+    writers = _read_pool(chat_dir / "raw", waiting)
     sealed = _read_pool(chat_dir / "sealed")
     writer_vectors = encoder.encode([_conversation(e) for e in writers])
     sealed_vectors = encoder.encode([_conversation(e) for e in sealed])
@@ -100,6 +119,7 @@ def build(chat_dir: Path = corpus.CHAT_DIR, encoder: Encoder | None = None) -> d
     report: dict[str, object] = {
         "near_duplicate_cosine": NEAR_DUPLICATE,
         "written_rows": {"writers": len(writers), "sealed": len(sealed)},
+        "waiting_writers": sorted(waiting),
         "dropped": {
             "near_duplicates_writers": dropped_writers,
             "near_duplicates_sealed": dropped_sealed,

@@ -8,12 +8,14 @@ import csv
 import importlib.util
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from app.triage import corpus
+from app.triage import Engine, corpus
+from app.triage import splits as splits_module
 from app.triage.corpus import DataError, Example, read_jsonl
 
 PUBLIC = corpus.DATA_DIR / "public"
@@ -253,3 +255,69 @@ def test_level_names_and_numbers() -> None:
         corpus.level_of("urgent")
     with pytest.raises(DataError):
         corpus.level_of("5")
+
+
+# ------------------------------------------------------------------------ rebuilding the splits
+def test_the_corpus_command_rebuilds_exactly_the_committed_splits(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """`beacon triage corpus` on the repository's writers' files gives back the split files the
+    packaged model was trained on, byte for byte: the waiting writers stay out."""
+    chat = tmp_path / "chat"
+    for part in ("raw", "sealed"):
+        shutil.copytree(corpus.CHAT_DIR / part, chat / part)
+    shutil.copy(corpus.CHAT_DIR / "waiting.txt", chat / "waiting.txt")
+    report = splits_module.build(chat, engine.encoder)
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl", "test-2.jsonl", "splits.json"):
+        assert (chat / name).read_bytes() == (corpus.CHAT_DIR / name).read_bytes(), name
+    waiting = splits_module.waiting_writers()
+    assert report["waiting_writers"] == sorted(waiting)
+    in_splits = _writers(chat)
+    assert in_splits
+    assert not in_splits & waiting
+    assert all((corpus.CHAT_DIR / "raw" / writer).is_dir() for writer in waiting)
+
+
+def _rows(writer: str, texts: list[str]) -> str:
+    return "".join(
+        json.dumps(
+            {"text": text, "context": [], "level": 0, "category": "calm", "lang": "en"}
+            | {"third_party": False, "writer": writer}
+        )
+        + "\n"
+        for text in texts
+    )
+
+
+@pytest.fixture
+def small_chat(tmp_path: Path) -> Path:
+    chat = tmp_path / "chat"
+    for folder, writer, texts in (
+        ("raw", "wa", ["hello there, is anyone around", "my cat knocked my tea over"]),
+        ("raw", "wb", ["the bus was late again today", "I finished the puzzle at last"]),
+        ("sealed", "s1", ["what time does the library open"]),
+    ):
+        (chat / folder / writer).mkdir(parents=True)
+        (chat / folder / writer / "01.jsonl").write_text(_rows(writer, texts), encoding="utf-8")
+    (chat / "waiting.txt").write_text("# waiting\nwb  # not yet\n", encoding="utf-8")
+    return chat
+
+
+def _writers(chat: Path) -> set[str]:
+    return {row.source for name in ("train.jsonl", "dev.jsonl") for row in read_jsonl(chat / name)}
+
+
+def test_waiting_writers_join_the_splits_only_when_asked(small_chat: Path, engine: Engine) -> None:
+    report = splits_module.build(small_chat, engine.encoder)
+    assert _writers(small_chat) == {"wa"}
+    assert report["waiting_writers"] == ["wb"]
+    report = splits_module.build(small_chat, engine.encoder, with_waiting=True)
+    assert _writers(small_chat) == {"wa", "wb"}
+    assert report["waiting_writers"] == []
+    assert [row.source for row in read_jsonl(small_chat / "test.jsonl")] == ["s1"]
+
+
+def test_a_waiting_writer_without_files_is_refused(small_chat: Path, engine: Engine) -> None:
+    (small_chat / "waiting.txt").write_text("wb\nw99\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"no raw/ folder: \['w99'\]"):
+        splits_module.build(small_chat, engine.encoder)
