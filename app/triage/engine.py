@@ -200,6 +200,12 @@ class Engine:
             self._readings.clear()
         self.encoder.clear_cache()
 
+    def forget_texts(self) -> None:
+        """Forget every message read, and keep the encoder's memory of words and pieces."""
+        with self._lock:
+            self._readings.clear()
+        self.encoder.forget_texts()
+
     # ------------------------------------------------------------------ assessing
     def assess(self, text: str, context: Sequence[str] = ()) -> TriageResult:
         return self.assess_many([(text, context)])[0]
