@@ -242,13 +242,39 @@ async def echo_phase(base: str, clients: int, seconds: float) -> Result:
 
 
 SATURATION_TEXT = "I just need someone to talk to tonight, it's been hard"
+PACED_TEXT = "still here?"
+
+
+class FreshTexts:
+    """Every message a text the server has not read before: the dev split's chat lines in turn,
+    each with its running number, so that triage reads and encodes each one (a repeated text is
+    read once and then comes from the engine's cache, which prices no encoder at all)."""
+
+    def __init__(self) -> None:
+        from app.triage.corpus import DEV_JSONL, read_jsonl
+
+        self._lines = [row.text for row in read_jsonl(DEV_JSONL) if len(row.text.split()) < 30]
+        self._count = 0
+
+    def __call__(self) -> str:
+        self._count += 1
+        return f"{self._lines[self._count % len(self._lines)]} ({self._count})"
+
+
+def _same(text: str) -> Callable[[], str]:
+    return lambda: text
 
 
 async def chat_saturation(
-    base: str, clients: list[ChatClient], seconds: float, text: str = SATURATION_TEXT
+    base: str,
+    clients: list[ChatClient],
+    seconds: float,
+    text: Callable[[], str] | None = None,
 ) -> Result:
+    next_text = text or _same(SATURATION_TEXT)
+
     async def round_trip(i: int) -> float:
-        return await clients[i].send(text)
+        return await clients[i].send(next_text())
 
     await closed_loop(len(clients), 1.0, round_trip)  # warm up
     return await closed_loop(len(clients), seconds, round_trip)
@@ -260,7 +286,9 @@ async def chat_paced(
     seconds: float,
     rate: float,
     counselors: Sequence[Counselor] = (),
+    text: Callable[[], str] | None = None,
 ) -> tuple[Result, Result, Result]:
+    next_text = text or _same(PACED_TEXT)
     observers = []
     for client in clients:
         ws = await connect(f"{base}/v1/chat")
@@ -283,7 +311,7 @@ async def chat_paced(
             client.acks[cid] = future
             sent_at[cid] = (i, due)
             await client.ws.send(
-                json.dumps({"type": "message", "client_msg_id": cid, "text": "still here?"})
+                json.dumps({"type": "message", "client_msg_id": cid, "text": next_text()})
             )
             ack.latencies_ms.append((await future - due) * 1000)
             due += interval
@@ -369,7 +397,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"commits (mean {durable_per_commit:.1f} per commit, warm-up included)"
             )
             clients = [await ChatClient.open(chat_base) for _ in range(args.clients)]
-            saturated = await chat_saturation(chat_base, clients, args.seconds, args.text)
+            fresh = FreshTexts() if args.fresh_texts else None
+            saturated = await chat_saturation(
+                chat_base, clients, args.seconds, fresh or _same(args.text)
+            )
             print(saturated.line("chat message -> ack (saturated)"))
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"http://127.0.0.1:{chat_port}/metrics")).text
@@ -385,7 +416,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             counselors = await staff(chat_base, env, len(clients))
             paths_before = await _commit_paths(chat_port)
             ack, delivery, to_counselor = await chat_paced(
-                chat_base, clients, args.seconds, args.rate, counselors
+                chat_base, clients, args.seconds, args.rate, counselors, fresh or _same(PACED_TEXT)
             )
             print(ack.line(f"chat message -> ack @ {args.rate:.0f}/s"))
             print(delivery.line(f"chat message -> other socket @ {args.rate:.0f}/s"))
@@ -431,6 +462,12 @@ def cli() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument(
         "--text", default=SATURATION_TEXT, help="what the saturating clients say, every time"
+    )
+    parser.add_argument(
+        "--fresh-texts",
+        action="store_true",
+        help="every message a new text (the dev split's chat lines, numbered) instead of one "
+        "repeated text, which triage reads once and then caches",
     )
     parser.add_argument("--admin-url", default=default_admin_url())
     args = parser.parse_args()
