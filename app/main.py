@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.bus import Bus, create_bus
 from app.chat.admission import SessionOpenLimiter
-from app.chat.committer import MessageCommitter
+from app.chat.committer import MessageCommitter, Triage
 from app.chat.opener import SessionOpener
 from app.chat.presence import VisitorPresence
 from app.chat.queue import QueueMonitor
@@ -53,6 +53,7 @@ from app.routing.dispatch import offer_in_commit
 from app.routing.worker import RoutingWorker
 from app.state import BeaconState
 from app.triage import Engine, load_engine
+from app.triage.process import TriageProcess, other_cores
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +83,17 @@ def _check_start(settings: Settings) -> PartnersConfig | None:
     return load_partners(settings.partners_file)
 
 
+async def _chat_triage(stack: AsyncExitStack, settings: Settings, engine: Engine) -> Triage:
+    """The committer's triage: in a worker process on another core when it may use one."""
+    if not (settings.chat_triage_process and other_cores()):
+        return engine.assess_many
+    worker = TriageProcess()
+    await asyncio.to_thread(worker.start)
+    # Pushed before the committer, so closed after it: its last batches are still triaged.
+    stack.callback(worker.close)
+    return worker.assess_many
+
+
 async def _build(
     stack: AsyncExitStack,
     settings: Settings,
@@ -93,6 +105,7 @@ async def _build(
     stack.push_async_callback(engine.dispose)
     sessionmaker = create_sessionmaker(engine)
     bus = await _started(stack, create_bus(settings.database_url, engine))
+    chat_triage = await _chat_triage(stack, settings, triage)
     # Stopped before the bus and the database: submitted messages are committed (and acked)
     # first.
     committer = await _started(
@@ -105,7 +118,7 @@ async def _build(
             linger_s=settings.chat_commit_linger_ms / 1000,
             workers=settings.chat_commit_workers,
             context_size=settings.chat_triage_context,
-            triage=triage.assess_many,
+            triage=chat_triage,
             # An imminent message and its offer to a free volunteer commit together.
             route=partial(offer_in_commit, settings=settings, bus=bus),
             one_statement=settings.chat_commit_one_statement,

@@ -101,6 +101,12 @@ def settings_factory(database_url: str) -> Callable[..., Settings]:
             # own (tests/core/test_accept_pacing.py, which turn it on); `beacon serve` children
             # run with the default, on.
             "accept_pacing": False,
+            # Hundreds of apps, each with a worker process loading its own engine, would cost
+            # seconds each: chat triage stays in the test's process (one shared engine), and the
+            # worker process has tests of its own (tests/triage/test_process.py, and
+            # tests/chat/test_triage_process.py on a live server); `beacon serve` children run
+            # with the default, on.
+            "chat_triage_process": False,
         }
         values.update(overrides)
         return Settings(**values)
