@@ -47,14 +47,9 @@ def test_the_worker_rates_as_the_engine_in_this_process_does(worker: TriageProce
 
 def test_a_killed_worker_is_replaced_and_the_batch_still_rated(worker: TriageProcess) -> None:
     first = worker.worker_pid()
+    # Whether the kill lands before, during or after the batch is written, the pipe's end closes
+    # with the process and the call sees it.
     os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # the kill lands; the pool notices on its next call
-        try:
-            os.kill(first, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
     assert worker.assess_many(CASES) == shared_triage().assess_many(CASES)
     assert worker.worker_pid() != first
 
