@@ -36,6 +36,10 @@ START_TIMEOUT_S = 120.0
 Batch = list[tuple[str, tuple[str, ...]]]
 
 
+class TriageWorkerError(RuntimeError):
+    """The engine raised on a batch in the worker (the worker itself carries on)."""
+
+
 def other_cores() -> bool:
     """Whether this process may run on more than one core (else a worker only costs memory)."""
     try:
@@ -61,7 +65,10 @@ def _serve(conn: Connection, parent: int) -> None:
             return
         if batch is None:
             return
-        conn.send(engine.assess_many(batch))
+        try:
+            conn.send((True, engine.assess_many(batch)))
+        except Exception as error:  # a bad batch fails that batch, not the worker
+            conn.send((False, f"{type(error).__name__}: {error}"))
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -87,7 +94,10 @@ class _Worker:
 
     def assess_many(self, batch: Batch) -> list[TriageResult]:
         self.conn.send(batch)
-        results: list[TriageResult] = self.conn.recv()
+        done, answer = self.conn.recv()
+        if not done:
+            raise TriageWorkerError(answer)
+        results: list[TriageResult] = answer
         return results
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.triage import Level
-from app.triage.process import TriageProcess, other_cores
+from app.triage.process import TriageProcess, TriageWorkerError, other_cores
 from tests.conftest import shared_triage
 
 # (text, context): urgent, calm, Spanish, a retraction kept urgent by its context, an idiom.
@@ -52,6 +52,16 @@ def test_a_killed_worker_is_replaced_and_the_batch_still_rated(worker: TriagePro
     os.kill(first, signal.SIGKILL)
     assert worker.assess_many(CASES) == shared_triage().assess_many(CASES)
     assert worker.worker_pid() != first
+
+
+def test_a_batch_the_engine_cannot_rate_fails_alone(worker: TriageProcess) -> None:
+    # In the server's process such a batch raises and the committer fails safe; here too, and
+    # the worker is not replaced for it (a restart costs seconds of engine load).
+    before = worker.worker_pid()
+    with pytest.raises(TriageWorkerError):
+        worker.assess_many([(None, ())])  # type: ignore[list-item]
+    assert worker.worker_pid() == before
+    assert worker.assess_many(CASES[:2]) == shared_triage().assess_many(CASES[:2])
 
 
 def test_a_closed_worker_refuses_work_instead_of_hanging() -> None:
