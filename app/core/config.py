@@ -88,10 +88,10 @@ class Settings(BaseSettings):
     chat_triage_context: int = Field(default=10, ge=0)
     # Triage of chat messages in a worker process of its own (app/triage/process.py): its Python
     # work (tokenizer, rule tables) then runs beside the event loop instead of taking turns with
-    # it for the GIL. Measured with a new text in every message: saturation 287 -> 451 msg/s on
-    # 2 cores (docs/performance.md). Costs a second engine's memory (~180 MB, up to ~450 MB with
-    # its caches full) and a second or two at start; off on a one-core machine, where there is no
-    # other core to run on.
+    # it for the GIL. Measured with a new text in every message: saturation 313-314 -> 459-488
+    # msg/s on 2 cores (docs/performance.md, "Triage in a worker process"). Costs a second
+    # engine's memory (~180 MB, up to ~450 MB with its caches full) and a second or two at start;
+    # off on a one-core machine, where there is no other core to run on.
     chat_triage_process: bool = True
     # Queue position / wait estimate for waiting visitors, and the abandonment sweeper.
     queue_refresh_s: float = Field(default=2.0, gt=0)

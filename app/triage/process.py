@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 PARENT_CHECK_S = 0.5
 START_TIMEOUT_S = 120.0
-Batch = list[tuple[str, tuple[str, ...]]]
+Batch = list[tuple[str, Sequence[str]]]
 
 
 class TriageWorkerError(RuntimeError):
@@ -117,15 +117,16 @@ class TriageProcess:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
-        self._started = False
+        # Between start and close; a worker that died and could not be replaced is started
+        # again on the next call, so one failed restart does not fail every later batch.
+        self._open = False
         self.model_version = ""
 
     def start(self) -> None:
         """Start the worker and wait until its engine is loaded (seconds, before serving)."""
         with self._lock:
-            self._worker = _Worker()
-            self._started = True
-            self.model_version = self._worker.model_version
+            self._open = True
+            self.model_version = self._running().model_version
 
     def worker_pid(self) -> int:
         """The worker process's id (for operators and tests: it changes when one is replaced)."""
@@ -136,24 +137,25 @@ class TriageProcess:
 
     def close(self) -> None:
         with self._lock:
-            worker, self._worker, self._started = self._worker, None, False
+            worker, self._worker, self._open = self._worker, None, False
         if worker is not None:
             worker.stop()
 
     def assess_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[TriageResult]:
-        batch = [(text, tuple(context)) for text, context in items]
+        batch = list(items)
         with self._lock:
             worker = self._running()
             try:
                 return worker.assess_many(batch)
             except (EOFError, OSError):
                 log.warning("triage_worker_restarted")
-                worker.stop()
                 self._worker = None
-                self._worker = _Worker()
-                return self._worker.assess_many(batch)
+                worker.stop()
+                return self._running().assess_many(batch)
 
     def _running(self) -> _Worker:
-        if not self._started or self._worker is None:
+        if not self._open:
             raise RuntimeError("triage worker not started")
+        if self._worker is None:
+            self._worker = _Worker()
         return self._worker

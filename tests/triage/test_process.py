@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.triage import Level
+from app.triage import process as process_module
 from app.triage.process import TriageProcess, TriageWorkerError, other_cores
 from tests.conftest import shared_triage
 
@@ -74,8 +75,33 @@ def test_a_closed_worker_refuses_work_instead_of_hanging() -> None:
         process.assess_many(CASES[:1])
 
 
-def test_other_cores_reads_this_process_affinity() -> None:
-    assert other_cores() == (len(os.sched_getaffinity(0)) > 1)
+def test_a_failed_restart_is_tried_again_on_the_next_batch(
+    worker: TriageProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker dies and its replacement cannot start (say the machine is out of memory for a
+    # moment): that batch fails (the committer fails safe), and the next one starts a worker.
+    real = process_module._Worker
+
+    def refuses() -> process_module._Worker:
+        raise RuntimeError("triage worker did not start")
+
+    os.kill(worker.worker_pid(), signal.SIGKILL)
+    monkeypatch.setattr(process_module, "_Worker", refuses)
+    with pytest.raises(RuntimeError, match="did not start"):
+        worker.assess_many(CASES[:1])
+    monkeypatch.setattr(process_module, "_Worker", real)
+    assert worker.assess_many(CASES) == shared_triage().assess_many(CASES)
+
+
+def test_one_core_means_no_worker() -> None:
+    # sched_setaffinity(0) pins the calling thread only, and is put back after.
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert other_cores() is False
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert other_cores() is (len(allowed) > 1)
 
 
 def test_the_worker_leaves_when_its_parent_is_killed_outright() -> None:
