@@ -183,8 +183,8 @@ def _eval_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         metavar="DIR",
-        help="rate with the candidate model in DIR (`beacon triage train --output DIR`) "
-        "instead of the packaged one",
+        help="rate with the candidate model in DIR (`beacon triage train --output DIR`, which "
+        "keeps the rule tables it was trained with in DIR/tables) instead of the packaged one",
     )
     parser.add_argument(
         "--against-packaged",
@@ -198,10 +198,14 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 
 def _engine(model: str | None) -> Engine:
-    """The packaged engine, or one reading the candidate heads in ``model`` (same encoder,
-    rule tables and languages: a candidate trained on other tables fails to load)."""
+    """The packaged engine, or one reading the candidate heads in ``model`` with the rule
+    tables kept beside them (``train --output`` copies them there) or, when it has none, the
+    packaged ones; heads with tables other than those they were trained with fail to load."""
     from app.triage import Engine, default_engine
     from app.triage.heads import load as load_heads
+    from app.triage.language import load as load_languages
+    from app.triage.learn import CANDIDATE_TABLES, tables_digest
+    from app.triage.rulebook import load as load_rulebook
 
     shared = default_engine()
     if model is None:
@@ -211,6 +215,15 @@ def _engine(model: str | None) -> Engine:
         raise DataError(f"--model {model}: no such model folder")
     heads = load_heads(directory)
     tables = heads.document.get("training", {}).get("rule_tables")
+    own = directory / CANDIDATE_TABLES
+    if own.is_dir():
+        if tables != (found := tables_digest(own)):
+            raise DataError(
+                f"--model {model}: trained with other rule tables than those beside it "
+                f"({tables}, {own} are {found})"
+            )
+        rulebook, languages = load_rulebook(own), load_languages(own / "languages.toml")
+        return Engine(heads, rulebook, languages, shared.encoder)
     packaged = shared.heads.document.get("training", {}).get("rule_tables")
     if tables != packaged:
         raise DataError(
@@ -548,7 +561,7 @@ def _train(argv: list[str]) -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     from app.triage.heads import MODEL_DIR
-    from app.triage.learn import build
+    from app.triage.learn import build, keep_tables_beside
 
     def log(line: str) -> None:
         print(line, file=sys.stderr)
@@ -567,7 +580,10 @@ def _train(argv: list[str]) -> int:
             )
             return 1
         return 0
-    version = build(Path(args.output) if args.output else MODEL_DIR, log=log)
+    output = Path(args.output) if args.output else MODEL_DIR
+    version = build(output, log=log)
+    if output.resolve() != MODEL_DIR.resolve():
+        keep_tables_beside(output)
     print(json.dumps({"model_version": version}))
     return 0
 

@@ -9,6 +9,7 @@ here. Training is deterministic: one BLAS thread, fixed solver, fixed order.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -493,14 +494,15 @@ def _document(
             "chat_train": {"rows": len(chat_train), "digest": _digest(chat_train)},
             "chat_dev": {"rows": len(chat_dev), "digest": _digest(chat_dev)},
             "posts": {"rows": len(posts), "digest": _digest(posts)},
-            "rule_tables": _tables_digest(),
+            "rule_tables": tables_digest(),
         },
     }
 
 
-def _tables_digest() -> str:
+def tables_digest(directory: Path = TABLES_DIR) -> str:
+    """The digest of a folder of rule tables, as a model records the ones it was trained with."""
     hasher = hashlib.sha256()
-    for path in sorted(TABLES_DIR.glob("*.toml")):
+    for path in sorted(directory.glob("*.toml")):
         hasher.update(path.name.encode())
         hasher.update(path.read_bytes())
     return hasher.hexdigest()[:16]
@@ -522,3 +524,18 @@ def build(
         log,
     )
     return save(document, arrays, directory)
+
+
+CANDIDATE_TABLES = "tables"
+
+
+def keep_tables_beside(directory: Path) -> None:
+    """Copy the rule tables a candidate was trained with into its folder, so that it is rated
+    with them (``beacon triage eval --model DIR``) after the repository's tables move on, and a
+    round that changes rules can be screened against the packaged model like one that does not."""
+    target = directory / CANDIDATE_TABLES
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*.toml"):
+        stale.unlink()
+    for path in sorted(TABLES_DIR.glob("*.toml")):
+        shutil.copyfile(path, target / path.name)

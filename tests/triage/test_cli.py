@@ -27,6 +27,8 @@ import pytest
 from app.triage import Engine
 from app.triage.corpus import text_id
 from app.triage.heads import MODEL_DIR, save
+from app.triage.learn import CANDIDATE_TABLES, keep_tables_beside, tables_digest
+from app.triage.rulebook import TABLES_DIR
 from tests.conftest import ROOT
 
 KEYS = {"level", "level_value", "score", "signals", "model_version"}
@@ -180,6 +182,28 @@ def _candidates(directory: Path) -> None:
     other_tables = copy.deepcopy(document)
     other_tables["training"]["rule_tables"] = "0000000000000000"
     save(other_tables, arrays, directory / "other-tables")
+    # A round that changed a rule: its tables beside it, one floor more (a calm row's words).
+    tables = directory / "own-tables" / CANDIDATE_TABLES
+    shutil.copytree(TABLES_DIR, tables)
+    with (tables / "floors.toml").open("a", encoding="utf-8") as floors:
+        floors.write(OWN_FLOOR)
+    own = copy.deepcopy(document)
+    own["training"]["rule_tables"] = tables_digest(tables)
+    save(own, arrays, directory / "own-tables")
+    shutil.copytree(directory / "own-tables", directory / "stale-tables")
+    (directory / "stale-tables" / CANDIDATE_TABLES / "floors.toml").write_text(
+        (TABLES_DIR / "floors.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+
+
+OWN_FLOOR = """
+[[floor]]
+id = "test_anyone_there"
+lang = ["en"]
+level = "imminent"
+signals = ["test:own_tables"]
+patterns = ["\\\\bis anyone there\\\\b"]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +262,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
             None,
         ),
         "candidate_missing": (("eval", f["jsonl"], "--model", str(directory / "nowhere")), None),
+        "candidate_own_tables": (
+            (
+                "eval",
+                f["jsonl"],
+                "--model",
+                str(directory / "own-tables"),
+                "--against-packaged",
+                "--json",
+            ),
+            None,
+        ),
+        "candidate_stale_tables": (
+            ("eval", f["jsonl"], "--model", str(directory / "stale-tables")),
+            None,
+        ),
         "candidate_cv": (
             ("eval", f["severity"], "--cv", "2", "--model", str(directory / "same")),
             None,
@@ -381,6 +420,27 @@ def test_a_candidate_is_rated_and_named_and_screened_against_the_packaged_model(
     assert report["floors_failed"] == []
 
 
+def test_a_candidate_is_rated_with_the_rule_tables_beside_it(runs: Runs) -> None:
+    result = runs["candidate_own_tables"]
+    assert result.returncode == 1, result.stderr  # its extra floor over-calls a calm row
+    report = json.loads(result.stdout)
+    assert report["overall"]["calm_rated_high"] == 1  # "hi, is anyone there?", by its floor
+    assert report["packaged"]["figures"]["calm_high_rate"] == 0.0  # the packaged tables
+    worse = {entry["figure"] for entry in report["worse_than_packaged"]}
+    assert "calm_high_rate" in worse
+
+
+def test_training_keeps_the_tables_beside_a_candidate(tmp_path: Path) -> None:
+    (tmp_path / CANDIDATE_TABLES).mkdir()
+    (tmp_path / CANDIDATE_TABLES / "old.toml").write_text("# a table since removed\n")
+    keep_tables_beside(tmp_path)
+    kept = tmp_path / CANDIDATE_TABLES
+    assert sorted(path.name for path in kept.iterdir()) == sorted(
+        path.name for path in TABLES_DIR.glob("*.toml")
+    )
+    assert tables_digest(kept) == tables_digest()
+
+
 def test_a_candidate_alone_is_only_reported(runs: Runs) -> None:
     out = _ok(runs["candidate_alone"])  # no screen asked: exit 0 however it rates
     assert "against the packaged model" not in out
@@ -400,6 +460,7 @@ def test_a_candidate_equal_to_the_packaged_model_passes_the_screen(
     ("name", "message"),
     [
         ("candidate_tables", "trained with other rule tables"),
+        ("candidate_stale_tables", "than those beside it"),
         ("candidate_missing", "no such model folder"),
         ("candidate_cv", "--model does not apply"),
         ("against_nothing", "give it with --model DIR"),
