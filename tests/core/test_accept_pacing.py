@@ -21,7 +21,7 @@ from app.core.server import PACER_STATE_KEY
 from tests.chat.conftest import Visitor
 from tests.conftest import LiveServer, ServerProcess
 
-HOLD_S = 1.0
+HOLD_S = 2.0
 
 
 def busy_pacer(server: LiveServer, window_s: float = 5.0) -> AcceptPacer:
@@ -73,14 +73,13 @@ async def test_newcomers_wait_while_a_chat_goes_on_and_the_chat_does_not(
 
         newcomers = [asyncio.create_task(_opened(server)) for _ in range(3)]
         fresh_http = asyncio.create_task(_fresh_request(server.base_url))
-        # Meanwhile the chat under way goes on at its usual pace, and so do requests on a
-        # connection that was already open.
-        started = time.perf_counter()
+        # Meanwhile the chat under way goes on, and so do requests on a connection that was
+        # already open: all of it answered while the newcomers are still held, so none of it
+        # waited for the hold (a wall-clock bound here failed on a loaded machine).
         for n in range(5):
             ack = await talker.say(f"still here {n}")
             assert ack["seq"] > 0
         assert (await kept_alive.get("/healthz")).status_code == 200
-        assert time.perf_counter() - started < HOLD_S / 2
         assert not any(t.done() for t in newcomers)
         assert pacer.holding == 4
 
