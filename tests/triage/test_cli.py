@@ -183,8 +183,8 @@ def _candidates(directory: Path) -> None:
     other_tables["training"]["rule_tables"] = "0000000000000000"
     save(other_tables, arrays, directory / "other-tables")
     # A round that changed a rule: its tables beside it, one floor more (a calm row's words).
+    keep_tables_beside(directory / "own-tables")  # as `train --output` does
     tables = directory / "own-tables" / CANDIDATE_TABLES
-    shutil.copytree(TABLES_DIR, tables)
     with (tables / "floors.toml").open("a", encoding="utf-8") as floors:
         floors.write(OWN_FLOOR)
     own = copy.deepcopy(document)
