@@ -100,14 +100,23 @@ CASES: list[tuple[str, str, str]] = [
     ("medical_emergency_en", "what if my friend is not breathing", UNLESS),
     ("medical_emergency_en", "my friend is not breathing in the game", UNLESS_ANY),
     ("medical_emergency_es", "mi amiga no respira", MATCH),
-    ("medical_emergency_es", "no puedo respirar", MATCH),
+    ("medical_emergency_es", "no puedo respirar y el corazón me va a mil", MATCH),
+    ("medical_emergency_es", "me duele el pecho, no puedo respirar", MATCH),
     ("medical_emergency_es", "qué pasa si no respira", UNLESS),
     ("medical_emergency_es", "mi amiga no respira en la peli", UNLESS_ANY),
     # ---------------------------------------------------------------- recent attempt / self-harm
     ("recent_attempt_en", "I tried to kill myself last week", MATCH),
     ("recent_attempt_en", "it's not that i tried to kill myself, i just fell", UNLESS),
+    ("recent_attempt_en", "two years ago i tried to end my life, i'm well now", UNLESS),
+    (
+        "recent_attempt_en",
+        "i tried to kill myself three years ago and therapy saved me",
+        UNLESS_ANY,
+    ),
     ("recent_attempt_es", "intenté matarme el mes pasado", MATCH),
     ("recent_attempt_es", "nunca intenté matarme", UNLESS),
+    ("recent_attempt_es", "hace dos años intenté quitarme la vida, ahora estoy bien", UNLESS),
+    ("recent_attempt_es", "intenté matarme hace cinco años y hoy estoy bien", UNLESS_ANY),
     ("recent_self_harm_en", "I cut myself again last night", MATCH),
     ("recent_self_harm_en", "it's not like i cut myself again last night", UNLESS),
     ("recent_self_harm_en", "i cut my arm today while cooking", UNLESS_ANY),
@@ -136,8 +145,11 @@ CASES: list[tuple[str, str, str]] = [
     ("intent_es", "ya decidí que me voy a matar", MATCH),
     ("intent_es", "nunca me voy a matar", UNLESS),
     ("intent_es", "me voy a matar si repruebo el examen jaja", UNLESS_ANY),
+    ("intent_es", "voy a matarme esta vez", MATCH),
     # ---------------------------------------------------------------- asking for a method
     ("method_seeking_en", "how many tylenol would kill me", MATCH),
+    ("method_seeking_en", "can 30 of my tablets kill me", MATCH),
+    ("method_seeking_en", "would cutting my wrists deep enough kill me", MATCH),
     ("method_seeking_en", "what's the most painless way to die", MATCH),
     ("method_seeking_en", "what is the lethal dose of paracetamol", MATCH),
     ("method_seeking_en", "i'm not asking how many pills would kill me", UNLESS),
@@ -147,6 +159,7 @@ CASES: list[tuple[str, str, str]] = [
     ("method_seeking_en", "can i overdose on vitamin c gummies? my kid ate 5", UNLESS_ANY),
     ("dose_probe_en", "how much tylenol is too much", MATCH),
     ("dose_probe_en", "how much tylenol is too much for a headache", UNLESS_ANY),
+    ("dose_probe_en", "how much melatonin is too much? i still wake at 4", UNLESS_ANY),
     ("means_acquired_en", "i bought a rope", MATCH),
     ("means_acquired_en", "i bought a rope for climbing", UNLESS_ANY),
     ("method_seeking_es", "cuántas pastillas se necesitan para morir", MATCH),
@@ -185,6 +198,34 @@ CASES: list[tuple[str, str, str]] = [
     ("breathing_now", "I can't breathe", MATCH),
     ("breathing_now", "no puedo respirar, ayuda", MATCH),
     ("breathing_now", "i cant breathe lmao that video", UNLESS_ANY),
+    ("breathing_now", "panic attack in the library, i can't breathe", UNLESS_ANY),
+    ("breathing_now", "no puedo respirar de los nervios por el examen", UNLESS_ANY),
+    ("about_to_jump_en", "I'm about to jump off the bridge", MATCH),
+    ("about_to_jump_en", "i'm about to step in front of the train", MATCH),
+    ("about_to_jump_en", "i'd never say i'm about to jump off a bridge", UNLESS),
+    (
+        "about_to_jump_en",
+        "i'm about to jump off the cliff into the pool, cliff diving trip",
+        UNLESS_ANY,
+    ),
+    ("about_to_jump_es", "estoy a punto de tirarme del puente", MATCH),
+    ("about_to_jump_es", "nunca estoy a punto de tirarme del puente", UNLESS),
+    ("about_to_jump_es", "estoy a punto de tirarme del puente haciendo puenting", UNLESS_ANY),
+    ("violence_now_en", "stepdad is kicking my door", MATCH),
+    ("breathing_now", "i feel like i can't breathe since she left", UNLESS),
+    ("recent_attempt_en", "i just tried to hang myself", MATCH),
+    ("recent_attempt_en", "i tried to kill myself when i was 11", UNLESS_ANY),
+    ("method_research_with_ideation_en", "i've been researching ways to finally do it", MATCH),
+    ("method_research_with_ideation_en", "i stopped researching ways to do it", UNLESS),
+    ("method_research_with_ideation_es", "estuve buscando formas de hacerlo", MATCH),
+    ("method_research_with_ideation_es", "ya no estoy buscando formas de hacerlo", UNLESS),
+    ("threat_screamed_now_en", "he's yelling that he's going to kill me", MATCH),
+    ("threat_screamed_now_en", "he used to come home yelling that he's going to kill us", UNLESS),
+    (
+        "threat_screamed_now_en",
+        "he was screaming he's going to kill me, it's a video game",
+        UNLESS_ANY,
+    ),
     ("wish_to_talk", "hi, I just wanted to talk to someone", MATCH),
     ("wish_to_talk_es", "hola, solo quería hablar con alguien", MATCH),
     ("idiom_es", "me muero de risa", MATCH),
@@ -255,6 +296,24 @@ def test_rule_case(engine: Engine, case: tuple[str, str, str]) -> None:
         assert rule_id in matched, f"{rule_id} does not match {text!r} (matched: {matched})"
     else:
         assert rule_id not in matched, f"{rule_id} matches {text!r} despite its {expectation}"
+
+
+# Near misses a rule's patterns leave out by their shape (no veto involved): hyperbole and
+# wishes that read like a floor's words, each measured as a calm or moderate row it had raised.
+NEAR_MISSES: list[tuple[str, str]] = [
+    ("intent_es", "quiero matarme"),
+    ("intent_es", "toda la noche me voy a matar estudiando"),
+    ("method_seeking_en", "mum is gonna kill me when she sees the car"),
+    ("method_seeking_en", "the landlord will kill me"),
+    ("medical_emergency_es", "no puedo respirar"),
+]
+
+
+@pytest.mark.parametrize("case", NEAR_MISSES, ids=lambda case: f"{case[0]}-{case[1]}")
+def test_near_miss_is_not_matched(engine: Engine, case: tuple[str, str]) -> None:
+    rule_id, text = case
+    assert scan_lang(engine, text) in rule(engine, rule_id).languages
+    assert rule_id not in matched_ids(engine, text)
 
 
 @pytest.mark.parametrize("case", [case for case in CASES if case[2] != MATCH], ids=_case_id)
