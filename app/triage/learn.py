@@ -45,6 +45,10 @@ from app.triage.language import load as load_languages
 from app.triage.rulebook import TABLES_DIR, Rulebook, Scan
 from app.triage.rulebook import load as load_rulebook
 
+# The folder inside a candidate model (`train --output DIR`) that keeps the rule tables it was
+# trained with, so `eval --model DIR` rates it with them.
+CANDIDATE_TABLES = "tables"
+
 
 @dataclass(frozen=True, slots=True)
 class TrainingConfig:
@@ -526,9 +530,6 @@ def build(
         log,
     )
     return save(document, arrays, directory)
-
-
-CANDIDATE_TABLES = "tables"
 
 
 def keep_tables_beside(directory: Path) -> None:
